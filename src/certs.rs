@@ -1,0 +1,1 @@
+//! Certificates (placeholder; being written).

@@ -1,0 +1,1 @@
+//! DNS forwarding (placeholder; being written).
