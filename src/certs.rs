@@ -252,8 +252,8 @@ pub enum CertError {
 
     #[error(
         "the CA key {} is not usable: {reason}; restore it from your backup (an unencrypted \
-         PKCS#8 \"PRIVATE KEY\" PEM file), or move it and ca.crt away to create a new CA \
-         ({NEW_CA_WARNING})",
+         PEM \"PRIVATE KEY\" or \"RSA PRIVATE KEY\"), or move it and ca.crt away to create \
+         a new CA ({NEW_CA_WARNING})",
         path.display()
     )]
     InvalidCaKey { path: PathBuf, reason: String },
@@ -275,8 +275,7 @@ pub enum CertError {
     DuplicateZone { zone: String },
 
     #[error(
-        "{what} {} does not exist yet; run `crdb-multiregion plan` (or apply) once without \
-         --dry-run to create it",
+        "{what} {} does not exist yet; run `crdb-multiregion plan` to create it",
         path.display()
     )]
     NotCreated { what: String, path: PathBuf },
@@ -428,10 +427,10 @@ fn ensure_certs_at(
             (ca, CertAction::Created)
         }
     };
-    if ca.not_after - now < Duration::days(LEAF_VALIDITY_DAYS) {
+    if ca.not_after - now < Duration::days(365) {
         tracing::warn!(
-            "the CA certificate {} expires on {}; new certificates end then too. Plan a new CA \
-             before that date",
+            "the CA certificate {} expires on {}, and every certificate it signs with it; plan \
+             a new CA before then",
             ca_cert_path(settings).display(),
             date(ca.not_after),
         );
@@ -534,6 +533,7 @@ fn resolve(path: &Path) -> PathBuf {
 // The CA
 
 struct Ca {
+    cert_path: PathBuf,
     crt_pem: String,
     /// The CA certificate in DER, to check leaf signatures against.
     der: Vec<u8>,
@@ -579,9 +579,9 @@ fn read_ca(settings: &CertSettings, now: OffsetDateTime) -> Result<Option<Ca>, C
             "it is not a CA certificate (basicConstraints CA is not set)".to_string(),
         ));
     }
-    let key = KeyPair::from_pem(&key_pem).map_err(|e| CertError::InvalidCaKey {
+    let key = parse_key(&key_pem).map_err(|reason| CertError::InvalidCaKey {
         path: key_path.clone(),
-        reason: e.to_string(),
+        reason,
     })?;
     if x509.public_key().raw != key.subject_public_key_info().as_slice() {
         return Err(CertError::CaKeyMismatch {
@@ -599,6 +599,7 @@ fn read_ca(settings: &CertSettings, now: OffsetDateTime) -> Result<Option<Ca>, C
     let issuer = Issuer::from_ca_cert_pem(&crt_pem, key)
         .map_err(|e| invalid_cert(format!("it cannot be used to sign certificates ({e})")))?;
     Ok(Some(Ca {
+        cert_path,
         crt_pem,
         der,
         not_after,
@@ -696,6 +697,18 @@ fn ensure_leaf(
     };
     let not_after = (now + Duration::days(LEAF_VALIDITY_DAYS)).min(ca.not_after);
     let (crt, key) = issue_leaf(ca, spec, key_type, now - BACKDATE, not_after)?;
+    // A CA whose name rcgen cannot reproduce byte for byte would make certs that
+    // Go (CockroachDB) does not chain, and a new one on every run: refuse.
+    let chains = pem_to_der(&crt).ok().and_then(|der| {
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+        not_signed_by(&cert, ca).is_none().then_some(())
+    });
+    if chains.is_none() {
+        return Err(CertError::InvalidCaCert {
+            path: ca.cert_path.clone(),
+            reason: "certificates signed with it do not chain to it".to_string(),
+        });
+    }
     write_atomically(&[
         (&spec.key_path, key.clone(), KEY_FILE_MODE),
         (&spec.crt_path, crt.clone(), CERT_FILE_MODE),
@@ -726,9 +739,9 @@ fn leaf_problem(
         Ok((_, cert)) => cert,
         Err(e) => return Some(format!("{crt_name} is not an X.509 certificate ({e})")),
     };
-    let key = match KeyPair::from_pem(key_pem) {
+    let key = match parse_key(key_pem) {
         Ok(key) => key,
-        Err(e) => return Some(format!("{key_name} is unreadable ({e})")),
+        Err(reason) => return Some(format!("{key_name} is unreadable: {reason}")),
     };
     if cert.public_key().raw != key.subject_public_key_info().as_slice() {
         return Some(format!("{key_name} does not match {crt_name}"));
@@ -884,6 +897,29 @@ fn distinguished_name(common_name: &str) -> DistinguishedName {
     dn.push(DnType::OrganizationName, ORGANIZATION);
     dn.push(DnType::CommonName, common_name);
     dn
+}
+
+/// A private key from PEM: unencrypted PKCS#8 (`PRIVATE KEY`, what we write)
+/// or PKCS#1 (`RSA PRIVATE KEY`, what `cockroach cert` writes, so that a CA
+/// made by setup.py can be kept).
+fn parse_key(pem: &str) -> Result<KeyPair, String> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::EncodePrivateKey;
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| format!("it is not a PEM file ({e})"))?;
+    match block.label.as_str() {
+        "PRIVATE KEY" => KeyPair::try_from(block.contents.as_slice()).map_err(|e| format!("{e}")),
+        "RSA PRIVATE KEY" => {
+            let key = rsa::RsaPrivateKey::from_pkcs1_der(&block.contents)
+                .map_err(|e| format!("invalid PKCS#1 RSA key ({e})"))?;
+            let der = key.to_pkcs8_der().map_err(|e| e.to_string())?;
+            KeyPair::try_from(der.as_bytes()).map_err(|e| format!("{e}"))
+        }
+        other => Err(format!(
+            "it holds a PEM {other:?} block, not an unencrypted \"PRIVATE KEY\" or \
+             \"RSA PRIVATE KEY\""
+        )),
+    }
 }
 
 /// A new random key. rcgen with the ring backend cannot generate RSA keys, so

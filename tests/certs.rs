@@ -310,6 +310,101 @@ fn openssl_accepts_rsa_2048_certs() {
     );
 }
 
+/// A CA as setup.py left it: `cockroach cert create-ca` writes a PKCS#1
+/// "RSA PRIVATE KEY" and (Go) PrintableString names. openssl makes the same.
+fn setup_py_style_ca(dir: &Path) -> CertSettings {
+    let settings = CertSettings {
+        certs_dir: dir.join("certs"),
+        ca_key_path: dir.join("my-safe-directory/ca.key"),
+        key_type: KeyType::EcdsaP256,
+    };
+    std::fs::create_dir_all(&settings.certs_dir).unwrap();
+    std::fs::create_dir_all(settings.ca_key_path.parent().unwrap()).unwrap();
+    let config = dir.join("req.cnf");
+    std::fs::write(
+        &config,
+        "[req]\ndistinguished_name = dn\nstring_mask = default\nx509_extensions = v3\n[dn]\n\
+         [v3]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n\
+         subjectKeyIdentifier = hash\n",
+    )
+    .unwrap();
+    let key = settings.ca_key_path.display().to_string();
+    openssl_ok(&["genrsa", "-traditional", "-out", &key, "2048"]);
+    openssl_ok(&[
+        "req",
+        "-config",
+        &config.display().to_string(),
+        "-x509",
+        "-new",
+        "-key",
+        &key,
+        "-subj",
+        "/O=Cockroach/CN=Cockroach CA",
+        "-days",
+        "3650",
+        "-out",
+        &settings.certs_dir.join("ca.crt").display().to_string(),
+    ]);
+    settings
+}
+
+#[test]
+fn a_ca_made_by_setup_py_is_reused_and_signs_verifiable_certs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let settings = setup_py_style_ca(tmp.path());
+    let ca_path = settings.certs_dir.join("ca.crt");
+    let ca_before = std::fs::read(&ca_path).unwrap();
+    let key_before = std::fs::read_to_string(&settings.ca_key_path).unwrap();
+    assert!(key_before.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+
+    let (bundle, report) = ensure_certs(&settings, &identities("")).unwrap();
+    assert_eq!(report.ca, CertAction::Reused);
+    assert_eq!(std::fs::read(&ca_path).unwrap(), ca_before);
+    assert_eq!(
+        std::fs::read_to_string(&settings.ca_key_path).unwrap(),
+        key_before
+    );
+    assert_eq!(bundle.ca_crt.as_bytes(), ca_before.as_slice());
+    let ca = ca_path.display().to_string();
+    for zone in ZONES {
+        let node = settings.certs_dir.join(zone).join("node.crt");
+        assert_verifies(&ca, "sslserver", &node.display().to_string());
+    }
+    // Issuer names are byte-identical to the CA's subject (PrintableString),
+    // which Go's chain building needs.
+    let subject = openssl_ok(&[
+        "x509",
+        "-noout",
+        "-subject",
+        "-nameopt",
+        "dump_all,dump_der",
+        "-in",
+        &ca,
+    ]);
+    let issuer = openssl_ok(&[
+        "x509",
+        "-noout",
+        "-issuer",
+        "-nameopt",
+        "dump_all,dump_der",
+        "-in",
+        &settings
+            .certs_dir
+            .join("client.root.crt")
+            .display()
+            .to_string(),
+    ]);
+    assert!(subject.contains("#1309436F636B726F616368"), "{subject}");
+    assert_eq!(
+        subject.trim_start_matches("subject="),
+        issuer.trim_start_matches("issuer=")
+    );
+
+    let (_, report) = ensure_certs(&settings, &identities("")).unwrap();
+    assert_eq!(report.client_root, CertAction::Reused);
+    assert!(report.nodes.values().all(|a| *a == CertAction::Reused));
+}
+
 // --- rustls
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
