@@ -1,0 +1,117 @@
+//! Command-line types (clap). Doc comments are the help text; no behaviour
+//! here beyond handing the parsed command to [`crate::commands`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Flavor;
+
+/// A simulated federation of Kubernetes API servers on 127.0.0.1.
+#[derive(Debug, Parser)]
+#[command(name = "kube-sim", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the clusters, print `ready <kubeconfig>` on stdout, run until SIGINT/SIGTERM.
+    Up(UpArgs),
+    /// Change the faults of a running cluster through its control endpoint.
+    Faults(FaultArgs),
+    /// Print (or clear) a running cluster's request log as JSON.
+    Requests(RequestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Zones, comma-separated; each `zone` or `zone=context`.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub zones: Vec<String>,
+    /// gke, eks, aks or generic.
+    #[arg(long, default_value = "generic")]
+    pub flavor: Flavor,
+    /// Where to write the kubeconfig.
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+    /// Latency added to every API request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Delay before a LoadBalancer Service gets its address, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub lb_delay_ms: u64,
+    /// Probability (0..=1) that an API request fails with --error-code.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Status code of injected errors: 429, 500, 503 or 504.
+    #[arg(long, default_value_t = 503)]
+    pub error_code: u16,
+    /// Retry-After (seconds) sent with injected errors.
+    #[arg(long)]
+    pub retry_after_secs: Option<u64>,
+    /// LoadBalancer Services never get an address.
+    #[arg(long)]
+    pub lb_never_ready: bool,
+    /// How long a terminating namespace lingers, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub namespace_delete_delay_ms: u64,
+    /// Delay before a new pod is Running and Ready, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub pod_ready_delay_ms: u64,
+    /// How long a Job's pod runs, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub job_duration_ms: u64,
+    /// Seed user DNS customisations (stub domain acme.internal -> 10.99.0.10).
+    #[arg(long)]
+    pub seed_user_dns: bool,
+    /// Address of the control endpoint.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub control_addr: SocketAddr,
+    /// Address of the UDP DNS responder for EKS LB hostnames.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub dns_addr: SocketAddr,
+    /// Also write a JSON description of the running federation here.
+    #[arg(long)]
+    pub state_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    /// Control endpoint URL, as printed by `kube-sim up` (http://127.0.0.1:PORT).
+    #[arg(long, env = "KUBE_SIM_CONTROL")]
+    pub control: String,
+    /// Zone (or context) of the cluster.
+    #[arg(long)]
+    pub zone: String,
+    #[arg(long)]
+    pub latency_ms: Option<u64>,
+    #[arg(long)]
+    pub error_rate: Option<f64>,
+    #[arg(long)]
+    pub error_code: Option<u16>,
+    #[arg(long)]
+    pub retry_after_secs: Option<u64>,
+    /// Close (true) or reopen (false) the cluster's listener.
+    #[arg(long)]
+    pub down: Option<bool>,
+    #[arg(long)]
+    pub lb_never_ready: Option<bool>,
+    #[arg(long)]
+    pub namespace_delete_delay_ms: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// Control endpoint URL, as printed by `kube-sim up`.
+    #[arg(long, env = "KUBE_SIM_CONTROL")]
+    pub control: String,
+    /// Zone (or context) of the cluster.
+    #[arg(long)]
+    pub zone: String,
+    /// Clear the log instead of printing it.
+    #[arg(long)]
+    pub clear: bool,
+}

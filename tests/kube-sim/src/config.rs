@@ -1,0 +1,166 @@
+//! Plain data shared by the Rust API, the CLI and the control endpoint:
+//! cluster flavours, fault settings and request-log records. No behaviour.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Which managed Kubernetes a simulated cluster imitates (what `kube-system`
+/// holds and how LoadBalancer addresses look).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// kube-dns Deployment and ConfigMap `kube-dns`; LB IPs.
+    Gke,
+    /// CoreDNS with ConfigMap `coredns`; LB hostnames.
+    Eks,
+    /// CoreDNS with ConfigMaps `coredns` and `coredns-custom`; LB IPs.
+    Aks,
+    /// CoreDNS with ConfigMap `coredns`; LB IPs.
+    #[default]
+    Generic,
+}
+
+impl FromStr for Flavor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "gke" => Ok(Flavor::Gke),
+            "eks" => Ok(Flavor::Eks),
+            "aks" => Ok(Flavor::Aks),
+            "generic" => Ok(Flavor::Generic),
+            other => Err(format!(
+                "unknown flavor {other:?}: expected gke, eks, aks or generic"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Flavor::Gke => "gke",
+            Flavor::Eks => "eks",
+            Flavor::Aks => "aks",
+            Flavor::Generic => "generic",
+        })
+    }
+}
+
+/// Default delay before a terminating namespace is emptied and removed.
+pub const DEFAULT_NAMESPACE_DELETE_DELAY: Duration = Duration::from_millis(200);
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+mod opt_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs()),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_secs))
+    }
+}
+
+/// Faults of one simulated cluster. Settable at start (builder, CLI flags)
+/// and at run time ([`crate::Cluster::set_faults`], the control endpoint).
+/// JSON field names (control endpoint) are given in brackets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Added before every API request is answered (`latency_ms`).
+    #[serde(rename = "latency_ms", with = "millis")]
+    pub latency: Duration,
+    /// Probability in 0..=1 that an API request fails with `error_code` (`error_rate`).
+    pub error_rate: f64,
+    /// 429, 500, 503 or 504 (`error_code`, default 503).
+    pub error_code: u16,
+    /// `Retry-After` header on injected errors (`retry_after_secs`).
+    #[serde(rename = "retry_after_secs", with = "opt_secs")]
+    pub retry_after: Option<Duration>,
+    /// The listener is closed and open connections dropped: connections are
+    /// refused until this is cleared; the server comes back on the same port (`down`).
+    pub down: bool,
+    /// LoadBalancer Services never get an address (`lb_never_ready`).
+    pub lb_never_ready: bool,
+    /// How long a terminating namespace stays before its contents and it
+    /// are removed (`namespace_delete_delay_ms`, default 200).
+    #[serde(rename = "namespace_delete_delay_ms", with = "millis")]
+    pub namespace_delete_delay: Duration,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            latency: Duration::ZERO,
+            error_rate: 0.0,
+            error_code: 503,
+            retry_after: None,
+            down: false,
+            lb_never_ready: false,
+            namespace_delete_delay: DEFAULT_NAMESPACE_DELETE_DELAY,
+        }
+    }
+}
+
+/// One answered API request of a simulated cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    /// The raw query string (without `?`).
+    pub query: String,
+    pub status: u16,
+    #[serde(rename = "duration_ms", with = "millis")]
+    pub duration: Duration,
+    /// True when a write stored a new version (a new resourceVersion);
+    /// false for reads, no-op writes (an identical re-apply), dry runs and errors.
+    pub changed: bool,
+    /// The field manager (or user agent) that made the request.
+    pub client: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_json_round_trip() {
+        let f = Faults {
+            latency: Duration::from_millis(5),
+            retry_after: Some(Duration::from_secs(2)),
+            ..Faults::default()
+        };
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(v["latency_ms"], 5);
+        assert_eq!(v["retry_after_secs"], 2);
+        let back: Faults = serde_json::from_value(v).unwrap();
+        assert_eq!(back, f);
+        let partial: Faults = serde_json::from_str(r#"{"down": true}"#).unwrap();
+        assert!(partial.down);
+        assert_eq!(partial.error_code, 503);
+    }
+
+    #[test]
+    fn flavor_parses() {
+        assert_eq!("GKE".parse::<Flavor>().unwrap(), Flavor::Gke);
+        assert!("k3s".parse::<Flavor>().is_err());
+    }
+}

@@ -1,0 +1,742 @@
+//! The simulated control plane of one cluster: a loop that every 50 ms
+//! reconciles namespaces (termination, default ServiceAccount), garbage
+//! collection, StatefulSets, Deployments (counting rollouts), Jobs, pod
+//! phases, cloud LoadBalancers and Endpoints. Writes go through
+//! [`Store::put_internal`]; this module must not answer HTTP.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::cluster::{ClusterShared, Timing};
+use crate::config::Flavor;
+use crate::resources::idx;
+use crate::selectors::LabelSelector;
+use crate::store::{Store, fnv, name_of, name_suffix, now_rfc3339, uid_of};
+
+pub const TICK: Duration = Duration::from_millis(50);
+
+#[derive(Default)]
+pub struct CtlState {
+    first_seen: HashMap<String, Instant>,
+    deploy_hash: HashMap<(String, String), String>,
+    ns_initialized: HashSet<String>,
+}
+
+impl CtlState {
+    fn seen(&mut self, uid: &str, now: Instant) -> Duration {
+        now.duration_since(*self.first_seen.entry(uid.to_string()).or_insert(now))
+    }
+}
+
+pub async fn run(shared: Arc<ClusterShared>) {
+    let mut state = CtlState::default();
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        reconcile(&shared, &mut state, Instant::now());
+    }
+}
+
+pub fn node_name(zone: &str) -> String {
+    let z: String = zone
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("{}-node-0", z.trim_matches('-'))
+}
+
+pub fn reconcile(shared: &ClusterShared, st: &mut CtlState, now: Instant) {
+    let faults = shared.faults();
+    let timing = shared.timing();
+    let node = node_name(&shared.zone);
+    let mut store = shared.store();
+    namespaces(
+        &mut store,
+        st,
+        now,
+        faults.namespace_delete_delay,
+        &shared.ca_pem,
+    );
+    store.collect_garbage();
+    statefulsets(&mut store, &node);
+    deployments(&mut store, st, shared, &node);
+    jobs(&mut store, &node);
+    pods(&mut store, st, now, timing, &node);
+    load_balancers(
+        &mut store,
+        st,
+        now,
+        timing.lb_delay,
+        faults.lb_never_ready,
+        shared.flavor,
+    );
+    endpoints(&mut store);
+    if st.first_seen.len() > 10_000 {
+        let live: HashSet<String> = store.all().map(|(_, v)| uid_of(v).to_string()).collect();
+        st.first_seen.retain(|uid, _| live.contains(uid));
+    }
+}
+
+fn namespaces(store: &mut Store, st: &mut CtlState, now: Instant, delay: Duration, ca_pem: &str) {
+    for ns in store.list(idx::NAMESPACE, None) {
+        let name = name_of(&ns).to_string();
+        let uid = uid_of(&ns).to_string();
+        if ns.pointer("/metadata/deletionTimestamp").is_some() {
+            if st.seen(&uid, now) >= delay {
+                store.purge_namespace(&name);
+            }
+        } else if st.ns_initialized.insert(uid) {
+            if store.get(idx::SERVICEACCOUNT, &name, "default").is_none() {
+                store.put_internal(
+                    idx::SERVICEACCOUNT,
+                    &name,
+                    json!({"metadata": {"name": "default"}}),
+                );
+            }
+            if store
+                .get(idx::CONFIGMAP, &name, "kube-root-ca.crt")
+                .is_none()
+            {
+                store.put_internal(
+                    idx::CONFIGMAP,
+                    &name,
+                    json!({"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": ca_pem}}),
+                );
+            }
+        }
+    }
+}
+
+fn owner_ref(kind: &str, api_version: &str, obj: &Value) -> Value {
+    json!({
+        "apiVersion": api_version, "kind": kind, "name": name_of(obj), "uid": uid_of(obj),
+        "controller": true, "blockOwnerDeletion": true,
+    })
+}
+
+fn owned_by(obj: &Value, uid: &str) -> bool {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+fn template_hash(tmpl: &Value) -> String {
+    format!("{:010x}", fnv(tmpl.to_string().as_bytes()) & 0xff_ffff_ffff)
+}
+
+fn pod_from_template(
+    tmpl: &Value,
+    ns: &str,
+    name: &str,
+    labels: &[(&str, String)],
+    owner: Value,
+) -> Value {
+    let mut md = tmpl.get("metadata").cloned().unwrap_or(json!({}));
+    if !md.is_object() {
+        md = json!({});
+    }
+    md["name"] = json!(name);
+    md["namespace"] = json!(ns);
+    if !md.get("labels").is_some_and(Value::is_object) {
+        md["labels"] = json!({});
+    }
+    for (k, v) in labels {
+        md["labels"][*k] = json!(v);
+    }
+    md["ownerReferences"] = json!([owner]);
+    if let Some(m) = md.as_object_mut() {
+        m.remove("generateName");
+        m.remove("creationTimestamp");
+    }
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": md,
+        "spec": tmpl.get("spec").cloned().unwrap_or(json!({})),
+        "status": {"phase": "Pending"},
+    })
+}
+
+fn owned_pods(store: &Store, ns: &str, uid: &str) -> Vec<Arc<Value>> {
+    store
+        .list(idx::POD, Some(ns))
+        .into_iter()
+        .filter(|p| owned_by(p, uid))
+        .collect()
+}
+
+fn with_status(obj: &Value, status: Value) -> Value {
+    let mut o = obj.clone();
+    o["status"] = status;
+    o
+}
+
+fn statefulsets(store: &mut Store, _node: &str) {
+    for sts in store.list(idx::STATEFULSET, None) {
+        let ns = sts["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = name_of(&sts).to_string();
+        let uid = uid_of(&sts).to_string();
+        let replicas = sts
+            .pointer("/spec/replicas")
+            .and_then(Value::as_u64)
+            .unwrap_or(1) as usize;
+        let parallel = sts
+            .pointer("/spec/podManagementPolicy")
+            .and_then(Value::as_str)
+            == Some("Parallel");
+        let on_delete = sts
+            .pointer("/spec/updateStrategy/type")
+            .and_then(Value::as_str)
+            == Some("OnDelete");
+        let tmpl = sts.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let revision = format!("{name}-{}", template_hash(&tmpl));
+        let claims: Vec<Value> = sts
+            .pointer("/spec/volumeClaimTemplates")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let selector_labels = sts
+            .pointer("/spec/selector/matchLabels")
+            .cloned()
+            .unwrap_or(json!({}));
+
+        for i in 0..replicas {
+            for claim in &claims {
+                let claim_name = claim
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("data");
+                let pvc_name = format!("{claim_name}-{name}-{i}");
+                if store.get(idx::PVC, &ns, &pvc_name).is_none() {
+                    let mut labels = claim
+                        .pointer("/metadata/labels")
+                        .cloned()
+                        .unwrap_or(json!({}));
+                    if let (Some(l), Some(sel)) =
+                        (labels.as_object_mut(), selector_labels.as_object())
+                    {
+                        for (k, v) in sel {
+                            l.insert(k.clone(), v.clone());
+                        }
+                    }
+                    let spec = claim.get("spec").cloned().unwrap_or(json!({}));
+                    let storage = spec
+                        .pointer("/resources/requests/storage")
+                        .cloned()
+                        .unwrap_or(json!("1Gi"));
+                    let modes = spec
+                        .get("accessModes")
+                        .cloned()
+                        .unwrap_or(json!(["ReadWriteOnce"]));
+                    store.put_internal(
+                        idx::PVC,
+                        &ns,
+                        json!({
+                            "metadata": {"name": pvc_name, "namespace": ns, "labels": labels},
+                            "spec": spec,
+                            "status": {"phase": "Bound", "accessModes": modes, "capacity": {"storage": storage}},
+                        }),
+                    );
+                }
+            }
+        }
+
+        let mut pods: BTreeMap<usize, Arc<Value>> = BTreeMap::new();
+        for p in owned_pods(store, &ns, &uid) {
+            if let Some(i) = name_of(&p)
+                .strip_prefix(&format!("{name}-"))
+                .and_then(|s| s.parse::<usize>().ok())
+            {
+                pods.insert(i, p);
+            }
+        }
+        for (i, p) in &pods {
+            if *i >= replicas {
+                store.delete_internal(idx::POD, &ns, name_of(p));
+            }
+        }
+        pods.retain(|i, _| *i < replicas);
+        for i in 0..replicas {
+            match pods.get(&i) {
+                Some(p) => {
+                    if !parallel && !is_ready(p) {
+                        break;
+                    }
+                }
+                None => {
+                    let pod_name = format!("{name}-{i}");
+                    let mut pod = pod_from_template(
+                        &tmpl,
+                        &ns,
+                        &pod_name,
+                        &[
+                            ("statefulset.kubernetes.io/pod-name", pod_name.clone()),
+                            ("controller-revision-hash", revision.clone()),
+                            ("apps.kubernetes.io/pod-index", i.to_string()),
+                        ],
+                        owner_ref("StatefulSet", "apps/v1", &sts),
+                    );
+                    pod["spec"]["hostname"] = json!(pod_name);
+                    if let Some(svc) = sts.pointer("/spec/serviceName").and_then(Value::as_str) {
+                        pod["spec"]["subdomain"] = json!(svc);
+                    }
+                    if !claims.is_empty() {
+                        let mut vols = pod["spec"]["volumes"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default();
+                        for claim in &claims {
+                            let cn = claim
+                                .pointer("/metadata/name")
+                                .and_then(Value::as_str)
+                                .unwrap_or("data");
+                            if !vols.iter().any(|v| v["name"] == cn) {
+                                vols.push(json!({"name": cn, "persistentVolumeClaim": {"claimName": format!("{cn}-{name}-{i}")}}));
+                            }
+                        }
+                        pod["spec"]["volumes"] = json!(vols);
+                    }
+                    store.put_internal(idx::POD, &ns, pod);
+                    if !parallel {
+                        break;
+                    }
+                }
+            }
+        }
+        let pods: Vec<Arc<Value>> = owned_pods(store, &ns, &uid);
+        let rev_of = |p: &Value| {
+            p.pointer("/metadata/labels/controller-revision-hash")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let all_ready = pods.len() == replicas && pods.iter().all(|p| is_ready(p));
+        if all_ready && !on_delete {
+            if let Some(stale) = pods.iter().rev().find(|p| rev_of(p) != revision) {
+                store.delete_internal(idx::POD, &ns, name_of(stale));
+            }
+        }
+        let pods: Vec<Arc<Value>> = owned_pods(store, &ns, &uid);
+        let ready = pods.iter().filter(|p| is_ready(p)).count();
+        let updated = pods.iter().filter(|p| rev_of(p) == revision).count();
+        let current_revision = if updated == replicas && pods.len() == replicas {
+            revision.clone()
+        } else {
+            sts.pointer("/status/currentRevision")
+                .and_then(Value::as_str)
+                .unwrap_or(&revision)
+                .to_string()
+        };
+        let current = pods
+            .iter()
+            .filter(|p| rev_of(p) == current_revision)
+            .count();
+        let status = json!({
+            "observedGeneration": sts.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+            "replicas": pods.len(),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "currentReplicas": current,
+            "updatedReplicas": updated,
+            "currentRevision": current_revision,
+            "updateRevision": revision,
+            "collisionCount": 0,
+        });
+        store.put_internal(idx::STATEFULSET, &ns, with_status(&sts, status));
+    }
+}
+
+fn deployments(store: &mut Store, st: &mut CtlState, shared: &ClusterShared, _node: &str) {
+    for d in store.list(idx::DEPLOYMENT, None) {
+        let ns = d["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = name_of(&d).to_string();
+        let uid = uid_of(&d).to_string();
+        let replicas = d
+            .pointer("/spec/replicas")
+            .and_then(Value::as_u64)
+            .unwrap_or(1) as usize;
+        let tmpl = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let hash = template_hash(&tmpl);
+        let key = (ns.clone(), name.clone());
+        if let Some(prev) = st.deploy_hash.get(&key) {
+            if *prev != hash {
+                shared.add_rollout(&ns, &name);
+            }
+        }
+        st.deploy_hash.insert(key, hash.clone());
+        let hash_of = |p: &Value| {
+            p.pointer("/metadata/labels/pod-template-hash")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let pods = owned_pods(store, &ns, &uid);
+        let (new, old): (Vec<_>, Vec<_>) = pods.into_iter().partition(|p| hash_of(p) == hash);
+        for extra in new.iter().skip(replicas) {
+            store.delete_internal(idx::POD, &ns, name_of(extra));
+        }
+        for _ in new.len()..replicas {
+            let seq = store.next_seq();
+            let pod_name = format!("{name}-{hash}-{}", name_suffix(seq));
+            let pod = pod_from_template(
+                &tmpl,
+                &ns,
+                &pod_name,
+                &[("pod-template-hash", hash.clone())],
+                owner_ref("Deployment", "apps/v1", &d),
+            );
+            store.put_internal(idx::POD, &ns, pod);
+        }
+        let new_ready = new.iter().take(replicas).filter(|p| is_ready(p)).count();
+        if new_ready >= replicas {
+            for p in &old {
+                store.delete_internal(idx::POD, &ns, name_of(p));
+            }
+        }
+        let pods = owned_pods(store, &ns, &uid);
+        let ready = pods.iter().filter(|p| is_ready(p)).count();
+        let updated = pods.iter().filter(|p| hash_of(p) == hash).count();
+        let available = ready >= replicas;
+        let complete = updated == replicas && pods.len() == replicas && available;
+        let mut status = json!({
+            "observedGeneration": d.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+            "replicas": pods.len(),
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "conditions": [
+                {"type": "Available", "status": if available { "True" } else { "False" },
+                 "reason": if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }},
+                {"type": "Progressing", "status": "True",
+                 "reason": if complete { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" }},
+            ],
+        });
+        if pods.len() > ready {
+            status["unavailableReplicas"] = json!(pods.len() - ready);
+        }
+        store.put_internal(idx::DEPLOYMENT, &ns, with_status(&d, status));
+    }
+}
+
+fn jobs(store: &mut Store, _node: &str) {
+    for job in store.list(idx::JOB, None) {
+        let done = job
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Complete" && c["status"] == "True")
+            });
+        if done {
+            continue;
+        }
+        let ns = job["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = name_of(&job).to_string();
+        let uid = uid_of(&job).to_string();
+        let pods = owned_pods(store, &ns, &uid);
+        let start = job
+            .pointer("/status/startTime")
+            .cloned()
+            .unwrap_or_else(|| json!(now_rfc3339()));
+        if pods.is_empty() {
+            let tmpl = job.pointer("/spec/template").cloned().unwrap_or(json!({}));
+            let seq = store.next_seq();
+            let pod = pod_from_template(
+                &tmpl,
+                &ns,
+                &format!("{name}-{}", name_suffix(seq)),
+                &[
+                    ("job-name", name.clone()),
+                    ("batch.kubernetes.io/job-name", name.clone()),
+                    ("controller-uid", uid.clone()),
+                    ("batch.kubernetes.io/controller-uid", uid.clone()),
+                ],
+                owner_ref("Job", "batch/v1", &job),
+            );
+            store.put_internal(idx::POD, &ns, pod);
+            store.put_internal(
+                idx::JOB,
+                &ns,
+                with_status(
+                    &job,
+                    json!({"active": 1, "ready": 0, "startTime": start, "terminating": 0}),
+                ),
+            );
+            continue;
+        }
+        let succeeded = pods
+            .iter()
+            .any(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Succeeded"));
+        if succeeded {
+            let now = now_rfc3339();
+            store.put_internal(
+                idx::JOB,
+                &ns,
+                with_status(
+                    &job,
+                    json!({
+                        "startTime": start, "completionTime": now, "succeeded": 1, "ready": 0, "terminating": 0,
+                        "conditions": [
+                            {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
+                             "lastProbeTime": now, "lastTransitionTime": now},
+                            {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+                             "lastProbeTime": now, "lastTransitionTime": now},
+                        ],
+                    }),
+                ),
+            );
+        } else {
+            let ready = pods.iter().filter(|p| is_ready(p)).count();
+            store.put_internal(
+                idx::JOB,
+                &ns,
+                with_status(
+                    &job,
+                    json!({"active": 1, "ready": ready, "startTime": start, "terminating": 0}),
+                ),
+            );
+        }
+    }
+}
+
+fn is_job_pod(pod: &Value) -> bool {
+    pod.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|r| r.iter().any(|r| r["kind"] == "Job"))
+}
+
+fn container_statuses(pod: &Value, running: bool, started_at: &str) -> Value {
+    let containers = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let list: Vec<Value> = containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let state = if running {
+                json!({"running": {"startedAt": started_at}})
+            } else {
+                json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started_at, "finishedAt": now_rfc3339()}})
+            };
+            json!({
+                "name": c["name"], "image": c["image"], "imageID": "",
+                "containerID": format!("containerd://{:064x}", fnv(format!("{}{i}", uid_of(pod)).as_bytes())),
+                "ready": running, "started": running, "restartCount": 0, "state": state,
+            })
+        })
+        .collect();
+    json!(list)
+}
+
+fn conditions(ready: bool) -> Value {
+    let r = if ready { "True" } else { "False" };
+    json!([
+        {"type": "PodReadyToStartContainers", "status": "True"},
+        {"type": "Initialized", "status": "True"},
+        {"type": "Ready", "status": r},
+        {"type": "ContainersReady", "status": r},
+        {"type": "PodScheduled", "status": "True"},
+    ])
+}
+
+fn pods(store: &mut Store, st: &mut CtlState, now: Instant, timing: Timing, node: &str) {
+    let node_ip = store.net.node_ip().to_string();
+    for pod in store.list(idx::POD, None) {
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("Pending");
+        let age = st.seen(uid_of(&pod), now);
+        let ns = pod["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = name_of(&pod).to_string();
+        match phase {
+            "Pending" if age >= timing.pod_ready_delay => {
+                let ip = store.net.pod_ip(&ns, &name).to_string();
+                let started = now_rfc3339();
+                let mut p = (*pod).clone();
+                if p.pointer("/spec/nodeName").is_none() {
+                    p["spec"]["nodeName"] = json!(node);
+                }
+                p["status"] = json!({
+                    "phase": "Running",
+                    "conditions": conditions(true),
+                    "hostIP": node_ip, "hostIPs": [{"ip": node_ip}],
+                    "podIP": ip, "podIPs": [{"ip": ip}],
+                    "startTime": started,
+                    "qosClass": "BestEffort",
+                    "containerStatuses": container_statuses(&pod, true, &started),
+                });
+                store.put_internal(idx::POD, &ns, p);
+            }
+            "Running"
+                if is_job_pod(&pod) && age >= timing.pod_ready_delay + timing.job_duration =>
+            {
+                let mut p = (*pod).clone();
+                let started = p
+                    .pointer("/status/startTime")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                p["status"]["phase"] = json!("Succeeded");
+                p["status"]["conditions"] = conditions(false);
+                p["status"]["containerStatuses"] = container_statuses(&pod, false, &started);
+                store.put_internal(idx::POD, &ns, p);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn load_balancers(
+    store: &mut Store,
+    st: &mut CtlState,
+    now: Instant,
+    delay: Duration,
+    never: bool,
+    flavor: Flavor,
+) {
+    for svc in store.list(idx::SERVICE, None) {
+        let ns = svc["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = name_of(&svc).to_string();
+        let is_lb = svc.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
+        let has_ingress = svc
+            .pointer("/status/loadBalancer/ingress")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        if !is_lb {
+            if has_ingress {
+                store.put_internal(
+                    idx::SERVICE,
+                    &ns,
+                    with_status(&svc, json!({"loadBalancer": {}})),
+                );
+            }
+            continue;
+        }
+        let age = st.seen(&format!("lb/{}", uid_of(&svc)), now);
+        if has_ingress || never || age < delay {
+            continue;
+        }
+        let ip = store.net.lb_ip(&ns, &name);
+        let ingress = if flavor == Flavor::Eks {
+            json!([{"hostname": crate::dns::lb_hostname(ip)}])
+        } else {
+            json!([{"ip": ip.to_string(), "ipMode": "VIP"}])
+        };
+        store.put_internal(
+            idx::SERVICE,
+            &ns,
+            with_status(&svc, json!({"loadBalancer": {"ingress": ingress}})),
+        );
+    }
+}
+
+fn endpoints(store: &mut Store) {
+    for svc in store.list(idx::SERVICE, None) {
+        let Some(sel) = svc
+            .pointer("/spec/selector")
+            .filter(|s| s.as_object().is_some_and(|m| !m.is_empty()))
+        else {
+            continue;
+        };
+        let ns = svc["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = name_of(&svc).to_string();
+        let selector = LabelSelector::from_object(&json!({"matchLabels": sel}));
+        let mut ready = Vec::new();
+        let mut not_ready = Vec::new();
+        for p in store.list(idx::POD, Some(&ns)) {
+            let Some(ip) = p.pointer("/status/podIP").and_then(Value::as_str) else {
+                continue;
+            };
+            if !selector.matches(&p) {
+                continue;
+            }
+            let addr = json!({
+                "ip": ip,
+                "nodeName": p.pointer("/spec/nodeName").cloned().unwrap_or(Value::Null),
+                "targetRef": {"kind": "Pod", "namespace": ns, "name": name_of(&p), "uid": uid_of(&p)},
+            });
+            if is_ready(&p) {
+                ready.push(addr)
+            } else {
+                not_ready.push(addr)
+            }
+        }
+        let ports: Vec<Value> = svc
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| {
+                        let port = p.get("targetPort").filter(|t| t.is_u64()).unwrap_or(&p["port"]).clone();
+                        let mut e = json!({"port": port, "protocol": p.get("protocol").cloned().unwrap_or(json!("TCP"))});
+                        if let Some(n) = p.get("name") {
+                            e["name"] = n.clone();
+                        }
+                        e
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns}});
+        if let Some(l) = svc.pointer("/metadata/labels") {
+            ep["metadata"]["labels"] = l.clone();
+        }
+        if !ready.is_empty() || !not_ready.is_empty() {
+            let mut subset = json!({"ports": ports});
+            if !ready.is_empty() {
+                subset["addresses"] = json!(ready);
+            }
+            if !not_ready.is_empty() {
+                subset["notReadyAddresses"] = json!(not_ready);
+            }
+            ep["subsets"] = json!([subset]);
+        }
+        if let Some(old) = store.get(idx::ENDPOINTS, &ns, &name) {
+            let mut cand = (*old).clone();
+            cand["subsets"] = ep.get("subsets").cloned().unwrap_or(Value::Null);
+            if cand.get("subsets") == Some(&Value::Null) {
+                cand.as_object_mut().expect("object").remove("subsets");
+            }
+            if cand == *old {
+                continue;
+            }
+            store.put_internal(idx::ENDPOINTS, &ns, cand);
+        } else {
+            store.put_internal(idx::ENDPOINTS, &ns, ep);
+        }
+    }
+}

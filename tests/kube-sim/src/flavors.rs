@@ -1,0 +1,240 @@
+//! What a fresh cluster of each flavour holds: the default namespaces, one
+//! node, and `kube-system` DNS objects shaped like GKE's kube-dns or
+//! EKS/AKS/upstream CoreDNS, optionally with user DNS customisations that
+//! the product must never destroy. Seeds through the store; no timing.
+
+use serde_json::{Value, json};
+
+use crate::config::Flavor;
+use crate::resources::idx;
+use crate::store::Store;
+
+/// The user DNS customisation seeded with `seed_user_dns`: a stub domain
+/// served by 10.99.0.10.
+pub const USER_STUB_DOMAIN: &str = "acme.internal";
+pub const USER_STUB_SERVER: &str = "10.99.0.10";
+
+/// The field manager that owns seeded add-on objects.
+pub const ADDON_MANAGER: &str = "kube-addon-manager";
+/// The field manager that owns seeded user DNS customisations.
+pub const USER_MANAGER: &str = "kubectl-edit";
+
+pub const STANDARD_COREFILE: &str = ".:53 {
+    errors
+    health {
+        lameduck 5s
+    }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 30
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+";
+
+pub const AKS_COREFILE: &str = ".:53 {
+    errors
+    ready
+    health {
+        lameduck 5s
+    }
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 30
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf
+    cache 30
+    loop
+    reload
+    loadbalance
+    import custom/*.override
+}
+import custom/*.server
+";
+
+pub fn user_server_block() -> String {
+    format!(
+        "{USER_STUB_DOMAIN}:53 {{\n    errors\n    cache 30\n    forward . {USER_STUB_SERVER}\n}}\n"
+    )
+}
+
+fn dns_deployment(name: &str, flavor: Flavor) -> Value {
+    let containers = if flavor == Flavor::Gke {
+        json!([
+            {"name": "kubedns", "image": "gke.gcr.io/k8s-dns-kube-dns:1.23.0-gke.9",
+             "args": ["--domain=cluster.local.", "--dns-port=10053", "--config-dir=/kube-dns-config"],
+             "ports": [{"containerPort": 10053, "name": "dns-local", "protocol": "UDP"}]},
+            {"name": "dnsmasq", "image": "gke.gcr.io/k8s-dns-dnsmasq-nanny:1.23.0-gke.9",
+             "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"},
+                       {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"}]},
+            {"name": "sidecar", "image": "gke.gcr.io/k8s-dns-sidecar:1.23.0-gke.9"}
+        ])
+    } else {
+        json!([
+            {"name": "coredns", "image": "registry.k8s.io/coredns/coredns:v1.11.3",
+             "args": ["-conf", "/etc/coredns/Corefile"],
+             "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"},
+                       {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"},
+                       {"containerPort": 9153, "name": "metrics", "protocol": "TCP"}]}
+        ])
+    };
+    let mut labels = json!({"k8s-app": "kube-dns"});
+    if flavor == Flavor::Eks {
+        labels["eks.amazonaws.com/component"] = json!("coredns");
+    }
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "kube-system", "labels": labels},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "10%", "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": containers, "dnsPolicy": "Default", "priorityClassName": "system-cluster-critical"},
+            },
+        },
+    })
+}
+
+/// Seed a fresh cluster.
+pub fn seed(store: &mut Store, flavor: Flavor, zone: &str, region: &str, seed_user_dns: bool) {
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        store.put_internal(idx::NAMESPACE, "", json!({"metadata": {"name": ns}}));
+    }
+    let node = crate::controllers::node_name(zone);
+    let node_ip = store.net.node_ip().to_string();
+    let pod_cidr = store.net.pod_cidr();
+    store.put_internal(
+        idx::NODE,
+        "",
+        json!({
+            "metadata": {"name": node, "labels": {
+                "kubernetes.io/hostname": node, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                "topology.kubernetes.io/zone": zone, "topology.kubernetes.io/region": region,
+            }},
+            "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+                "addresses": [{"type": "InternalIP", "address": node_ip}, {"type": "Hostname", "address": node}],
+                "nodeInfo": {"kubeletVersion": "v1.33.0-kube-sim", "architecture": "amd64", "operatingSystem": "linux"},
+            },
+        }),
+    );
+    let dns_ip = store.net.dns_service_ip().to_string();
+    let dns_name = if flavor == Flavor::Gke {
+        "kube-dns"
+    } else {
+        "coredns"
+    };
+    let put = |store: &mut Store, res: usize, obj: Value, manager: &str| {
+        store
+            .put_as(res, "kube-system", obj, manager)
+            .expect("seed objects are valid");
+    };
+    put(
+        store,
+        idx::DEPLOYMENT,
+        dns_deployment(dns_name, flavor),
+        ADDON_MANAGER,
+    );
+    let mut svc_labels = json!({"k8s-app": "kube-dns", "kubernetes.io/name": if flavor == Flavor::Gke { "KubeDNS" } else { "CoreDNS" }});
+    if flavor == Flavor::Eks {
+        svc_labels["eks.amazonaws.com/component"] = json!("kube-dns");
+    }
+    put(
+        store,
+        idx::SERVICE,
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": svc_labels},
+            "spec": {
+                "clusterIP": dns_ip,
+                "selector": {"k8s-app": "kube-dns"},
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                ],
+            },
+        }),
+        ADDON_MANAGER,
+    );
+    let cm = |name: &str, data: Value| {
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "kube-system",
+                         "labels": {"addonmanager.kubernetes.io/mode": "EnsureExists"}},
+            "data": data,
+        })
+    };
+    match flavor {
+        Flavor::Gke => {
+            put(
+                store,
+                idx::CONFIGMAP,
+                cm("kube-dns", json!({})),
+                ADDON_MANAGER,
+            );
+            if seed_user_dns {
+                let stub = json!({USER_STUB_DOMAIN: [USER_STUB_SERVER]}).to_string();
+                put(
+                    store,
+                    idx::CONFIGMAP,
+                    cm("kube-dns", json!({"stubDomains": stub})),
+                    USER_MANAGER,
+                );
+            }
+        }
+        Flavor::Eks | Flavor::Generic => {
+            put(
+                store,
+                idx::CONFIGMAP,
+                cm("coredns", json!({"Corefile": STANDARD_COREFILE})),
+                ADDON_MANAGER,
+            );
+            if seed_user_dns {
+                let corefile = format!("{STANDARD_COREFILE}{}", user_server_block());
+                put(
+                    store,
+                    idx::CONFIGMAP,
+                    cm("coredns", json!({"Corefile": corefile})),
+                    USER_MANAGER,
+                );
+            }
+        }
+        Flavor::Aks => {
+            put(
+                store,
+                idx::CONFIGMAP,
+                cm("coredns", json!({"Corefile": AKS_COREFILE})),
+                ADDON_MANAGER,
+            );
+            put(
+                store,
+                idx::CONFIGMAP,
+                cm("coredns-custom", json!({})),
+                ADDON_MANAGER,
+            );
+            if seed_user_dns {
+                put(
+                    store,
+                    idx::CONFIGMAP,
+                    cm(
+                        "coredns-custom",
+                        json!({"user.server": user_server_block()}),
+                    ),
+                    USER_MANAGER,
+                );
+            }
+        }
+    }
+}
