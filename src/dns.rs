@@ -17,16 +17,17 @@
 //!
 //! * **kube-dns** (`kube-dns` ConfigMap). Our domains are spliced into the
 //!   `stubDomains` JSON object as text, appended after the user's last member
-//!   in a fixed format (`, "<domain>": ["<ip>", ...]`), so the user's bytes,
-//!   key order and formatting are untouched. Which domains are ours is
-//!   recorded in one extra key, [`KUBE_DNS_OWNERSHIP_KEY`], holding
-//!   `{"domains":[...],"createdStubDomains":bool}`. kube-dns and node-local-dns
-//!   read only the keys `stubDomains`, `upstreamNameservers` and `federations`
-//!   of this ConfigMap (k8s.io/dns `pkg/dns/config/sync.go`, `processUpdate`
-//!   looks up exactly those three) and ignore every other key, so the record
-//!   changes nothing about resolution. `createdStubDomains` says whether
-//!   `stubDomains` was absent before we added it, so [`remove`] deletes the key
-//!   again instead of leaving `{}` behind.
+//!   (`, "<domain>": ["<ip>", ...]`, or one per line with the user's
+//!   indentation when the object's closing brace is on a line of its own), so
+//!   the user's bytes, key order and formatting are untouched. Which domains
+//!   are ours is recorded in one extra key, [`KUBE_DNS_OWNERSHIP_KEY`],
+//!   holding `{"domains":[...],"createdStubDomains":bool}`. kube-dns and
+//!   node-local-dns read only the keys `stubDomains`, `upstreamNameservers`
+//!   and `federations` of this ConfigMap (k8s.io/dns `pkg/dns/config/sync.go`:
+//!   `processUpdate` looks up exactly those three) and ignore every other
+//!   key, so the record changes nothing about resolution. `createdStubDomains`
+//!   says whether `stubDomains` was absent before we added it, so [`remove`]
+//!   deletes the key again instead of leaving `{}` behind.
 //! * **CoreDNS** (`coredns` ConfigMap, key `Corefile`). Our server blocks are
 //!   appended at the end between [`BEGIN_MARKER`] and [`END_MARKER`] comment
 //!   lines, after a blank line. Whether the original Corefile ended with a
@@ -649,8 +650,8 @@ fn scan_object(text: &str) -> Option<JsonObject> {
     }
 }
 
-/// Our members in the fixed format: `"<domain>": ["<ip>", "<ip>"], ...`.
-fn render_stub_members(ours: &[Forward]) -> String {
+/// Our members, `"<domain>": ["<ip>", "<ip>"]` each, joined by `sep`.
+fn render_stub_members(ours: &[Forward], sep: &str) -> String {
     ours.iter()
         .map(|f| {
             let servers: Vec<String> = f
@@ -665,7 +666,28 @@ fn render_stub_members(ours: &[Forward]) -> String {
             )
         })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(sep)
+}
+
+/// The separator our members get in `text`: `", "`, or, when the user's
+/// object puts its closing brace on a line of its own, a comma, a newline and
+/// the indentation of the user's last member, so ours line up with theirs.
+fn member_separator(text: &str, last: &Member) -> String {
+    let line_start = text[..last.start].rfind('\n').map_or(0, |p| p + 1);
+    let indent = &text[line_start..last.start];
+    let rest = text[last.end..].trim_start_matches([' ', '\t']);
+    let newline = if rest.starts_with("\r\n") {
+        "\r\n"
+    } else if rest.starts_with('\n') {
+        "\n"
+    } else {
+        return ", ".to_string();
+    };
+    if indent.bytes().all(|b| b == b' ' || b == b'\t') {
+        format!(",{newline}{indent}")
+    } else {
+        ", ".to_string()
+    }
 }
 
 /// Delete the members `drop` selects, each with the separator before it (or,
@@ -719,10 +741,9 @@ fn kube_dns_merge(
     ours: &[Forward],
 ) -> Result<BTreeMap<String, String>, DnsError> {
     let mut out = kube_dns_remove(data)?;
-    let members = render_stub_members(ours);
     let created = !out.contains_key(STUB_DOMAINS_KEY);
     let new = match out.get(STUB_DOMAINS_KEY) {
-        None => format!("{{{members}}}"),
+        None => format!("{{{}}}", render_stub_members(ours, ", ")),
         Some(text) => {
             let obj = parse_stub_domains(text)?;
             for m in &obj.members {
@@ -738,11 +759,17 @@ fn kube_dns_merge(
                     });
                 }
             }
-            let (at, sep) = match obj.members.last() {
-                Some(last) => (last.end, ", "),
-                None => (obj.open + 1, ""),
+            // After the user's last member (or inside an empty object), so
+            // every user byte stays where it was.
+            let (at, lead, sep) = match obj.members.last() {
+                Some(last) => {
+                    let sep = member_separator(text, last);
+                    (last.end, sep.clone(), sep)
+                }
+                None => (obj.open + 1, String::new(), ", ".to_string()),
             };
-            format!("{}{sep}{members}{}", &text[..at], &text[at..])
+            let members = render_stub_members(ours, &sep);
+            format!("{}{lead}{members}{}", &text[..at], &text[at..])
         }
     };
     let record = Ownership {
@@ -1328,6 +1355,20 @@ mod tests {
                 data(&[(STUB_DOMAINS_KEY, PRETTY_STUB_DOMAINS)]),
             ),
             (
+                "closing brace on its own line",
+                data(&[(
+                    STUB_DOMAINS_KEY,
+                    "{\"acme.internal\": [\"10.99.0.10\"]\n}\n",
+                )]),
+            ),
+            (
+                "tab indented",
+                data(&[(
+                    STUB_DOMAINS_KEY,
+                    "{\n\t\"acme.internal\": [\"10.99.0.10\"]\r\n}",
+                )]),
+            ),
+            (
                 "escaped key, no whitespace",
                 data(&[(
                     STUB_DOMAINS_KEY,
@@ -1632,7 +1673,9 @@ import custom/*.server
                 "10.99.0.10",
                 "10.99.0.11"
               ],
-              "corp.example.com": ["172.16.0.53:5353", "ns1.corp.example.com"], "us-central1-a.svc.cluster.local": ["10.0.1.1", "fd00::53"], "us-west1-a.svc.cluster.local": ["10.0.0.1"]
+              "corp.example.com": ["172.16.0.53:5353", "ns1.corp.example.com"],
+              "us-central1-a.svc.cluster.local": ["10.0.1.1", "fd00::53"],
+              "us-west1-a.svc.cluster.local": ["10.0.0.1"]
             }
             "#);
 
