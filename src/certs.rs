@@ -411,10 +411,15 @@ fn ensure_certs_at(
 ) -> Result<(CertBundle, CertReport), CertError> {
     check_zones(nodes)?;
     check_layout(settings)?;
-    ensure_private_dir(&settings.certs_dir)?;
 
-    let (ca, ca_action) = match read_ca(settings, now)? {
-        Some(ca) => (ca, CertAction::Reused),
+    // Read before creating any directory, so a CA error changes nothing.
+    let existing = read_ca(settings, now)?;
+    ensure_private_dir(&settings.certs_dir)?;
+    let (ca, ca_action) = match existing {
+        Some(ca) => {
+            tighten_key_mode(&settings.ca_key_path)?;
+            (ca, CertAction::Reused)
+        }
         None => {
             if let Some(dir) = parent_dir(&settings.ca_key_path) {
                 ensure_private_dir(dir)?;
@@ -429,8 +434,8 @@ fn ensure_certs_at(
     };
     if ca.not_after - now < Duration::days(365) {
         tracing::warn!(
-            "the CA certificate {} expires on {}, and every certificate it signs with it; plan \
-             a new CA before then",
+            "the CA certificate {} expires on {}; the certificates it signs end then too, so \
+             plan a new CA before that date",
             ca_cert_path(settings).display(),
             date(ca.not_after),
         );
@@ -1395,9 +1400,12 @@ mod tests {
         ensure_certs(&f.settings, &zones()).unwrap();
         let key = f.settings.certs_dir.join("us-west1-a/node.key");
         fs::set_permissions(&key, Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(&f.settings.ca_key_path, Permissions::from_mode(0o640)).unwrap();
         let (_, report) = ensure_certs(&f.settings, &zones()).unwrap();
         assert_eq!(report.nodes["us-west1-a"], CertAction::Reused);
+        assert_eq!(report.ca, CertAction::Reused);
         assert_eq!(mode(&key), 0o600);
+        assert_eq!(mode(&f.settings.ca_key_path), 0o600);
     }
 
     // --- the CA rules
@@ -1489,6 +1497,12 @@ mod tests {
         assert!(msg.contains("restore ca.crt"), "{msg}");
         assert!(msg.contains("invalidates"), "{msg}");
         assert_eq!(snapshot(&f.root), before, "nothing may change");
+
+        // Also when the whole certs directory is gone: it is not recreated.
+        fs::remove_dir_all(&f.settings.certs_dir).unwrap();
+        let err = ensure_certs(&f.settings, &zones()).unwrap_err();
+        assert!(matches!(err, CertError::CaCertMissing { .. }), "{err:?}");
+        assert!(!f.settings.certs_dir.exists());
     }
 
     #[test]
