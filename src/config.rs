@@ -1,0 +1,968 @@
+//! The configuration file: parsing and validation.
+//!
+//! Owns the TOML schema, its defaults and every validation rule. It walks the
+//! spanned TOML document itself (instead of stopping at serde's first error) so
+//! that it can report **every** problem with `file:line:column`, the rule that
+//! was broken and, for unknown keys, the closest valid key.
+//!
+//! Pure: reads one file, touches no cluster, never panics on any input.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::certs::KeyType;
+use crate::names;
+
+/// A checked configuration. Built only by [`Config::load`] / [`Config::parse`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// The file this config came from (used in messages).
+    pub source: PathBuf,
+    /// Name of this federation; goes into every object's labels.
+    pub federation: String,
+    pub cluster_domain: String,
+    pub generated_dir: PathBuf,
+    pub certs: CertsConfig,
+    pub cockroachdb: CockroachConfig,
+    pub dns: DnsConfig,
+    /// Zones in file order. The first zone runs the one-time init Job.
+    pub zones: Vec<Zone>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CertsConfig {
+    pub dir: PathBuf,
+    pub ca_key: PathBuf,
+    pub key_type: KeyType,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CockroachConfig {
+    pub image: String,
+    pub storage: String,
+    pub storage_class: Option<String>,
+    pub cpu_request: Option<String>,
+    pub cpu_limit: Option<String>,
+    pub memory_request: Option<String>,
+    pub memory_limit: Option<String>,
+    pub templates_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderChoice {
+    Auto,
+    KubeDns,
+    Coredns,
+    CorednsCustom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadBalancer {
+    Public,
+    Internal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cloud {
+    Gke,
+    Eks,
+    Aks,
+    Generic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Protocol {
+    Udp,
+    Tcp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Udp => "UDP",
+            Protocol::Tcp => "TCP",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsConfig {
+    pub provider: ProviderChoice,
+    pub load_balancer: LoadBalancer,
+    pub cloud: Cloud,
+    /// Protocols the DNS load balancer serves, sorted, deduplicated, non-empty.
+    pub protocols: Vec<Protocol>,
+    /// Extra annotations for the DNS load balancer Service.
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Zone {
+    pub name: String,
+    pub context: String,
+    pub region: Option<String>,
+    pub namespace: String,
+    pub replicas: u32,
+}
+
+impl Zone {
+    /// CockroachDB `--locality`: `region=<r>,zone=<z>` or `zone=<z>`.
+    pub fn locality(&self) -> String {
+        match &self.region {
+            Some(region) => format!("region={region},zone={}", self.name),
+            None => format!("zone={}", self.name),
+        }
+    }
+}
+
+/// One thing wrong with a config file, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read config file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", Invalid { path, problems })]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+struct Invalid<'a> {
+    path: &'a Path,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for Invalid<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{} is not a valid config ({n} problem{}):",
+            self.path.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in self.problems {
+            write!(
+                f,
+                "\n  {}:{}:{}: {}",
+                self.path.display(),
+                p.line,
+                p.column,
+                p.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid { problems, .. } => problems,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+const TOP_KEYS: &[&str] = &[
+    "federation",
+    "cluster_domain",
+    "generated_dir",
+    "certs",
+    "cockroachdb",
+    "dns",
+    "zones",
+];
+const CERTS_KEYS: &[&str] = &["dir", "ca_key", "key_type"];
+const CRDB_KEYS: &[&str] = &[
+    "image",
+    "storage",
+    "storage_class",
+    "cpu_request",
+    "cpu_limit",
+    "memory_request",
+    "memory_limit",
+    "templates_dir",
+];
+const DNS_KEYS: &[&str] = &[
+    "provider",
+    "load_balancer",
+    "cloud",
+    "protocols",
+    "annotations",
+];
+const ZONE_KEYS: &[&str] = &["name", "context", "region", "namespace", "replicas"];
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates config text; `path` is used for messages only.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut cx = Checker {
+            text,
+            problems: Vec::new(),
+        };
+        let config = cx.check(path);
+        if cx.problems.is_empty()
+            && let Some(config) = config
+        {
+            return Ok(config);
+        }
+        let mut problems = cx.problems;
+        problems.sort_by_key(|a| (a.line, a.column));
+        problems.dedup();
+        Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    /// Zone by name.
+    pub fn zone(&self, name: &str) -> Option<&Zone> {
+        self.zones.iter().find(|z| z.name == name)
+    }
+
+    /// The zone that runs the one-time init Job.
+    pub fn first_zone(&self) -> &Zone {
+        &self.zones[0]
+    }
+}
+
+struct Checker<'t> {
+    text: &'t str,
+    problems: Vec<Problem>,
+}
+
+type Table<'i> = DeTable<'i>;
+
+impl<'t> Checker<'t> {
+    fn problem(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = line_col(self.text, span.start);
+        self.problems.push(Problem {
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    fn check(&mut self, path: &Path) -> Option<Config> {
+        let (doc, errors) = DeTable::parse_recoverable(self.text);
+        if !errors.is_empty() {
+            for e in errors {
+                let span = e.span().unwrap_or(0..0);
+                self.problem(
+                    span,
+                    format!("TOML syntax error: {}", e.message().trim_end()),
+                );
+            }
+            return None;
+        }
+        let doc_span = doc.span();
+        let top = doc.into_inner();
+        self.unknown_keys(&top, TOP_KEYS, "the top level");
+
+        let federation = self
+            .string(&top, "federation", "federation")
+            .unwrap_or_else(|| names::DEFAULT_FEDERATION.to_string());
+        if let Some(span) = span_of(&top, "federation")
+            && !is_label_value(&federation)
+        {
+            self.problem(
+                    span,
+                    format!(
+                        "federation: {federation:?} must be a valid label value (at most 63 characters: letters, digits, '-', '_' and '.', starting and ending with a letter or digit)"
+                    ),
+                );
+        }
+        let cluster_domain = self
+            .string(&top, "cluster_domain", "cluster_domain")
+            .unwrap_or_else(|| names::DEFAULT_CLUSTER_DOMAIN.to_string());
+        if let Some(span) = span_of(&top, "cluster_domain")
+            && !is_dns_subdomain(&cluster_domain)
+        {
+            self.problem(
+                    span,
+                    format!(
+                        "cluster_domain: {cluster_domain:?} is not a DNS subdomain (dot-separated DNS-1123 labels, e.g. \"cluster.local\")"
+                    ),
+                );
+        }
+        let generated_dir = self
+            .path(&top, "generated_dir", "generated_dir")
+            .unwrap_or_else(|| PathBuf::from(names::DEFAULT_GENERATED_DIR));
+
+        let certs = self.certs(&top);
+        let cockroachdb = self.cockroachdb(&top);
+        let dns = self.dns(&top);
+        let zones = self.zones(&top, doc_span);
+
+        Some(Config {
+            source: path.to_path_buf(),
+            federation,
+            cluster_domain,
+            generated_dir,
+            certs,
+            cockroachdb,
+            dns,
+            zones,
+        })
+    }
+
+    fn certs(&mut self, top: &Table) -> CertsConfig {
+        let mut out = CertsConfig {
+            dir: PathBuf::from(names::DEFAULT_CERTS_DIR),
+            ca_key: PathBuf::from(names::DEFAULT_CA_KEY),
+            key_type: KeyType::EcdsaP256,
+        };
+        let Some(t) = self.table(top, "certs", "certs") else {
+            return out;
+        };
+        self.unknown_keys(t, CERTS_KEYS, "[certs]");
+        if let Some(dir) = self.path(t, "dir", "certs.dir") {
+            out.dir = dir;
+        }
+        if let Some(key) = self.path(t, "ca_key", "certs.ca_key") {
+            out.ca_key = key;
+        }
+        if let Some(kt) = self.choice(
+            t,
+            "key_type",
+            "certs.key_type",
+            &[
+                ("ecdsa-p256", KeyType::EcdsaP256),
+                ("rsa-2048", KeyType::Rsa2048),
+            ],
+        ) {
+            out.key_type = kt;
+        }
+        // The CA key must stay out of the certs dir: that directory's files go
+        // into Secrets, and the original's layout keeps them apart for that reason.
+        if let Some(span) = span_of(t, "ca_key").or_else(|| span_of(t, "dir"))
+            && path_is_inside(&out.ca_key, &out.dir)
+        {
+            self.problem(
+                    span,
+                    format!(
+                        "certs.ca_key: {} is inside certs.dir {}; the CA key must be kept outside the directory whose files are copied into cluster Secrets",
+                        out.ca_key.display(),
+                        out.dir.display()
+                    ),
+                );
+        }
+        out
+    }
+
+    fn cockroachdb(&mut self, top: &Table) -> CockroachConfig {
+        let mut out = CockroachConfig {
+            image: names::DEFAULT_IMAGE.to_string(),
+            storage: names::DEFAULT_STORAGE.to_string(),
+            storage_class: None,
+            cpu_request: None,
+            cpu_limit: None,
+            memory_request: None,
+            memory_limit: None,
+            templates_dir: None,
+        };
+        let Some(t) = self.table(top, "cockroachdb", "cockroachdb") else {
+            return out;
+        };
+        self.unknown_keys(t, CRDB_KEYS, "[cockroachdb]");
+        if let Some(image) = self.string(t, "image", "cockroachdb.image") {
+            if image.trim().is_empty() || image.contains(char::is_whitespace) {
+                let span = span_of(t, "image").unwrap_or(0..0);
+                self.problem(
+                    span,
+                    "cockroachdb.image: must be a non-empty image reference without spaces",
+                );
+            }
+            out.image = image;
+        }
+        if let Some(storage) = self.quantity(t, "storage", "cockroachdb.storage") {
+            out.storage = storage;
+        }
+        if let Some(class) = self.string(t, "storage_class", "cockroachdb.storage_class") {
+            if !is_dns_subdomain(&class) {
+                let span = span_of(t, "storage_class").unwrap_or(0..0);
+                self.problem(
+                    span,
+                    format!("cockroachdb.storage_class: {class:?} is not a valid StorageClass name (a DNS subdomain)"),
+                );
+            }
+            out.storage_class = Some(class);
+        }
+        out.cpu_request = self.quantity(t, "cpu_request", "cockroachdb.cpu_request");
+        out.cpu_limit = self.quantity(t, "cpu_limit", "cockroachdb.cpu_limit");
+        out.memory_request = self.quantity(t, "memory_request", "cockroachdb.memory_request");
+        out.memory_limit = self.quantity(t, "memory_limit", "cockroachdb.memory_limit");
+        for key in ["memory_request", "memory_limit"] {
+            let value = if key == "memory_request" {
+                &out.memory_request
+            } else {
+                &out.memory_limit
+            };
+            if let Some(v) = value
+                && quantity_bytes(v).is_none_or(|b| b < 1 << 20)
+            {
+                let span = span_of(t, key).unwrap_or(0..0);
+                self.problem(
+                        span,
+                        format!("cockroachdb.{key}: {v:?} must be a memory size of at least 1Mi, e.g. \"8Gi\""),
+                    );
+            }
+        }
+        out.templates_dir = self.path(t, "templates_dir", "cockroachdb.templates_dir");
+        out
+    }
+
+    fn dns(&mut self, top: &Table) -> DnsConfig {
+        let mut out = DnsConfig {
+            provider: ProviderChoice::Auto,
+            load_balancer: LoadBalancer::Internal,
+            cloud: Cloud::Gke,
+            protocols: vec![Protocol::Udp, Protocol::Tcp],
+            annotations: BTreeMap::new(),
+        };
+        let Some(t) = self.table(top, "dns", "dns") else {
+            return out;
+        };
+        self.unknown_keys(t, DNS_KEYS, "[dns]");
+        if let Some(p) = self.choice(
+            t,
+            "provider",
+            "dns.provider",
+            &[
+                ("auto", ProviderChoice::Auto),
+                ("kube-dns", ProviderChoice::KubeDns),
+                ("coredns", ProviderChoice::Coredns),
+                ("coredns-custom", ProviderChoice::CorednsCustom),
+            ],
+        ) {
+            out.provider = p;
+        }
+        if let Some(lb) = self.choice(
+            t,
+            "load_balancer",
+            "dns.load_balancer",
+            &[
+                ("public", LoadBalancer::Public),
+                ("internal", LoadBalancer::Internal),
+            ],
+        ) {
+            out.load_balancer = lb;
+        }
+        if let Some(c) = self.choice(
+            t,
+            "cloud",
+            "dns.cloud",
+            &[
+                ("gke", Cloud::Gke),
+                ("eks", Cloud::Eks),
+                ("aks", Cloud::Aks),
+                ("generic", Cloud::Generic),
+            ],
+        ) {
+            out.cloud = c;
+        }
+        if let Some(v) = t.get("protocols") {
+            let span = v.span();
+            match v.get_ref() {
+                DeValue::Array(items) => {
+                    let mut set = BTreeSet::new();
+                    for item in items {
+                        match item.get_ref().as_str().map(str::to_ascii_uppercase).as_deref() {
+                            Some("UDP") => {
+                                set.insert(Protocol::Udp);
+                            }
+                            Some("TCP") => {
+                                set.insert(Protocol::Tcp);
+                            }
+                            _ => self.problem(
+                                item.span(),
+                                format!(
+                                    "dns.protocols: {} is not a protocol; expected \"UDP\" or \"TCP\"",
+                                    show(item.get_ref())
+                                ),
+                            ),
+                        }
+                    }
+                    if items.is_empty() {
+                        self.problem(
+                            span,
+                            "dns.protocols: must name at least one of \"UDP\", \"TCP\"",
+                        );
+                    }
+                    if !set.is_empty() {
+                        out.protocols = set.into_iter().collect();
+                    }
+                }
+                other => self.problem(
+                    span,
+                    format!(
+                        "dns.protocols: expected an array such as [\"UDP\", \"TCP\"], found {}",
+                        other.type_str()
+                    ),
+                ),
+            }
+        }
+        if let Some(a) = self.table(t, "annotations", "dns.annotations") {
+            for (k, v) in a.iter() {
+                match v.get_ref().as_str() {
+                    Some(s) => {
+                        out.annotations
+                            .insert(k.get_ref().to_string(), s.to_string());
+                    }
+                    None => self.problem(
+                        v.span(),
+                        format!(
+                            "dns.annotations.{}: annotation values must be strings, found {}",
+                            k.get_ref(),
+                            v.get_ref().type_str()
+                        ),
+                    ),
+                }
+            }
+        }
+        if out.load_balancer == LoadBalancer::Internal
+            && out.cloud == Cloud::Generic
+            && out.annotations.is_empty()
+        {
+            let span = span_of(t, "load_balancer")
+                .or_else(|| span_of(t, "cloud"))
+                .unwrap_or(0..0);
+            self.problem(
+                span,
+                "dns.load_balancer: \"internal\" needs cloud-specific annotations; with cloud = \"generic\" set them in [dns.annotations] or use load_balancer = \"public\"",
+            );
+        }
+        out
+    }
+
+    fn zones(&mut self, top: &Table, doc_span: Range<usize>) -> Vec<Zone> {
+        let Some(v) = top.get("zones") else {
+            self.problem(
+                doc_span.start..doc_span.start,
+                "zones: at least one zone is required (add a [[zones]] table with name and context)",
+            );
+            return Vec::new();
+        };
+        let DeValue::Array(items) = v.get_ref() else {
+            self.problem(
+                v.span(),
+                format!(
+                    "zones: expected an array of tables ([[zones]]), found {}",
+                    v.get_ref().type_str()
+                ),
+            );
+            return Vec::new();
+        };
+        if items.is_empty() {
+            self.problem(v.span(), "zones: at least one zone is required");
+        }
+        let mut zones = Vec::new();
+        let mut seen_names: BTreeMap<String, usize> = BTreeMap::new();
+        let mut seen_ns: BTreeMap<String, usize> = BTreeMap::new();
+        let mut seen_ctx: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("zones[{i}]");
+            let DeValue::Table(t) = item.get_ref() else {
+                self.problem(
+                    item.span(),
+                    format!(
+                        "{at}: expected a table, found {}",
+                        item.get_ref().type_str()
+                    ),
+                );
+                continue;
+            };
+            self.unknown_keys(t, ZONE_KEYS, "[[zones]]");
+            let name = self.string(t, "name", &format!("{at}.name"));
+            let name_span = span_of(t, "name").unwrap_or(item.span());
+            match &name {
+                None if t.get("name").is_none() => {
+                    self.problem(item.span(), format!("{at}: missing required key `name`"))
+                }
+                Some(n) if !is_dns_label(n) => self.problem(
+                    name_span.clone(),
+                    format!("{at}.name: {n:?} is not a DNS-1123 label ({DNS_LABEL_RULE})"),
+                ),
+                Some(n) => {
+                    if let Some(first) = seen_names.insert(n.clone(), i) {
+                        self.problem(
+                            name_span.clone(),
+                            format!("{at}.name: duplicate zone {n:?} (also zones[{first}])"),
+                        );
+                    }
+                }
+                None => {}
+            }
+            let context = self.string(t, "context", &format!("{at}.context"));
+            let ctx_span = span_of(t, "context").unwrap_or(item.span());
+            match &context {
+                None if t.get("context").is_none() => self.problem(
+                    item.span(),
+                    format!("{at}: missing required key `context` (the kubectl context of this zone's cluster)"),
+                ),
+                Some(c) if c.trim().is_empty() => self.problem(
+                    ctx_span.clone(),
+                    format!("{at}.context: must not be empty (the kubectl context of this zone's cluster)"),
+                ),
+                Some(c) => {
+                    if let Some(first) = seen_ctx.insert(c.clone(), i) {
+                        self.problem(
+                            ctx_span.clone(),
+                            format!("{at}.context: duplicate context {c:?} (also zones[{first}]); each zone needs its own cluster"),
+                        );
+                    }
+                }
+                None => {}
+            }
+            let region = self.string(t, "region", &format!("{at}.region"));
+            if let Some(r) = &region
+                && (r.is_empty() || r.contains([',', '=', ' ']))
+            {
+                let span = span_of(t, "region").unwrap_or(item.span());
+                self.problem(
+                        span,
+                        format!("{at}.region: {r:?} must be non-empty and contain no ',', '=' or spaces (it goes into --locality)"),
+                    );
+            }
+            let namespace = match self.string(t, "namespace", &format!("{at}.namespace")) {
+                Some(ns) => {
+                    let span = span_of(t, "namespace").unwrap_or(item.span());
+                    if !is_dns_label(&ns) {
+                        self.problem(
+                            span.clone(),
+                            format!(
+                                "{at}.namespace: {ns:?} is not a DNS-1123 label ({DNS_LABEL_RULE})"
+                            ),
+                        );
+                    } else if RESERVED_NAMESPACES.contains(&ns.as_str()) {
+                        self.problem(
+                            span.clone(),
+                            format!("{at}.namespace: {ns:?} is reserved; CockroachDB gets a namespace of its own per zone"),
+                        );
+                    }
+                    Some((ns, span))
+                }
+                None => name
+                    .clone()
+                    .filter(|n| is_dns_label(n))
+                    .map(|n| (n, name_span.clone())),
+            };
+            if let Some((ns, span)) = &namespace
+                && is_dns_label(ns)
+                && let Some(first) = seen_ns.insert(ns.clone(), i)
+            {
+                self.problem(
+                            span.clone(),
+                            format!("{at}.namespace: duplicate namespace {ns:?} (also zones[{first}]); zone namespaces must be distinct so their DNS names do not collide"),
+                        );
+            }
+            let replicas = match t.get("replicas") {
+                None => Some(names::DEFAULT_REPLICAS),
+                Some(v) => match v.get_ref().as_integer() {
+                    Some(int) => match i64::from_str_radix(int.as_str(), int.radix()) {
+                        Ok(n) if (1..=1000).contains(&n) => Some(n as u32),
+                        Ok(n) => {
+                            self.problem(
+                                v.span(),
+                                format!(
+                                    "{at}.replicas: {n} is out of range; must be between 1 and 1000"
+                                ),
+                            );
+                            None
+                        }
+                        Err(_) => {
+                            self.problem(v.span(), format!("{at}.replicas: number out of range"));
+                            None
+                        }
+                    },
+                    None => {
+                        self.problem(
+                            v.span(),
+                            format!(
+                                "{at}.replicas: expected an integer, found {}",
+                                v.get_ref().type_str()
+                            ),
+                        );
+                        None
+                    }
+                },
+            };
+            if let (Some(name), Some(context), Some((namespace, _)), Some(replicas)) =
+                (name, context, namespace, replicas)
+            {
+                zones.push(Zone {
+                    name,
+                    context,
+                    region,
+                    namespace,
+                    replicas,
+                });
+            }
+        }
+        zones
+    }
+
+    // ---- generic accessors: each reports its own type errors ----
+
+    fn unknown_keys(&mut self, t: &Table, allowed: &[&str], place: &str) {
+        for (k, _) in t.iter() {
+            let key = k.get_ref().as_ref();
+            if !allowed.contains(&key) {
+                let hint = closest(key, allowed)
+                    .map(|c| format!(" (did you mean `{c}`?)"))
+                    .unwrap_or_else(|| format!(" (valid keys: {})", allowed.join(", ")));
+                self.problem(k.span(), format!("unknown key `{key}` in {place}{hint}"));
+            }
+        }
+    }
+
+    fn string(&mut self, t: &Table, key: &str, at: &str) -> Option<String> {
+        let v = t.get(key)?;
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            other => {
+                self.problem(
+                    v.span(),
+                    format!("{at}: expected a string, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    fn path(&mut self, t: &Table, key: &str, at: &str) -> Option<PathBuf> {
+        let s = self.string(t, key, at)?;
+        if s.is_empty() {
+            let span = span_of(t, key).unwrap_or(0..0);
+            self.problem(span, format!("{at}: must not be empty"));
+            return None;
+        }
+        Some(PathBuf::from(s))
+    }
+
+    fn quantity(&mut self, t: &Table, key: &str, at: &str) -> Option<String> {
+        let s = self.string(t, key, at)?;
+        if !is_quantity(&s) {
+            let span = span_of(t, key).unwrap_or(0..0);
+            self.problem(
+                span,
+                format!("{at}: {s:?} is not a Kubernetes quantity (e.g. \"500m\", \"2\", \"8Gi\", \"100Gi\")"),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    fn table<'a, 'i>(&mut self, t: &'a Table<'i>, key: &str, at: &str) -> Option<&'a Table<'i>> {
+        let v = t.get(key)?;
+        match v.get_ref() {
+            DeValue::Table(inner) => Some(inner),
+            other => {
+                self.problem(
+                    v.span(),
+                    format!("{at}: expected a table, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(
+        &mut self,
+        t: &Table,
+        key: &str,
+        at: &str,
+        options: &[(&str, T)],
+    ) -> Option<T> {
+        let s = self.string(t, key, at)?;
+        if let Some((_, v)) = options.iter().find(|(name, _)| *name == s) {
+            return Some(*v);
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let hint = closest(&s, &names)
+            .map(|c| format!(" (did you mean \"{c}\"?)"))
+            .unwrap_or_default();
+        let span = span_of(t, key).unwrap_or(0..0);
+        self.problem(
+            span,
+            format!(
+                "{at}: {s:?} is not one of {}{hint}",
+                names
+                    .iter()
+                    .map(|n| format!("\"{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        None
+    }
+}
+
+const DNS_LABEL_RULE: &str = "at most 63 characters of lowercase letters, digits and '-', starting and ending with a letter or digit";
+const RESERVED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+fn span_of(t: &Table, key: &str) -> Option<Range<usize>> {
+    t.get(key).map(Spanned::span)
+}
+
+fn show(v: &DeValue) -> String {
+    match v {
+        DeValue::String(s) => format!("{s:?}"),
+        other => other.type_str().to_string(),
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let mut line = 1;
+    let mut line_start = 0;
+    for (i, b) in text.bytes().enumerate().take(offset) {
+        if b == b'\n' {
+            line += 1;
+            line_start = i + 1;
+        }
+    }
+    let column = text
+        .get(line_start..offset)
+        .map(|s| s.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+/// RFC 1123 label as Kubernetes checks it for namespaces.
+pub fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn is_label_value(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+const SUFFIXES: &[(&str, f64)] = &[
+    ("Ki", 1024.0),
+    ("Mi", 1_048_576.0),
+    ("Gi", 1_073_741_824.0),
+    ("Ti", 1_099_511_627_776.0),
+    ("Pi", 1_125_899_906_842_624.0),
+    ("Ei", 1_152_921_504_606_846_976.0),
+    ("n", 1e-9),
+    ("u", 1e-6),
+    ("m", 1e-3),
+    ("k", 1e3),
+    ("M", 1e6),
+    ("G", 1e9),
+    ("T", 1e12),
+    ("P", 1e15),
+    ("E", 1e18),
+    ("", 1.0),
+];
+
+fn split_quantity(s: &str) -> Option<(f64, f64)> {
+    let digits_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(digits_end);
+    if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1
+    {
+        return None;
+    }
+    let value: f64 = num.parse().ok()?;
+    let mult = SUFFIXES.iter().find(|(sfx, _)| *sfx == suffix)?.1;
+    Some((value, mult))
+}
+
+/// A non-negative Kubernetes resource quantity (`500m`, `2`, `8Gi`, `1.5G`).
+pub fn is_quantity(s: &str) -> bool {
+    split_quantity(s).is_some()
+}
+
+/// Bytes of a memory quantity, if it is one.
+pub fn quantity_bytes(s: &str) -> Option<u64> {
+    let (value, mult) = split_quantity(s)?;
+    let bytes = value * mult;
+    (bytes.is_finite() && (0.0..1.8e19).contains(&bytes)).then_some(bytes as u64)
+}
+
+fn path_is_inside(inner: &Path, outer: &Path) -> bool {
+    let norm = |p: &Path| -> PathBuf {
+        p.components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect()
+    };
+    norm(inner).starts_with(norm(outer))
+}
+
+/// The closest valid name within a small edit distance.
+fn closest<'a>(key: &str, options: &[&'a str]) -> Option<&'a str> {
+    options
+        .iter()
+        .map(|o| (levenshtein(key, o), *o))
+        .filter(|(d, o)| *d <= 2.max(o.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, o)| o)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests;

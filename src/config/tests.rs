@@ -1,0 +1,240 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("test.toml"), text)
+}
+
+fn errors(text: &str) -> String {
+    match parse(text) {
+        Ok(c) => panic!("expected errors, got {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const MINIMAL: &str = r#"
+[[zones]]
+name = "us-east1-b"
+context = "ctx-a"
+"#;
+
+#[test]
+fn defaults_fill_every_optional_key() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.federation, "cockroachdb");
+    assert_eq!(c.cluster_domain, "cluster.local");
+    assert_eq!(c.certs.dir, PathBuf::from("certs"));
+    assert_eq!(c.certs.ca_key, PathBuf::from("my-safe-directory/ca.key"));
+    assert_eq!(c.certs.key_type, KeyType::EcdsaP256);
+    assert_eq!(c.generated_dir, PathBuf::from("generated"));
+    assert_eq!(c.dns.provider, ProviderChoice::Auto);
+    assert_eq!(c.dns.load_balancer, LoadBalancer::Internal);
+    assert_eq!(c.dns.protocols, vec![Protocol::Udp, Protocol::Tcp]);
+    let z = &c.zones[0];
+    assert_eq!(z.namespace, "us-east1-b");
+    assert_eq!(z.replicas, 3);
+    assert_eq!(z.locality(), "zone=us-east1-b");
+}
+
+#[test]
+fn example_config_is_valid_and_keeps_zone_order() {
+    let text = include_str!("../../config/example.toml");
+    let c = parse(text).unwrap();
+    let names: Vec<_> = c.zones.iter().map(|z| z.name.as_str()).collect();
+    assert_eq!(names, ["us-east1-b", "us-west1-a", "us-central1-a"]);
+    assert_eq!(c.zones[1].locality(), "region=us-west1,zone=us-west1-a");
+}
+
+#[test]
+fn no_zones() {
+    insta::assert_snapshot!(errors("federation = \"x\"\n"));
+    insta::assert_snapshot!("empty_zones", errors("zones = []\n"));
+}
+
+#[test]
+fn zone_and_namespace_must_be_dns_labels() {
+    insta::assert_snapshot!(errors(
+        r#"
+[[zones]]
+name = "US_East"
+context = "a"
+
+[[zones]]
+name = "ok"
+context = "b"
+namespace = "-bad-"
+
+[[zones]]
+name = "this-zone-name-is-far-too-long-to-be-a-kubernetes-namespace-label-x"
+context = "c"
+"#
+    ));
+}
+
+#[test]
+fn duplicates_are_reported_with_the_first_occurrence() {
+    insta::assert_snapshot!(errors(
+        r#"
+[[zones]]
+name = "a"
+context = "same"
+
+[[zones]]
+name = "b"
+context = "same"
+namespace = "a"
+
+[[zones]]
+name = "a"
+context = "other"
+namespace = "c"
+"#
+    ));
+}
+
+#[test]
+fn empty_or_missing_context() {
+    insta::assert_snapshot!(errors(
+        r#"
+[[zones]]
+name = "a"
+context = ""
+
+[[zones]]
+name = "b"
+"#
+    ));
+}
+
+#[test]
+fn replicas_must_be_at_least_one() {
+    insta::assert_snapshot!(errors(
+        r#"
+[[zones]]
+name = "a"
+context = "a"
+replicas = 0
+
+[[zones]]
+name = "b"
+context = "b"
+replicas = "three"
+"#
+    ));
+}
+
+#[test]
+fn unknown_keys_suggest_the_closest_valid_key() {
+    insta::assert_snapshot!(errors(
+        r#"
+federaton = "x"
+
+[cockroachdb]
+imag = "cockroachdb/cockroach:v25.4.1"
+
+[dns]
+provder = "coredns"
+zzz = 1
+
+[[zones]]
+name = "a"
+context = "a"
+replica = 3
+"#
+    ));
+}
+
+#[test]
+fn malformed_values() {
+    insta::assert_snapshot!(errors(
+        r#"
+cluster_domain = "Cluster_Local"
+
+[certs]
+key_type = "rsa-4096"
+
+[cockroachdb]
+storage = "lots"
+memory_limit = "8GB"
+
+[dns]
+provider = "coredns-customs"
+load_balancer = "private"
+cloud = 3
+protocols = ["UDP", "SCTP"]
+
+[[zones]]
+name = "a"
+context = "a"
+region = "us east"
+"#
+    ));
+}
+
+#[test]
+fn syntax_errors_have_a_position() {
+    let e = parse("[[zones]]\nname = \"a\ncontext = \"b\"\n").unwrap_err();
+    let p = &e.problems()[0];
+    assert_eq!(p.line, 2, "{e}");
+    assert!(p.message.starts_with("TOML syntax error"), "{e}");
+}
+
+#[test]
+fn ca_key_inside_certs_dir_is_rejected() {
+    insta::assert_snapshot!(errors(
+        r#"
+[certs]
+dir = "certs"
+ca_key = "./certs/ca.key"
+
+[[zones]]
+name = "a"
+context = "a"
+"#
+    ));
+}
+
+#[test]
+fn generic_cloud_with_internal_lb_needs_annotations() {
+    let text = "[dns]\ncloud = \"generic\"\n\n[[zones]]\nname = \"a\"\ncontext = \"a\"\n";
+    assert!(errors(text).contains("needs cloud-specific annotations"));
+    let ok = "[dns]\ncloud = \"generic\"\n[dns.annotations]\n\"example.com/internal\" = \"true\"\n\n[[zones]]\nname = \"a\"\ncontext = \"a\"\n";
+    let c = parse(ok).unwrap();
+    assert_eq!(c.dns.annotations["example.com/internal"], "true");
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    assert_eq!(line_col("é = 1\nab", 7), (2, 1));
+    assert_eq!(line_col("éx", 2), (1, 2));
+}
+
+#[test]
+fn quantities() {
+    assert_eq!(quantity_bytes("8Gi"), Some(8 << 30));
+    assert_eq!(quantity_bytes("1.5Gi"), Some(3 << 29));
+    assert_eq!(quantity_bytes("512M"), Some(512_000_000));
+    assert!(is_quantity("500m"));
+    assert!(!is_quantity("8GB"));
+    assert!(!is_quantity(""));
+    assert!(!is_quantity("1..2"));
+}
+
+#[test]
+fn never_panics_on_arbitrary_input() {
+    // Every prefix of a realistic file plus some hostile shapes.
+    let text = include_str!("../../config/example.toml");
+    for end in (0..text.len()).filter(|i| text.is_char_boundary(*i)) {
+        let _ = parse(&text[..end]);
+    }
+    for hostile in [
+        "zones = 1",
+        "zones = [1, \"x\"]",
+        "[[zones]]\nname = 1\ncontext = []\nnamespace = {}\nreplicas = 99999999999999999999",
+        "[[zones]]\nreplicas = -1",
+        "certs = 3\ncockroachdb = []\ndns = \"x\"",
+        "[dns]\nprotocols = \"UDP\"\nannotations = 2",
+        "\u{0}\u{feff}",
+    ] {
+        assert!(parse(hostile).is_err(), "{hostile}");
+    }
+}

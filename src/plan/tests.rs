@@ -1,0 +1,483 @@
+use std::path::Path;
+
+use super::*;
+use crate::certs::NodeCert;
+use crate::output;
+
+fn config(text: &str) -> Config {
+    Config::parse(Path::new("test.toml"), text).unwrap()
+}
+
+fn example() -> Config {
+    config(include_str!("../../config/example.toml"))
+}
+
+/// A certificate bundle with fixed, fake PEM text: the planner only copies
+/// it into Secrets, so snapshots stay stable without filtering.
+fn bundle(config: &Config) -> CertBundle {
+    CertBundle {
+        ca_crt: "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n".into(),
+        client_root_crt: "-----BEGIN CERTIFICATE-----\nROOT\n-----END CERTIFICATE-----\n".into(),
+        client_root_key: "-----BEGIN PRIVATE KEY-----\nROOTKEY\n-----END PRIVATE KEY-----\n".into(),
+        nodes: config
+            .zones
+            .iter()
+            .map(|z| {
+                (
+                    z.name.clone(),
+                    NodeCert {
+                        crt: format!(
+                            "-----BEGIN CERTIFICATE-----\nNODE {}\n-----END CERTIFICATE-----\n",
+                            z.name
+                        ),
+                        key: format!(
+                            "-----BEGIN PRIVATE KEY-----\nNODEKEY {}\n-----END PRIVATE KEY-----\n",
+                            z.name
+                        ),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+fn facts_all(config: &Config) -> Facts {
+    let mut f = Facts::default();
+    for (i, z) in config.zones.iter().enumerate() {
+        f.zones.insert(
+            z.name.clone(),
+            ZoneFacts {
+                dns_addresses: vec![format!("10.{}.0.10", 100 + i).parse().unwrap()],
+                dns_provider: None,
+            },
+        );
+    }
+    f
+}
+
+fn plan_of(config: &Config, facts: &Facts) -> Plan {
+    plan(config, &bundle(config), facts, &Templates::builtin()).unwrap()
+}
+
+/// Kind namespace/name of every object, per zone, plus the DNS plan.
+fn outline(plan: &Plan) -> String {
+    let mut out = String::new();
+    for z in &plan.zones {
+        out.push_str(&format!(
+            "{} ({}, ns {}):\n",
+            z.zone, z.context, z.namespace
+        ));
+        for p in &z.objects {
+            out.push_str(&format!("  {:?}: {}\n", p.stage, p.object.describe()));
+        }
+        out.push_str(&format!(
+            "  dns: {} {:?} {:?}\n",
+            z.dns.provider, z.dns.provider_source, z.dns.status
+        ));
+    }
+    out
+}
+
+#[test]
+fn three_zone_example_yaml() {
+    let c = example();
+    let plan = plan_of(&c, &facts_all(&c));
+    insta::assert_snapshot!(output::yaml_stream(&plan));
+}
+
+#[test]
+fn one_zone_plan() {
+    let c = config(
+        r#"
+federation = "solo"
+[[zones]]
+name = "eu-west1-b"
+context = "kind-solo"
+"#,
+    );
+    let plan = plan_of(&c, &Facts::default());
+    insta::assert_snapshot!(outline(&plan));
+    insta::assert_snapshot!(
+        "one_zone_statefulset",
+        output::object_yaml(plan.zones[0].stage(Stage::Workload).last().unwrap())
+    );
+}
+
+const FIVE: &str = r#"
+federation = "five"
+cluster_domain = "corp.example"
+[cockroachdb]
+memory_limit = "8Gi"
+cpu_request = "2"
+storage_class = "fast-ssd"
+[dns]
+cloud = "eks"
+provider = "coredns"
+protocols = ["TCP"]
+[[zones]]
+name = "us-east-1a"
+context = "eks-east"
+region = "us-east-1"
+replicas = 5
+[[zones]]
+name = "us-west-2b"
+context = "eks-west"
+namespace = "crdb-west"
+replicas = 1
+[[zones]]
+name = "eu-central-1a"
+context = "eks-eu"
+region = "eu-central-1"
+[[zones]]
+name = "ap-south-1a"
+context = "eks-ap"
+replicas = 2
+[[zones]]
+name = "sa-east-1a"
+context = "eks-sa"
+region = "sa-east-1"
+"#;
+
+#[test]
+fn five_zone_mixed_plan() {
+    let c = config(FIVE);
+    let plan = plan_of(&c, &facts_all(&c));
+    insta::assert_snapshot!(outline(&plan));
+    let sts = plan.zones[1].stage(Stage::Workload).last().unwrap();
+    insta::assert_snapshot!("five_zone_statefulset_west", output::object_yaml(sts));
+    insta::assert_snapshot!(
+        "five_zone_dns_lb",
+        output::object_yaml(plan.zones[0].stage(Stage::DnsLoadBalancer).next().unwrap())
+    );
+}
+
+#[test]
+fn join_list_matches_the_original_formula() {
+    // setup.py: cockroachdb-<i>.cockroachdb.<zone> for i in 0..3, every zone.
+    let c = example();
+    let mut expected = Vec::new();
+    for zone in ["us-east1-b", "us-west1-a", "us-central1-a"] {
+        for i in 0..3 {
+            expected.push(format!("cockroachdb-{i}.cockroachdb.{zone}"));
+        }
+    }
+    assert_eq!(join_list(&c), expected);
+    // and it follows namespaces and replica counts where the original could not.
+    let c = config(FIVE);
+    let join = join_list(&c);
+    assert_eq!(join.len(), 5 + 1 + 3 + 2 + 3);
+    assert!(join.contains(&"cockroachdb-0.cockroachdb.crdb-west".to_string()));
+    assert!(!join.iter().any(|h| h.ends_with(".us-west-2b")));
+}
+
+#[test]
+fn locality_matches_the_original() {
+    let c = config(FIVE);
+    assert_eq!(c.zones[0].locality(), "region=us-east-1,zone=us-east-1a");
+    assert_eq!(c.zones[1].locality(), "zone=us-west-2b");
+    let plan = plan_of(&c, &Facts::default());
+    let Object::StatefulSet(sts) = plan.zones[0].stage(Stage::Workload).last().unwrap() else {
+        panic!("last workload object is the StatefulSet")
+    };
+    let cmd = &sts
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .command
+        .as_ref()
+        .unwrap()[2];
+    assert!(
+        cmd.contains("--locality region=us-east-1,zone=us-east-1a "),
+        "{cmd}"
+    );
+    assert!(
+        cmd.contains("--cache 2048MiB --max-sql-memory 2048MiB"),
+        "{cmd}"
+    );
+}
+
+#[test]
+fn forwarding_covers_every_other_zone_and_never_its_own() {
+    let c = example();
+    let plan = plan_of(&c, &facts_all(&c));
+    for (i, zone) in plan.zones.iter().enumerate() {
+        let DnsStatus::Ready(forwards) = &zone.dns.status else {
+            panic!("{}: {:?}", zone.zone, zone.dns.status)
+        };
+        let domains: Vec<&str> = forwards.iter().map(|f| f.domain.as_str()).collect();
+        let expected: Vec<String> = c
+            .zones
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, z)| format!("{}.svc.cluster.local", z.name))
+            .collect();
+        assert_eq!(domains, expected, "{}", zone.zone);
+        for f in forwards {
+            let j = c
+                .zones
+                .iter()
+                .position(|z| f.domain.starts_with(&format!("{}.", z.namespace)))
+                .unwrap();
+            assert_eq!(
+                f.servers,
+                vec![format!("10.{}.0.10", 100 + j).parse::<IpAddr>().unwrap()]
+            );
+        }
+    }
+}
+
+#[test]
+fn forwarding_is_pending_until_every_other_address_is_known() {
+    let c = example();
+    let mut facts = Facts::default();
+    facts.zones.insert(
+        "us-west1-a".into(),
+        ZoneFacts {
+            dns_addresses: vec!["10.0.0.2".parse().unwrap()],
+            dns_provider: None,
+        },
+    );
+    let plan = plan_of(&c, &facts);
+    assert_eq!(
+        plan.zones[0].dns.status,
+        DnsStatus::Pending {
+            missing: vec!["us-central1-a".into()]
+        }
+    );
+    assert_eq!(
+        plan.zones[1].dns.status,
+        DnsStatus::Pending {
+            missing: vec!["us-east1-b".into(), "us-central1-a".into()]
+        }
+    );
+}
+
+#[test]
+fn provider_comes_from_config_then_cluster_then_cloud() {
+    let c = example();
+    let mut facts = facts_all(&c);
+    facts.zones.get_mut("us-west1-a").unwrap().dns_provider = Some(DnsProvider::CoreDns);
+    let plan = plan_of(&c, &facts);
+    assert_eq!(
+        (
+            plan.zones[0].dns.provider,
+            plan.zones[0].dns.provider_source
+        ),
+        (DnsProvider::KubeDns, ProviderSource::Assumed)
+    );
+    assert_eq!(
+        (
+            plan.zones[1].dns.provider,
+            plan.zones[1].dns.provider_source
+        ),
+        (DnsProvider::CoreDns, ProviderSource::Detected)
+    );
+    let c = config(FIVE);
+    let plan = plan_of(&c, &facts_all(&c));
+    assert_eq!(
+        plan.zones[0].dns.provider_source,
+        ProviderSource::Configured
+    );
+    assert!(
+        plan.zones[0].dns.options.force_tcp,
+        "TCP-only load balancers need force_tcp"
+    );
+}
+
+#[test]
+fn init_job_only_in_the_first_zone() {
+    let c = config(FIVE);
+    let plan = plan_of(&c, &Facts::default());
+    let jobs: Vec<(usize, &str)> = plan
+        .zones
+        .iter()
+        .enumerate()
+        .flat_map(|(i, z)| z.stage(Stage::Init).map(move |o| (i, o.name())))
+        .collect();
+    assert_eq!(jobs, vec![(0, "cluster-init-secure")]);
+}
+
+#[test]
+fn every_object_carries_our_labels() {
+    let c = config(FIVE);
+    let plan = plan_of(&c, &Facts::default());
+    for z in &plan.zones {
+        for p in &z.objects {
+            let labels = p.object.metadata().labels.clone().unwrap_or_default();
+            assert_eq!(
+                labels.get(names::MANAGED_BY_KEY).map(String::as_str),
+                Some("crdb-multiregion"),
+                "{}",
+                p.object.describe()
+            );
+            assert_eq!(
+                labels.get(names::FEDERATION_KEY).map(String::as_str),
+                Some("five")
+            );
+            assert_eq!(labels.get(names::ZONE_KEY), Some(&z.zone));
+        }
+    }
+}
+
+#[test]
+fn node_secret_has_no_root_client_key() {
+    let c = example();
+    let plan = plan_of(&c, &Facts::default());
+    for z in &plan.zones {
+        let secrets: Vec<&Secret> = z
+            .objects
+            .iter()
+            .filter_map(|p| match &p.object {
+                Object::Secret(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let node = secrets
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(names::NODE_SECRET))
+            .unwrap();
+        let keys: Vec<&String> = node.data.as_ref().unwrap().keys().collect();
+        assert_eq!(keys, ["ca.crt", "node.crt", "node.key"]);
+        let client_namespaces: Vec<&str> = secrets
+            .iter()
+            .filter(|s| s.metadata.name.as_deref() == Some(names::CLIENT_SECRET))
+            .map(|s| s.metadata.namespace.as_deref().unwrap())
+            .collect();
+        assert_eq!(client_namespaces, [z.namespace.as_str(), "default"]);
+    }
+}
+
+#[test]
+fn rbac_binds_the_zone_namespace_account() {
+    let c = config(FIVE);
+    let plan = plan_of(&c, &Facts::default());
+    let z = &plan.zones[1];
+    let rb = z
+        .objects
+        .iter()
+        .find_map(|p| match &p.object {
+            Object::RoleBinding(rb) => Some(rb),
+            _ => None,
+        })
+        .unwrap();
+    let subject = &rb.subjects.as_ref().unwrap()[0];
+    assert_eq!(subject.namespace.as_deref(), Some("crdb-west"));
+}
+
+#[test]
+fn planning_is_deterministic() {
+    let c = config(FIVE);
+    let a = output::yaml_stream(&plan_of(&c, &facts_all(&c)));
+    let b = output::yaml_stream(&plan_of(&c, &facts_all(&c)));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn yaml_stream_parses_back_into_the_same_objects() {
+    let c = config(FIVE);
+    let plan = plan_of(&c, &facts_all(&c));
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&output::yaml_stream(&plan)).unwrap();
+    let docs: Vec<serde_json::Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
+    let objects: Vec<serde_json::Value> = plan
+        .zones
+        .iter()
+        .flat_map(|z| z.objects.iter().map(|p| p.object.to_value()))
+        .collect();
+    assert_eq!(docs, objects);
+}
+
+#[test]
+fn user_templates_override_and_cannot_escape_our_labels_or_namespaces() {
+    let c = example();
+    let dir = tempfile::tempdir().unwrap();
+    let sts = crate::render::BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "statefulset.yaml")
+        .unwrap()
+        .1;
+    let tuned = sts
+        .replace(
+            "terminationGracePeriodSeconds: 60",
+            "terminationGracePeriodSeconds: 300",
+        )
+        .replace(
+            "  labels: {{ app_labels | tojson }}\nspec:",
+            "  labels: {app: cockroachdb}\nspec:",
+        );
+    std::fs::write(dir.path().join("statefulset.yaml"), tuned).unwrap();
+    let t = Templates::with_overrides(dir.path()).unwrap();
+    let p = plan(&c, &bundle(&c), &Facts::default(), &t).unwrap();
+    let Object::StatefulSet(s) = p.zones[0].stage(Stage::Workload).last().unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        s.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .termination_grace_period_seconds,
+        Some(300)
+    );
+    assert_eq!(
+        s.metadata.labels.as_ref().unwrap()[names::MANAGED_BY_KEY],
+        names::MANAGED_BY
+    );
+
+    std::fs::write(dir.path().join("pdb.yaml"), "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: x\n  namespace: kube-system\n").unwrap();
+    let t = Templates::with_overrides(dir.path()).unwrap();
+    let err = plan(&c, &bundle(&c), &Facts::default(), &t).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "zone us-east1-b: template pdb.yaml line 1: PodDisruptionBudget kube-system/x is in namespace \"kube-system\"; objects of zone us-east1-b belong in \"us-east1-b\""
+    );
+
+    std::fs::write(
+        dir.path().join("pdb.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+    )
+    .unwrap();
+    let t = Templates::with_overrides(dir.path()).unwrap();
+    let err = plan(&c, &bundle(&c), &Facts::default(), &t).unwrap_err();
+    assert!(format!("{:#}", anyhow::Error::from(err)).contains("unsupported apiVersion/kind"));
+}
+
+#[test]
+fn dns_lb_annotations_per_cloud() {
+    let mk = |cloud: &str, lb: &str| {
+        dns_lb_annotations(&config(&format!(
+            "[dns]\ncloud = \"{cloud}\"\nload_balancer = \"{lb}\"\n[[zones]]\nname = \"a\"\ncontext = \"a\"\n"
+        )))
+    };
+    assert_eq!(
+        mk("gke", "internal")["networking.gke.io/load-balancer-type"],
+        "Internal"
+    );
+    assert_eq!(
+        mk("gke", "internal")["networking.gke.io/internal-load-balancer-allow-global-access"],
+        "true"
+    );
+    assert!(mk("gke", "public").is_empty());
+    assert_eq!(
+        mk("eks", "internal")["service.beta.kubernetes.io/aws-load-balancer-scheme"],
+        "internal"
+    );
+    assert_eq!(
+        mk("eks", "internal")["service.beta.kubernetes.io/aws-load-balancer-type"],
+        "nlb"
+    );
+    assert_eq!(
+        mk("aks", "internal")["service.beta.kubernetes.io/azure-load-balancer-internal"],
+        "true"
+    );
+    assert!(mk("aks", "public").is_empty());
+}
