@@ -33,6 +33,7 @@ mod error;
 mod flavors;
 mod managed;
 mod patch;
+mod proto;
 mod resources;
 mod selectors;
 mod server;

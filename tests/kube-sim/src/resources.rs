@@ -351,6 +351,88 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     }))
 }
 
+pub fn openapi_v2() -> Value {
+    json!({"swagger": "2.0", "info": {"title": "kube-sim", "version": "v1.33.0"}, "paths": {}})
+}
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// The OpenAPI v3 index. Per-group documents list operations (so kubectl
+/// sees that `fieldValidation` is supported and validates on the server)
+/// but carry no schemas.
+pub fn openapi_v3_root() -> Value {
+    let mut paths = serde_json::Map::new();
+    let mut gvs: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES {
+        if !gvs.contains(&(r.group, r.version)) {
+            gvs.push((r.group, r.version));
+        }
+    }
+    for (g, v) in gvs {
+        let p = gv_path(g, v);
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=kube-sim-1")}),
+        );
+    }
+    json!({"paths": paths})
+}
+
+pub fn openapi_v3_doc(group: &str, version: &str) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    let params = json!([
+        {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}},
+    ]);
+    let ok = json!({"200": {"description": "OK"}});
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version && !r.create_only)
+    {
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+        let base = format!("/{}", gv_path(group, version));
+        let (collection, item) = if r.namespaced {
+            (
+                format!("{base}/namespaces/{{namespace}}/{}", r.plural),
+                format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural),
+            )
+        } else {
+            (
+                format!("{base}/{}", r.plural),
+                format!("{base}/{}/{{name}}", r.plural),
+            )
+        };
+        let op = |verb: &str| {
+            json!({
+                "operationId": format!("{verb}{}", r.kind),
+                "x-kubernetes-action": verb,
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": params,
+                "responses": ok,
+            })
+        };
+        paths.insert(collection, json!({"get": op("list"), "post": op("post")}));
+        paths.insert(item, json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
+    }
+    if paths.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes (kube-sim)", "version": "v1.33.0"},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,6 +106,7 @@ async fn connection(
 enum Reply {
     Json(u16, Value, bool),
     Text(String),
+    Raw(&'static str, Bytes),
     Stream(Body),
 }
 
@@ -190,6 +191,14 @@ pub async fn handle(shared: Arc<ClusterShared>, req: Request<Incoming>) -> Respo
                 .body(full(t))
                 .expect("valid response")
         }
+        Ok(Reply::Raw(content_type, bytes)) => {
+            shared.record(record(200, false));
+            Response::builder()
+                .status(200)
+                .header("content-type", content_type)
+                .body(full(bytes))
+                .expect("valid response")
+        }
         Ok(Reply::Stream(body)) => {
             shared.record(record(200, false));
             Response::builder()
@@ -263,6 +272,16 @@ async fn body_json(req: Request<Incoming>, yaml_ok: bool) -> Result<(Value, Stri
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let protobuf = ct.starts_with("application/vnd.kubernetes.protobuf");
+    if ct.starts_with("application/cbor") {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct:?})"
+            ),
+        ));
+    }
     let bytes = req
         .into_body()
         .collect()
@@ -271,6 +290,9 @@ async fn body_json(req: Request<Incoming>, yaml_ok: bool) -> Result<(Value, Stri
         .to_bytes();
     if bytes.is_empty() {
         return Ok((Value::Null, ct));
+    }
+    if protobuf {
+        return Ok((crate::proto::decode(&bytes)?, ct));
     }
     match serde_json::from_slice(&bytes) {
         Ok(v) => Ok((v, ct)),
@@ -330,6 +352,34 @@ async fn route(
             ));
         }
         ["healthz"] | ["livez"] | ["readyz"] if get => return Ok(Reply::Text("ok".into())),
+        ["openapi", "v2"] if get => {
+            let accept = req
+                .headers()
+                .get("accept")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if accept.contains("protobuf") {
+                // An empty protobuf message is a valid, empty OpenAPI v2 document.
+                return Ok(Reply::Raw(
+                    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+                    Bytes::new(),
+                ));
+            }
+            return Ok(Reply::Json(200, resources::openapi_v2(), false));
+        }
+        ["openapi", "v3"] if get => {
+            return Ok(Reply::Json(200, resources::openapi_v3_root(), false));
+        }
+        ["openapi", "v3", "api", "v1"] if get => {
+            return resources::openapi_v3_doc("", "v1")
+                .map(|v| Reply::Json(200, v, false))
+                .ok_or_else(|| ApiError::path_not_found(path));
+        }
+        ["openapi", "v3", "apis", g, v] if get => {
+            return resources::openapi_v3_doc(g, v)
+                .map(|v| Reply::Json(200, v, false))
+                .ok_or_else(|| ApiError::path_not_found(path));
+        }
         ["api"] if get => {
             return Ok(Reply::Json(
                 200,

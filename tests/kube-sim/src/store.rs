@@ -716,13 +716,19 @@ impl Store {
             }
         }
         if let Ownership::Update(manager) = ctx.ownership {
-            managed::track_update(
-                Some(old),
-                &mut cand,
-                manager,
-                &def.api_version(),
-                &now_rfc3339(),
-            );
+            let requested = cand.pointer("/metadata/managedFields");
+            if requested.is_some() && requested != old.pointer("/metadata/managedFields") {
+                // The client rewrote ownership on purpose (kubectl does when it
+                // upgrades client-side-apply objects to server-side apply).
+            } else {
+                managed::track_update(
+                    Some(old),
+                    &mut cand,
+                    manager,
+                    &def.api_version(),
+                    &now_rfc3339(),
+                );
+            }
         }
         if cand == *old {
             return Ok(Written {
