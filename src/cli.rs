@@ -1,8 +1,9 @@
 //! The command line, declared with clap. Doc comments are the help text.
 //! Only declarations live here; `lib.rs` dispatches.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -38,6 +39,130 @@ pub enum Command {
     ///
     /// Example: crdb-multiregion plan config/example.toml -o yaml
     Plan(PlanArgs),
+
+    /// Deploy or update CockroachDB in every zone's cluster, concurrently.
+    ///
+    /// Safe to re-run: objects are server-side applied, the DNS config is
+    /// merged (never overwritten, backed up first) and DNS is restarted
+    /// only when forwarding changed. A re-run with an unchanged config
+    /// changes nothing. Pre-flight checks every cluster first and stops,
+    /// before changing anything, if one is unreachable or lacks rights.
+    ///
+    /// Example: crdb-multiregion apply config.toml
+    Apply(ApplyArgs),
+
+    /// Show what `apply` would change, using server-side dry runs; nothing
+    /// is written. Exits 0 when everything is in place, 1 when something
+    /// would change.
+    Diff(ApplyArgs),
+
+    /// Remove everything `apply` created and restore each cluster's DNS
+    /// config.
+    ///
+    /// Deletes only objects carrying our labels, waits until they are gone,
+    /// removes our DNS forwarding (restoring the original ConfigMap) and
+    /// restarts DNS with a rollout. Local certificates and the CA key are
+    /// kept unless --purge-local is given.
+    ///
+    /// Example: crdb-multiregion teardown config.toml --yes
+    Teardown(TeardownArgs),
+}
+
+/// Options shared by the commands that talk to clusters.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The config file (TOML).
+    pub config: PathBuf,
+
+    /// Kubeconfig to use instead of $KUBECONFIG or ~/.kube/config.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Give up after this long in total (e.g. 900, 90s, 15m).
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Bound of each wait: load balancer address, DNS rollout, pods, init
+    /// Job, deletions (e.g. 300, 5m).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub wait_timeout: Duration,
+
+    /// Work on at most this many clusters at a time (0: all at once).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub concurrency: usize,
+
+    /// Only print the final summary (and errors).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Summary format on stdout: `text` (also on stderr progress) or `json`.
+    #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Validate every change on the servers (server-side dry run) and show
+    /// it, without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Allow removing zones that are no longer in the config from the
+    /// remaining clusters' DNS forwarding and join lists.
+    #[arg(long)]
+    pub prune: bool,
+
+    /// DNS server (IP:PORT) for resolving load balancer hostnames (AWS NLBs
+    /// report hostnames), instead of the system resolver. Useful where
+    /// those names only resolve inside a VPC or a test setup.
+    #[arg(long, value_name = "IP:PORT")]
+    pub lb_resolver: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct TeardownArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Also delete the local certificates, the CA key and the generated
+    /// manifests. Without the CA key, certificates of a cluster that still
+    /// runs can never be renewed.
+    #[arg(long)]
+    pub purge_local: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+/// `90`, `90s`, `15m`, `1h`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 90, 90s, 15m, 1h)"))?;
+    let d = match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if d.is_zero() {
+        return Err("a duration must be greater than zero".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]
@@ -98,5 +223,15 @@ mod tests {
         assert!(parse_zone_ip("us-east1-b").is_err());
         assert!(parse_zone_ip("=10.0.0.1").is_err());
         assert!(parse_zone_ip("a=not-an-ip").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("").is_err());
     }
 }

@@ -20,16 +20,21 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+pub mod apply;
 pub mod certs;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod dns;
+pub mod dnsconf;
 pub mod fsutil;
 pub mod names;
 pub mod output;
 pub mod plan;
 pub mod render;
+pub mod resolve;
+pub mod teardown;
 
 /// Exit codes are a contract (documented in docs/exit-codes in the README):
 /// 0 success, 1 a check or verification failed, 2 could not run.
@@ -58,6 +63,9 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result = match &cli.command {
         cli::Command::Plan(args) => commands::plan::run(args),
+        cli::Command::Apply(args) => commands::apply::run(args, false),
+        cli::Command::Diff(args) => commands::apply::run(args, true),
+        cli::Command::Teardown(args) => commands::teardown::run(args),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

@@ -2,4 +2,6 @@
 //! the I/O layers, and turns the outcome into output and an exit code.
 //! Errors here use anyhow with context; `lib.rs` prints them once.
 
+pub mod apply;
 pub mod plan;
+pub mod teardown;

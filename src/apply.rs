@@ -1,0 +1,893 @@
+//! `apply`: converge every zone's cluster to the plan.
+//!
+//! Concurrent across zones, ordered inside a zone:
+//!
+//! ```text
+//! connect + pre-flight (all zones; any failure stops before changes)
+//!   -> certificates (local)
+//!   -> phase A per zone: namespace, secrets, RBAC, services, PDB, DNS LB
+//!      Service; wait for the LB address (resolve hostnames)
+//!   -> barrier: every zone's DNS address is now known -> re-plan with it
+//!   -> phase B per zone: merge DNS forwarding (+ rollout restart only when it
+//!      changed), ExternalName Service, StatefulSet, wait for pods; init Job in
+//!      the first zone if the cluster is not initialised
+//! ```
+//!
+//! One zone's failure after pre-flight fails that zone only; the others
+//! finish their step and the report names it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::certs::CertBundle;
+use crate::cluster::{
+    self, Action, Cluster, ClusterInfo, PreflightProblem, WaitError, error_text, wait_for,
+};
+use crate::config::{Config, ProviderChoice};
+use crate::dns::DnsProvider;
+use crate::dnsconf::{self, DnsChange};
+use crate::names;
+use crate::plan::{self, DnsStatus, Facts, Object, Stage, ZoneFacts, ZonePlan};
+use crate::render::Templates;
+use crate::resolve;
+
+/// Annotation on the first zone's StatefulSet once `cockroach init` succeeded.
+pub const INITIALIZED_ANNOTATION: &str = "crdb-multiregion/initialized";
+/// Field manager of that annotation (kept apart from the applied fields so
+/// re-applying the StatefulSet never removes it).
+pub const INIT_FIELD_MANAGER: &str = "crdb-multiregion-init";
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub dry_run: bool,
+    pub prune: bool,
+    /// Bound of each wait (LB address, DNS rollout, pods, init Job).
+    pub wait_timeout: Duration,
+    /// Zones worked on at the same time.
+    pub concurrency: usize,
+    /// DNS server for LB hostnames (default: the system's).
+    pub resolver: Option<SocketAddr>,
+}
+
+/// Progress lines on stderr, prefixed with the zone.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub quiet: bool,
+}
+
+impl Progress {
+    pub fn say(&self, zone: &str, msg: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{zone}: {msg}");
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectReport {
+    pub object: String,
+    pub action: Action,
+    /// Changed fields (JSON paths), for `configured` objects.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTime {
+    pub step: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ZoneReport {
+    pub zone: String,
+    pub context: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterInfo>,
+    pub objects: Vec<ObjectReport>,
+    pub dns_addresses: Vec<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsChange>,
+    pub dns_restarted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
+    pub steps: Vec<StepTime>,
+}
+
+impl ZoneReport {
+    /// Whether this zone needed no change at all.
+    pub fn unchanged(&self) -> bool {
+        self.objects.iter().all(|o| o.action == Action::Unchanged)
+            && matches!(self.dns, None | Some(DnsChange::Unchanged))
+            && !self.dns_restarted
+            && self
+                .init
+                .as_deref()
+                .is_none_or(|i| !i.starts_with("initialised"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub dry_run: bool,
+    pub ok: bool,
+    pub changed: bool,
+    pub zones: Vec<ZoneReport>,
+    pub elapsed_seconds: f64,
+}
+
+/// Why apply stopped before changing anything.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("pre-flight failed in {} zone(s):{}", .0.len(), list_problems(.0))]
+    Preflight(Vec<(String, String, Vec<PreflightProblem>)>),
+    #[error(
+        "zone(s) {} are no longer in the config but the clusters still forward their DNS names ({}); re-run with --prune to remove them from DNS forwarding and join lists (their own clusters are not touched: run teardown with the old config for that)",
+        .zones.join(", "), .domains.join(", ")
+    )]
+    RemovedZones {
+        zones: Vec<String>,
+        domains: Vec<String>,
+    },
+}
+
+fn list_problems(failures: &[(String, String, Vec<PreflightProblem>)]) -> String {
+    let mut out = String::new();
+    for (zone, context, problems) in failures {
+        for p in problems {
+            out.push_str(&format!("\n  {zone} (context {context}): {p}"));
+        }
+    }
+    out
+}
+
+struct Timer {
+    steps: Vec<StepTime>,
+}
+
+impl Timer {
+    fn record(&mut self, step: &str, since: Instant) {
+        self.steps.push(StepTime {
+            step: step.to_string(),
+            seconds: (since.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        });
+    }
+}
+
+/// Connects to and pre-flights every zone concurrently.
+pub async fn connect_all(
+    config: &Config,
+    kubeconfig: &kube::config::Kubeconfig,
+    progress: Progress,
+) -> Result<Vec<(Cluster, ClusterInfo)>, ApplyError> {
+    let override_ = match config.dns.provider {
+        ProviderChoice::Auto => None,
+        ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),
+        ProviderChoice::Coredns => Some(DnsProvider::CoreDns),
+        ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
+    };
+    let checks = config.zones.iter().map(|zone| async move {
+        let cluster = cluster::connect(kubeconfig, zone).await.map_err(|e| {
+            vec![PreflightProblem {
+                problem: format!("{e}"),
+                hint:
+                    "check the zone's `context` in the config against `kubectl config get-contexts`"
+                        .into(),
+            }]
+        })?;
+        let info = cluster::preflight(&cluster, zone, override_).await?;
+        progress.say(
+            &zone.name,
+            format!(
+                "connected (Kubernetes {}, DNS {} in deployment {})",
+                info.version, info.dns.provider, info.dns.deployment
+            ),
+        );
+        Ok::<_, Vec<PreflightProblem>>((cluster, info))
+    });
+    let results = futures::future::join_all(checks).await;
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for (zone, r) in config.zones.iter().zip(results) {
+        match r {
+            Ok(c) => ok.push(c),
+            Err(problems) => failed.push((zone.name.clone(), zone.context.clone(), problems)),
+        }
+    }
+    if failed.is_empty() {
+        Ok(ok)
+    } else {
+        Err(ApplyError::Preflight(failed))
+    }
+}
+
+/// Zones whose names the clusters still forward although the config no
+/// longer has them.
+async fn removed_zones(
+    config: &Config,
+    clusters: &[(Cluster, ClusterInfo)],
+) -> (Vec<String>, Vec<String>) {
+    let expected: BTreeSet<String> = config
+        .zones
+        .iter()
+        .map(|z| names::zone_domain(&z.namespace, &config.cluster_domain))
+        .collect();
+    let reads = clusters.iter().map(|(c, info)| async move {
+        dnsconf::read(&c.client, info.dns.provider)
+            .await
+            .map(|data| dnsconf::our_forwards(info.dns.provider, &data))
+            .unwrap_or_default()
+    });
+    let mut domains = BTreeSet::new();
+    for forwards in futures::future::join_all(reads).await {
+        for f in forwards {
+            if !expected.contains(&f.domain) {
+                domains.insert(f.domain);
+            }
+        }
+    }
+    let suffix = format!(".svc.{}", config.cluster_domain);
+    let zones = domains
+        .iter()
+        .map(|d| d.strip_suffix(&suffix).unwrap_or(d).to_string())
+        .collect();
+    (zones, domains.into_iter().collect())
+}
+
+/// Runs apply. `Err` means nothing was changed (pre-flight or config-level
+/// problem); per-zone failures after that are in the report.
+pub async fn apply(
+    config: &Config,
+    templates: &Templates,
+    certs: &CertBundle,
+    clusters: Vec<(Cluster, ClusterInfo)>,
+    opts: &ApplyOptions,
+    progress: Progress,
+) -> anyhow::Result<ApplyReport> {
+    let started = Instant::now();
+    let (removed, domains) = removed_zones(config, &clusters).await;
+    if !removed.is_empty() {
+        if !opts.prune {
+            return Err(ApplyError::RemovedZones {
+                zones: removed,
+                domains,
+            }
+            .into());
+        }
+        for z in &removed {
+            progress.say(
+                z,
+                "removed from the config: pruning it from DNS forwarding and join lists (--prune)",
+            );
+        }
+    }
+
+    let mut facts = Facts::default();
+    for (c, info) in &clusters {
+        facts.zones.insert(
+            c.zone.clone(),
+            ZoneFacts {
+                dns_addresses: Vec::new(),
+                dns_provider: Some(info.dns.provider),
+            },
+        );
+    }
+    let first_plan = plan::plan(config, certs, &facts, templates)?;
+    let semaphore = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+
+    // Phase A.
+    let phase_a = clusters.iter().map(|(cluster, info)| {
+        let zone_plan = first_plan
+            .zone(&cluster.zone)
+            .expect("every zone is planned");
+        let semaphore = semaphore.clone();
+        async move {
+            let _permit = semaphore.acquire().await;
+            let mut report = ZoneReport {
+                zone: cluster.zone.clone(),
+                context: cluster.context.clone(),
+                cluster: Some(info.clone()),
+                ..ZoneReport::default()
+            };
+            let mut timer = Timer { steps: Vec::new() };
+            let result = phase_a(cluster, zone_plan, opts, progress, &mut report, &mut timer).await;
+            report.steps = timer.steps;
+            if let Err(e) = result {
+                progress.say(&cluster.zone, format!("failed: {e}"));
+                report.error = Some(e);
+            }
+            report
+        }
+    });
+    let mut reports: Vec<ZoneReport> = futures::future::join_all(phase_a).await;
+
+    for r in &reports {
+        if let Some(f) = facts.zones.get_mut(&r.zone) {
+            f.dns_addresses = r.dns_addresses.clone();
+        }
+    }
+    let full_plan = plan::plan(config, certs, &facts, templates)?;
+
+    // Phase B.
+    let phase_b = clusters.iter().zip(reports.iter_mut()).enumerate().map(
+        |(index, ((cluster, info), report))| {
+            let zone_plan = full_plan
+                .zone(&cluster.zone)
+                .expect("every zone is planned");
+            let semaphore = semaphore.clone();
+            async move {
+                if report.error.is_some() {
+                    return;
+                }
+                let _permit = semaphore.acquire().await;
+                let mut timer = Timer {
+                    steps: std::mem::take(&mut report.steps),
+                };
+                let result = phase_b(
+                    cluster,
+                    info,
+                    zone_plan,
+                    index == 0,
+                    opts,
+                    progress,
+                    report,
+                    &mut timer,
+                )
+                .await;
+                report.steps = timer.steps;
+                if let Err(e) = result {
+                    progress.say(&cluster.zone, format!("failed: {e}"));
+                    report.error = Some(e);
+                }
+            }
+        },
+    );
+    futures::future::join_all(phase_b).await;
+
+    for r in &mut reports {
+        r.ok = r.error.is_none();
+    }
+    let ok = reports.iter().all(|r| r.ok);
+    let changed = reports.iter().any(|r| !r.unchanged());
+    Ok(ApplyReport {
+        dry_run: opts.dry_run,
+        ok,
+        changed,
+        zones: reports,
+        elapsed_seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+    })
+}
+
+async fn apply_objects(
+    cluster: &Cluster,
+    objects: Vec<&Object>,
+    dry_run: bool,
+    new_namespace: bool,
+    report: &mut ZoneReport,
+) -> Result<(), String> {
+    let applies = objects.into_iter().map(|o| async move {
+        // A dry run cannot place objects in a namespace that does not exist yet.
+        if dry_run && new_namespace && o.namespace().is_some_and(|ns| ns == cluster.namespace) {
+            return Ok((o, Action::Created, Vec::new()));
+        }
+        let applied = cluster::apply_object(&cluster.client, o, dry_run)
+            .await
+            .map_err(|e| e.to_string())?;
+        let action = applied.action;
+        let changes = match (&applied.before, action) {
+            (Some(b), Action::Configured) => changed_paths(b, &applied.after),
+            _ => Vec::new(),
+        };
+        Ok::<_, String>((o, action, changes))
+    });
+    let mut first_error = None;
+    for r in futures::future::join_all(applies).await {
+        match r {
+            Ok((o, action, changes)) => report.objects.push(ObjectReport {
+                object: o.describe(),
+                action,
+                changes,
+            }),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// JSON paths whose values differ, for dry-run reports.
+pub fn changed_paths(before: &Value, after: &Value) -> Vec<String> {
+    fn walk(a: &Value, b: &Value, path: String, out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                        p,
+                        out,
+                    );
+                }
+            }
+            _ if a != b => out.push(path),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &cluster::comparable(before),
+        &cluster::comparable(after),
+        String::new(),
+        &mut out,
+    );
+    out
+}
+
+async fn phase_a(
+    cluster: &Cluster,
+    zone: &ZonePlan,
+    opts: &ApplyOptions,
+    progress: Progress,
+    report: &mut ZoneReport,
+    timer: &mut Timer,
+) -> Result<(), String> {
+    let t = Instant::now();
+    let base: Vec<&Object> = zone.stage(Stage::Base).collect();
+    let (namespace, rest) = base.split_first().ok_or("the plan has no namespace")?;
+    apply_objects(cluster, vec![namespace], opts.dry_run, false, report).await?;
+    let new_namespace = report
+        .objects
+        .first()
+        .is_some_and(|o| o.action == Action::Created);
+    let mut rest: Vec<&Object> = rest.to_vec();
+    rest.extend(zone.stage(Stage::DnsLoadBalancer));
+    apply_objects(cluster, rest, opts.dry_run, new_namespace, report).await?;
+    progress.say(
+        &cluster.zone,
+        summarize_objects(&report.objects, opts.dry_run),
+    );
+    timer.record("base objects", t);
+
+    let t = Instant::now();
+    let services: Api<Service> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
+    let lb = |svc: &Service| -> (Vec<IpAddr>, Vec<String>) {
+        let ingress = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|l| l.ingress.clone())
+            .unwrap_or_default();
+        let ips = ingress
+            .iter()
+            .filter_map(|i| i.ip.as_ref()?.parse().ok())
+            .collect();
+        let hosts = ingress.iter().filter_map(|i| i.hostname.clone()).collect();
+        (ips, hosts)
+    };
+    let (ips, hosts) = if opts.dry_run {
+        match services.get_opt(names::DNS_LB_SERVICE).await {
+            Ok(Some(svc)) => lb(&svc),
+            _ => (Vec::new(), Vec::new()),
+        }
+    } else {
+        progress.say(&cluster.zone, "waiting for the DNS load balancer address");
+        wait_for(opts.wait_timeout, || {
+            let services = services.clone();
+            async move {
+                let svc = services
+                    .get(names::DNS_LB_SERVICE)
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                let (ips, hosts) = lb(&svc);
+                if ips.is_empty() && hosts.is_empty() {
+                    Ok(Err(format!(
+                        "Service kube-system/{} has no load balancer ingress yet",
+                        names::DNS_LB_SERVICE
+                    )))
+                } else {
+                    Ok(Ok((ips, hosts)))
+                }
+            }
+        })
+        .await
+        .map_err(|e| format!("waiting for the DNS load balancer address: {e}"))?
+    };
+    let mut addresses = ips;
+    for host in &hosts {
+        let resolved = resolve::resolve_host(host, opts.resolver).await?;
+        progress.say(
+            &cluster.zone,
+            format!("DNS load balancer {host} resolves to {}", join(&resolved)),
+        );
+        addresses.extend(resolved);
+    }
+    addresses.sort();
+    addresses.dedup();
+    if !addresses.is_empty() {
+        progress.say(
+            &cluster.zone,
+            format!("DNS load balancer address {}", join(&addresses)),
+        );
+    }
+    report.dns_addresses = addresses;
+    timer.record("dns load balancer", t);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn phase_b(
+    cluster: &Cluster,
+    info: &ClusterInfo,
+    zone: &ZonePlan,
+    first: bool,
+    opts: &ApplyOptions,
+    progress: Progress,
+    report: &mut ZoneReport,
+    timer: &mut Timer,
+) -> Result<(), String> {
+    let t = Instant::now();
+    let forwards = match &zone.dns.status {
+        DnsStatus::Ready(f) => f.clone(),
+        DnsStatus::NotNeeded => Vec::new(),
+        DnsStatus::Pending { missing } => {
+            return Err(format!(
+                "DNS forwarding not configured: no DNS load balancer address for {} (re-run apply once {} succeeded)",
+                missing.join(", "),
+                if missing.len() == 1 {
+                    "that zone has"
+                } else {
+                    "those zones have"
+                }
+            ));
+        }
+    };
+    let labels: BTreeMap<String, String> = zone.objects[0]
+        .object
+        .metadata()
+        .labels
+        .clone()
+        .unwrap_or_default();
+    let change = dnsconf::configure(
+        &cluster.client,
+        zone.dns.provider,
+        &forwards,
+        &zone.dns.options,
+        &labels,
+        opts.dry_run,
+    )
+    .await
+    .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+    report.dns = Some(change);
+    match change {
+        DnsChange::Unchanged => progress.say(
+            &cluster.zone,
+            format!("DNS forwarding already in place ({})", zone.dns.provider),
+        ),
+        _ if opts.dry_run => progress.say(
+            &cluster.zone,
+            format!("DNS forwarding would be updated ({})", zone.dns.provider),
+        ),
+        _ => {
+            progress.say(
+                &cluster.zone,
+                format!(
+                    "DNS forwarding updated ({}); restarting deployment {}",
+                    zone.dns.provider, info.dns.deployment
+                ),
+            );
+            let now = jiff_now();
+            dnsconf::rollout_restart(&cluster.client, &info.dns, &now)
+                .await
+                .map_err(|e| e.to_string())?;
+            report.dns_restarted = true;
+            dnsconf::wait_ready(&cluster.client, &info.dns, opts.wait_timeout)
+                .await
+                .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+            progress.say(&cluster.zone, "DNS ready");
+        }
+    }
+    timer.record("dns forwarding", t);
+
+    let t = Instant::now();
+    let before = report.objects.len();
+    apply_objects(
+        cluster,
+        zone.stage(Stage::Workload).collect(),
+        opts.dry_run,
+        false,
+        report,
+    )
+    .await?;
+    progress.say(
+        &cluster.zone,
+        summarize_objects(&report.objects[before..], opts.dry_run),
+    );
+    if !opts.dry_run {
+        let want = config_replicas(zone);
+        wait_pods_running(cluster, &zone.namespace, want, opts.wait_timeout).await?;
+        progress.say(
+            &cluster.zone,
+            format!("{want}/{want} CockroachDB pods running"),
+        );
+    }
+    timer.record("statefulset", t);
+
+    if first {
+        let t = Instant::now();
+        if let Some(job) = zone.stage(Stage::Init).next() {
+            let outcome = init(cluster, zone, job, opts).await?;
+            progress.say(&cluster.zone, &outcome);
+            report.init = Some(outcome);
+        }
+        timer.record("init", t);
+    }
+    Ok(())
+}
+
+fn config_replicas(zone: &ZonePlan) -> i32 {
+    zone.stage(Stage::Workload)
+        .find_map(|o| match o {
+            Object::StatefulSet(s) => s.spec.as_ref().and_then(|s| s.replicas),
+            _ => None,
+        })
+        .unwrap_or(1)
+}
+
+async fn wait_pods_running(
+    cluster: &Cluster,
+    namespace: &str,
+    want: i32,
+    timeout: Duration,
+) -> Result<(), String> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+    let selector = format!("{}={}", names::APP_KEY, names::APP);
+    wait_for(timeout, || {
+        let pods = pods.clone();
+        let selector = selector.clone();
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(|e| error_text(&e))?;
+            let mut running = 0;
+            let mut others = Vec::new();
+            for p in &list.items {
+                let phase = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_else(|| "Unknown".into());
+                if phase == "Running" && p.metadata.deletion_timestamp.is_none() {
+                    running += 1;
+                } else {
+                    others.push(format!(
+                        "{}: {phase}",
+                        p.metadata.name.clone().unwrap_or_default()
+                    ));
+                }
+            }
+            if running >= want {
+                Ok(Ok(()))
+            } else {
+                Ok(Err(format!(
+                    "{running}/{want} pods running in namespace {namespace}{}",
+                    if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", others.join(", "))
+                    }
+                )))
+            }
+        }
+    })
+    .await
+    .map_err(|e| format!("waiting for CockroachDB pods: {e}"))
+}
+
+/// Runs `cockroach init` once: never when the Job already exists or the
+/// StatefulSet carries the initialised annotation.
+async fn init(
+    cluster: &Cluster,
+    zone: &ZonePlan,
+    job: &Object,
+    opts: &ApplyOptions,
+) -> Result<String, String> {
+    let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &zone.namespace);
+    let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &zone.namespace);
+    if let Some(existing) = jobs.get_opt(job.name()).await.map_err(|e| error_text(&e))? {
+        if job_done(&existing)? {
+            return Ok("cluster already initialised (init Job completed earlier)".into());
+        }
+        if opts.dry_run {
+            return Ok("init Job running".into());
+        }
+        wait_job(&jobs, job.name(), opts.wait_timeout).await?;
+        mark_initialised(&sets).await?;
+        return Ok("initialised (init Job completed)".into());
+    }
+    let marked = sets
+        .get_opt(names::STATEFULSET)
+        .await
+        .map_err(|e| error_text(&e))?
+        .and_then(|s| s.metadata.annotations)
+        .is_some_and(|a| a.get(INITIALIZED_ANNOTATION).is_some_and(|v| v == "true"));
+    if marked {
+        return Ok("cluster already initialised".into());
+    }
+    if opts.dry_run {
+        return Ok("would run cockroach init (Job cluster-init-secure)".into());
+    }
+    cluster::apply_object(&cluster.client, job, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_job(&jobs, job.name(), opts.wait_timeout).await?;
+    mark_initialised(&sets).await?;
+    Ok("initialised (cockroach init succeeded)".into())
+}
+
+fn job_done(job: &Job) -> Result<bool, String> {
+    let status = job.status.clone().unwrap_or_default();
+    for c in status.conditions.unwrap_or_default() {
+        if c.type_ == "Failed" && c.status == "True" {
+            return Err(format!(
+                "init Job {} failed: {}",
+                job.metadata.name.clone().unwrap_or_default(),
+                c.message.unwrap_or(c.reason.unwrap_or_default())
+            ));
+        }
+        if c.type_ == "Complete" && c.status == "True" {
+            return Ok(true);
+        }
+    }
+    Ok(status.succeeded.unwrap_or(0) >= 1)
+}
+
+async fn wait_job(jobs: &Api<Job>, name: &str, timeout: Duration) -> Result<(), String> {
+    wait_for(timeout, || {
+        let jobs = jobs.clone();
+        async move {
+            let job = jobs.get(name).await.map_err(|e| error_text(&e))?;
+            match job_done(&job) {
+                Ok(true) => Ok(Ok(())),
+                Ok(false) => {
+                    let s = job.status.unwrap_or_default();
+                    Ok(Err(format!(
+                        "init Job {name}: {} active, {} failed",
+                        s.active.unwrap_or(0),
+                        s.failed.unwrap_or(0)
+                    )))
+                }
+                Err(e) => Err(e),
+            }
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        WaitError::Api(e) => e,
+        other => format!("waiting for cockroach init: {other}"),
+    })
+}
+
+async fn mark_initialised(sets: &Api<StatefulSet>) -> Result<(), String> {
+    let patch = serde_json::json!({"metadata": {"annotations": {INITIALIZED_ANNOTATION: "true"}}});
+    sets.patch(
+        names::STATEFULSET,
+        &PatchParams {
+            field_manager: Some(INIT_FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| error_text(&e))
+}
+
+fn summarize_objects(objects: &[ObjectReport], dry_run: bool) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for o in objects {
+        let key = match (o.action, dry_run) {
+            (Action::Created, false) => "created",
+            (Action::Configured, false) => "configured",
+            (Action::Unchanged, _) => "unchanged",
+            (Action::Created, true) => "to create",
+            (Action::Configured, true) => "to change",
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    format!("{} objects: {}", objects.len(), parts.join(", "))
+}
+
+fn join(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The current time as RFC 3339, for the restartedAt annotation.
+fn jiff_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A human summary of a report, one line per zone and a closing line.
+pub fn render_summary(report: &ApplyReport) -> String {
+    let mut out = String::new();
+    for z in &report.zones {
+        let status = match &z.error {
+            Some(e) => format!("FAILED: {e}"),
+            None if z.unchanged() => "no changes".to_string(),
+            None => {
+                let mut parts = vec![summarize_objects(&z.objects, report.dry_run)];
+                if let Some(d) = z.dns {
+                    parts.push(format!(
+                        "DNS {}",
+                        serde_json::to_value(d)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default()
+                    ));
+                }
+                if z.dns_restarted {
+                    parts.push("DNS restarted".into());
+                }
+                if let Some(i) = &z.init {
+                    parts.push(i.clone());
+                }
+                parts.join("; ")
+            }
+        };
+        let total: f64 = z.steps.iter().map(|s| s.seconds).sum();
+        out.push_str(&format!("{:<16} {status} ({total:.1}s)\n", z.zone));
+    }
+    let failed: Vec<&str> = report
+        .zones
+        .iter()
+        .filter(|z| !z.ok)
+        .map(|z| z.zone.as_str())
+        .collect();
+    let verb = if report.dry_run { "dry run" } else { "apply" };
+    if failed.is_empty() {
+        out.push_str(&format!(
+            "{verb} finished in {:.1}s: {} zone(s) ok{}\n",
+            report.elapsed_seconds,
+            report.zones.len(),
+            if report.changed { "" } else { ", no changes" }
+        ));
+    } else {
+        out.push_str(&format!(
+            "{verb} finished in {:.1}s: {} of {} zone(s) failed ({}); fix the cause and re-run apply, it picks up where it stopped\n",
+            report.elapsed_seconds,
+            failed.len(),
+            report.zones.len(),
+            failed.join(", ")
+        ));
+    }
+    out
+}

@@ -1,0 +1,523 @@
+//! Talking to one zone's cluster: connecting through the user's kubeconfig,
+//! pre-flight checks, server-side apply of planned objects, bounded waits.
+//!
+//! Owns every Kubernetes API call the commands make (through kube-rs only:
+//! no kubectl). Retries of transient errors (429/503/504) happen in one
+//! place, kube's retry layer on the client; nothing here loops on errors.
+//! Knows nothing about the order of steps: `apply` and `teardown` decide that.
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::config::Zone;
+use crate::dns::DnsProvider;
+use crate::names;
+use crate::plan::Object;
+
+/// Oldest Kubernetes minor version we support (policy/v1 PDBs, mixed-protocol
+/// LoadBalancer Services).
+pub const MIN_MINOR: u32 = 26;
+/// How often bounded waits look again.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("could not read kubeconfig{}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Kubeconfig {
+        path: Option<PathBuf>,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error(
+        "zone {zone}: context {context:?} is not in the kubeconfig (contexts there: {available})"
+    )]
+    NoContext {
+        zone: String,
+        context: String,
+        available: String,
+    },
+    #[error("zone {zone}: could not build a client for context {context:?}")]
+    Client {
+        zone: String,
+        context: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// A connected zone.
+#[derive(Clone)]
+pub struct Cluster {
+    pub zone: String,
+    pub context: String,
+    /// The zone's namespace.
+    pub namespace: String,
+    pub client: Client,
+}
+
+/// The kubeconfig: `--kubeconfig`, else `KUBECONFIG` (several paths merged),
+/// else `~/.kube/config`.
+pub fn load_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig, ClusterError> {
+    match path {
+        Some(p) => Kubeconfig::read_from(p),
+        None => Kubeconfig::read(),
+    }
+    .map_err(|source| ClusterError::Kubeconfig {
+        path: path.map(Path::to_path_buf),
+        source,
+    })
+}
+
+pub async fn connect(kubeconfig: &Kubeconfig, zone: &Zone) -> Result<Cluster, ClusterError> {
+    if !kubeconfig.contexts.iter().any(|c| c.name == zone.context) {
+        return Err(ClusterError::NoContext {
+            zone: zone.name.clone(),
+            context: zone.context.clone(),
+            available: kubeconfig
+                .contexts
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let options = KubeConfigOptions {
+        context: Some(zone.context.clone()),
+        ..KubeConfigOptions::default()
+    };
+    let client_err = |source| ClusterError::Client {
+        zone: zone.name.clone(),
+        context: zone.context.clone(),
+        source,
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
+        .await
+        .map_err(|e| client_err(kube::Error::InferKubeconfig(e)))?;
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = Some(Duration::from_secs(60));
+    let client = Client::try_from(config).map_err(client_err)?;
+    Ok(Cluster {
+        zone: zone.name.clone(),
+        context: zone.context.clone(),
+        namespace: zone.namespace.clone(),
+        client,
+    })
+}
+
+/// What pre-flight learned about a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterInfo {
+    pub version: String,
+    pub dns: DnsServer,
+}
+
+/// The DNS server a cluster runs and the Deployment to restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsServer {
+    #[serde(serialize_with = "display")]
+    pub provider: DnsProvider,
+    pub deployment: String,
+}
+
+fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// A pre-flight failure, with a hint for the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreflightProblem {
+    pub problem: String,
+    pub hint: String,
+}
+
+impl std::fmt::Display for PreflightProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (hint: {})", self.problem, self.hint)
+    }
+}
+
+/// The permissions apply and teardown need: (verb, group, resource, namespace).
+fn required_permissions(
+    namespace: &str,
+) -> Vec<(&'static str, &'static str, &'static str, Option<String>)> {
+    let ns = Some(namespace.to_string());
+    let default = Some(names::DEFAULT_NAMESPACE.to_string());
+    let system = Some(names::KUBE_SYSTEM.to_string());
+    vec![
+        ("patch", "", "namespaces", None),
+        ("delete", "", "namespaces", None),
+        ("patch", "", "secrets", ns.clone()),
+        ("patch", "", "secrets", default.clone()),
+        ("patch", "", "services", ns.clone()),
+        ("patch", "", "services", default),
+        ("patch", "", "services", system.clone()),
+        ("patch", "", "serviceaccounts", ns.clone()),
+        ("patch", "rbac.authorization.k8s.io", "roles", ns.clone()),
+        (
+            "patch",
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            ns.clone(),
+        ),
+        ("patch", "policy", "poddisruptionbudgets", ns.clone()),
+        ("patch", "apps", "statefulsets", ns.clone()),
+        ("create", "batch", "jobs", ns.clone()),
+        ("list", "", "pods", ns),
+        ("update", "", "configmaps", system.clone()),
+        ("create", "", "configmaps", system.clone()),
+        ("patch", "apps", "deployments", system),
+    ]
+}
+
+/// Reachability, version, permissions and DNS server of one cluster. Every
+/// problem found is returned, not just the first.
+pub async fn preflight(
+    cluster: &Cluster,
+    zone: &Zone,
+    provider_override: Option<DnsProvider>,
+) -> Result<ClusterInfo, Vec<PreflightProblem>> {
+    let version = match cluster.client.apiserver_version().await {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(vec![PreflightProblem {
+                problem: format!("API server of context {:?} is not reachable: {}", cluster.context, error_text(&e)),
+                hint: "check that the cluster is up and that `kubectl --context <context> get ns` works from here".into(),
+            }]);
+        }
+    };
+    let mut problems = Vec::new();
+    let minor: u32 = version.minor.trim_end_matches('+').parse().unwrap_or(0);
+    if version.major != "1" || minor < MIN_MINOR {
+        problems.push(PreflightProblem {
+            problem: format!("Kubernetes {} is not supported", version.git_version),
+            hint: format!("upgrade the cluster to 1.{MIN_MINOR} or newer"),
+        });
+    }
+
+    let reviews =
+        required_permissions(&zone.namespace)
+            .into_iter()
+            .map(|(verb, group, resource, ns)| {
+                let client = cluster.client.clone();
+                async move {
+                    let review = SelfSubjectAccessReview {
+                        spec: SelfSubjectAccessReviewSpec {
+                            resource_attributes: Some(ResourceAttributes {
+                                verb: Some(verb.into()),
+                                group: Some(group.into()),
+                                resource: Some(resource.into()),
+                                namespace: ns.clone(),
+                                ..ResourceAttributes::default()
+                            }),
+                            ..SelfSubjectAccessReviewSpec::default()
+                        },
+                        ..SelfSubjectAccessReview::default()
+                    };
+                    let api: Api<SelfSubjectAccessReview> = Api::all(client);
+                    let result = api.create(&PostParams::default(), &review).await;
+                    (verb, group, resource, ns, result)
+                }
+            });
+    for (verb, group, resource, ns, result) in futures::future::join_all(reviews).await {
+        let what = format!(
+            "{verb} {}{resource}{}",
+            if group.is_empty() {
+                String::new()
+            } else {
+                format!("{group}/")
+            },
+            ns.map(|n| format!(" in namespace {n}")).unwrap_or_default()
+        );
+        match result {
+            Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => {}
+            Ok(_) => problems.push(PreflightProblem {
+                problem: format!("not allowed to {what}"),
+                hint:
+                    "use a context with cluster-admin rights (the original setup needed them too)"
+                        .into(),
+            }),
+            Err(e) => problems.push(PreflightProblem {
+                problem: format!("could not check permission to {what}: {}", error_text(&e)),
+                hint: "the API server must serve authorization.k8s.io/v1 SelfSubjectAccessReview"
+                    .into(),
+            }),
+        }
+    }
+
+    match detect_dns(&cluster.client, provider_override).await {
+        Ok(dns) => {
+            if problems.is_empty() {
+                return Ok(ClusterInfo {
+                    version: version.git_version,
+                    dns,
+                });
+            }
+        }
+        Err(p) => problems.push(p),
+    }
+    Err(problems)
+}
+
+/// Which DNS server runs: CoreDNS (with AKS's `coredns-custom` when that
+/// ConfigMap exists) or kube-dns, found by the Deployment of the pods
+/// labelled `k8s-app=kube-dns` in kube-system.
+pub async fn detect_dns(
+    client: &Client,
+    provider_override: Option<DnsProvider>,
+) -> Result<DnsServer, PreflightProblem> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
+    let selector = format!("{}={}", names::DNS_POD_KEY, names::DNS_POD_VALUE);
+    let list = deployments
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| PreflightProblem {
+            problem: format!(
+                "could not list DNS Deployments in kube-system: {}",
+                error_text(&e)
+            ),
+            hint: "the context needs read access to kube-system".into(),
+        })?;
+    let names_found: Vec<String> = list
+        .items
+        .iter()
+        .filter_map(|d| d.metadata.name.clone())
+        .collect();
+    let coredns = names_found.iter().find(|n| n.contains("coredns")).cloned();
+    let kube_dns = names_found
+        .iter()
+        .find(|n| n.as_str() == "kube-dns")
+        .cloned();
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
+    let has_custom = configmaps
+        .get_opt(DnsProvider::CoreDnsCustom.configmap_name())
+        .await
+        .map_err(|e| PreflightProblem {
+            problem: format!(
+                "could not read ConfigMap kube-system/coredns-custom: {}",
+                error_text(&e)
+            ),
+            hint: "the context needs read access to kube-system".into(),
+        })?
+        .is_some();
+    let detected = match (&coredns, &kube_dns) {
+        (Some(d), _) if has_custom => Some((DnsProvider::CoreDnsCustom, d.clone())),
+        (Some(d), _) => Some((DnsProvider::CoreDns, d.clone())),
+        (None, Some(d)) => Some((DnsProvider::KubeDns, d.clone())),
+        (None, None) => None,
+    };
+    let missing = || PreflightProblem {
+        problem: format!(
+            "no DNS Deployment with pods labelled {selector} in kube-system (found: {})",
+            if names_found.is_empty() {
+                "none".to_string()
+            } else {
+                names_found.join(", ")
+            }
+        ),
+        hint: "cross-cluster DNS needs kube-dns or CoreDNS running in kube-system".into(),
+    };
+    match (provider_override, detected) {
+        (None, Some((provider, deployment))) => Ok(DnsServer {
+            provider,
+            deployment,
+        }),
+        (None, None) => Err(missing()),
+        (Some(provider), _) => {
+            let deployment = match provider {
+                DnsProvider::KubeDns => kube_dns.or(coredns),
+                DnsProvider::CoreDns | DnsProvider::CoreDnsCustom => coredns.or(kube_dns),
+            };
+            match deployment {
+                Some(deployment) => Ok(DnsServer {
+                    provider,
+                    deployment,
+                }),
+                None => Err(missing()),
+            }
+        }
+    }
+}
+
+/// What applying one object did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(
+        "{object} is also managed by another tool and server-side apply reports a conflict; crdb-multiregion does not force ownership: {message}"
+    )]
+    Conflict { object: String, message: String },
+    #[error("{object}: {message}")]
+    Api { object: String, message: String },
+}
+
+/// Server-side apply of one planned object with our field manager (never
+/// forced). `dry_run` asks the server to validate and compute the result
+/// without storing it.
+/// The outcome of applying one object.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub action: Action,
+    pub before: Option<Value>,
+    pub after: Value,
+}
+
+pub async fn apply_object(
+    client: &Client,
+    object: &Object,
+    dry_run: bool,
+) -> Result<Applied, ApplyError> {
+    let ns = object.namespace();
+    match object {
+        Object::Namespace(o) => ssa(Api::all(client.clone()), o, object, dry_run).await,
+        Object::Secret(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
+        Object::ServiceAccount(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
+        Object::Role(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
+        Object::RoleBinding(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
+        Object::Service(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
+        Object::PodDisruptionBudget(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
+        Object::StatefulSet(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
+        Object::Job(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
+    }
+}
+
+fn namespaced<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    Api::namespaced(client.clone(), ns.unwrap_or(names::DEFAULT_NAMESPACE))
+}
+
+async fn ssa<K>(
+    api: Api<K>,
+    typed: &K,
+    object: &Object,
+    dry_run: bool,
+) -> Result<Applied, ApplyError>
+where
+    K: Clone + DeserializeOwned + Serialize + Debug + Resource,
+{
+    let name = object.name();
+    let api_err = |e: kube::Error| match &e {
+        kube::Error::Api(s) if s.code == 409 => ApplyError::Conflict {
+            object: object.describe(),
+            message: s.message.clone(),
+        },
+        _ => ApplyError::Api {
+            object: object.describe(),
+            message: error_text(&e),
+        },
+    };
+    let before = api.get_opt(name).await.map_err(api_err)?;
+    let mut params = PatchParams::apply(names::FIELD_MANAGER);
+    if dry_run {
+        params = params.dry_run();
+    }
+    let after = api
+        .patch(name, &params, &Patch::Apply(typed))
+        .await
+        .map_err(api_err)?;
+    let after_value = serde_json::to_value(&after).unwrap_or(Value::Null);
+    let before = before.map(|b| serde_json::to_value(&b).unwrap_or(Value::Null));
+    let action = match &before {
+        None => Action::Created,
+        Some(b) if comparable(b) == comparable(&after_value) => Action::Unchanged,
+        Some(_) => Action::Configured,
+    };
+    Ok(Applied {
+        action,
+        before,
+        after: after_value,
+    })
+}
+
+/// An object without the fields the server maintains, for comparing content.
+pub fn comparable(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in [
+            "managedFields",
+            "resourceVersion",
+            "generation",
+            "uid",
+            "creationTimestamp",
+        ] {
+            meta.remove(k);
+        }
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+    }
+    v
+}
+
+/// A kube error as one line, with the API's own message when there is one.
+pub fn error_text(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+/// Polls `probe` until it returns `Ok(Some(T))`, or until `timeout`; on
+/// timeout returns what it last saw (the `Ok(None)`-case description is
+/// produced by `describe`). API errors end the wait at once (transient ones
+/// were already retried by the client).
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut probe: F) -> Result<T, WaitError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Result<T, String>, String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let seen = match probe().await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(seen)) => seen,
+            Err(e) => return Err(WaitError::Api(e)),
+        };
+        if tokio::time::Instant::now() + POLL_INTERVAL > deadline {
+            return Err(WaitError::Timeout {
+                after: timeout,
+                last: seen,
+            });
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WaitError {
+    #[error("timed out after {}s; last seen: {last}", after.as_secs_f32())]
+    Timeout { after: Duration, last: String },
+    #[error("{0}")]
+    Api(String),
+}

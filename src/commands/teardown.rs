@@ -1,0 +1,136 @@
+//! `crdb-multiregion teardown`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::bail;
+
+use crate::Exit;
+use crate::apply::Progress;
+use crate::cli::{ReportFormat, TeardownArgs};
+use crate::cluster;
+use crate::commands::apply::{runtime, with_limits};
+use crate::config::Config;
+use crate::teardown::{self, TeardownReport, ZoneTeardown};
+
+pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
+    let config = Config::load(&args.cluster.config)?;
+    confirm(&config, args)?;
+    let progress = Progress {
+        quiet: args.cluster.quiet,
+    };
+    let started = Instant::now();
+    let limit = if args.cluster.concurrency == 0 {
+        config.zones.len()
+    } else {
+        args.cluster.concurrency
+    };
+    let zones = runtime()?.block_on(with_limits(&args.cluster, async {
+        let kubeconfig = cluster::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
+        let work = config.zones.iter().map(|zone| {
+            let semaphore = semaphore.clone();
+            let kubeconfig = &kubeconfig;
+            let config = &config;
+            async move {
+                let _permit = semaphore.acquire().await;
+                match cluster::connect(kubeconfig, zone).await {
+                    Ok(c) => {
+                        teardown::teardown_zone(&c, config, args.cluster.wait_timeout, progress)
+                            .await
+                    }
+                    Err(e) => ZoneTeardown {
+                        zone: zone.name.clone(),
+                        context: zone.context.clone(),
+                        error: Some(e.to_string()),
+                        ..ZoneTeardown::default()
+                    },
+                }
+            }
+        });
+        anyhow::Ok(futures::future::join_all(work).await)
+    }))??;
+
+    let mut purged = Vec::new();
+    let all_clean = zones.iter().all(|z| z.ok);
+    if args.purge_local {
+        if all_clean {
+            purged = purge_local(&config)?;
+        } else {
+            progress.say(
+                "local",
+                "not purging local certificates: some zones are not clean (their certificates may still be needed)",
+            );
+        }
+    }
+    let report = TeardownReport {
+        ok: all_clean,
+        zones,
+        purged_local: purged,
+        elapsed_seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+    };
+    match args.cluster.output {
+        ReportFormat::Json => {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        ReportFormat::Text => eprint!("{}", teardown::render_summary(&report)),
+    }
+    Ok(if report.zones.iter().any(|z| z.error.is_some()) {
+        Exit::CouldNotRun
+    } else if !report.ok {
+        Exit::Failed
+    } else {
+        Exit::Success
+    })
+}
+
+fn confirm(config: &Config, args: &TeardownArgs) -> anyhow::Result<()> {
+    if args.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "teardown deletes CockroachDB and its data in every zone; pass --yes to confirm (stdin is not a terminal, so there is no one to ask)"
+        );
+    }
+    eprintln!(
+        "This deletes CockroachDB, its data volumes and our DNS forwarding in {} cluster(s):",
+        config.zones.len()
+    );
+    for z in &config.zones {
+        eprintln!(
+            "  {} (context {}, namespace {})",
+            z.name, z.context, z.namespace
+        );
+    }
+    eprint!("Type 'yes' to continue: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        bail!("teardown cancelled");
+    }
+    Ok(())
+}
+
+fn purge_local(config: &Config) -> anyhow::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for dir in [&config.certs.dir, &config.generated_dir] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+            removed.push(dir.display().to_string());
+        }
+    }
+    if config.certs.ca_key.exists() {
+        std::fs::remove_file(&config.certs.ca_key)?;
+        removed.push(config.certs.ca_key.display().to_string());
+        if let Some(parent) = config.certs.ca_key.parent() {
+            // Only if empty: the directory may hold other things of the user's.
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+    Ok(removed)
+}

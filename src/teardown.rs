@@ -1,0 +1,385 @@
+//! `teardown`: remove exactly what `apply` created, concurrently in every
+//! zone's cluster, and give each cluster its DNS config back.
+//!
+//! Per cluster: delete every object carrying our labels (namespaces last, so
+//! their contents go with them), wait until they are gone, remove our DNS
+//! forwarding (restoring the backed-up original), restart DNS with a rollout
+//! if that changed anything, then look again and report anything left.
+//! Nothing without our labels is ever deleted.
+
+use std::fmt::Debug;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::apply::Progress;
+use crate::cluster::{self, Cluster, error_text, wait_for};
+use crate::config::{Config, ProviderChoice};
+use crate::dns::DnsProvider;
+use crate::dnsconf::{self, Restore};
+use crate::plan::owned_selector;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ZoneTeardown {
+    pub zone: String,
+    pub context: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub deleted: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Restore>,
+    pub dns_restarted: bool,
+    /// Objects with our labels still present at the end.
+    pub left_behind: Vec<String>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TeardownReport {
+    pub ok: bool,
+    pub zones: Vec<ZoneTeardown>,
+    pub purged_local: Vec<String>,
+    pub elapsed_seconds: f64,
+}
+
+/// An object we own, as found in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Found {
+    pub kind: &'static str,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl Found {
+    pub fn describe(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
+            None => format!("{} {}", self.kind, self.name),
+        }
+    }
+}
+
+async fn list_kind<K>(client: &Client, selector: &str) -> Result<Vec<Found>, String>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(|e| format!("listing {}: {}", K::kind(&()), error_text(&e)))?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|o| o.meta().deletion_timestamp.is_none() || K::kind(&()) == "Namespace")
+        .map(|o| Found {
+            kind: kind_name::<K>(),
+            namespace: o.namespace(),
+            name: o.name_any(),
+        })
+        .collect())
+}
+
+fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
+    // Kinds are 'static strings in k8s-openapi; map them to our fixed set.
+    match K::kind(&()).as_ref() {
+        "Namespace" => "Namespace",
+        "Service" => "Service",
+        "Secret" => "Secret",
+        "ServiceAccount" => "ServiceAccount",
+        "Role" => "Role",
+        "RoleBinding" => "RoleBinding",
+        "PodDisruptionBudget" => "PodDisruptionBudget",
+        "StatefulSet" => "StatefulSet",
+        "Job" => "Job",
+        "ConfigMap" => "ConfigMap",
+        "PersistentVolumeClaim" => "PersistentVolumeClaim",
+        _ => "Object",
+    }
+}
+
+/// Every object with our labels (all kinds we create, plus the PVCs the
+/// StatefulSet made from our template and the DNS backup ConfigMap).
+pub async fn list_owned(
+    client: &Client,
+    selector: &str,
+    include_backup: bool,
+) -> Result<Vec<Found>, String> {
+    let (ns, svc, sec, sa, role, rb, pdb, sts, job, pvc, cm) = tokio::join!(
+        list_kind::<Namespace>(client, selector),
+        list_kind::<Service>(client, selector),
+        list_kind::<Secret>(client, selector),
+        list_kind::<ServiceAccount>(client, selector),
+        list_kind::<Role>(client, selector),
+        list_kind::<RoleBinding>(client, selector),
+        list_kind::<PodDisruptionBudget>(client, selector),
+        list_kind::<StatefulSet>(client, selector),
+        list_kind::<Job>(client, selector),
+        list_kind::<PersistentVolumeClaim>(client, selector),
+        list_kind::<ConfigMap>(client, selector),
+    );
+    let mut all = Vec::new();
+    for part in [ns, svc, sec, sa, role, rb, pdb, sts, job, pvc] {
+        all.extend(part?);
+    }
+    if include_backup {
+        all.extend(cm?);
+    }
+    all.sort();
+    Ok(all)
+}
+
+async fn delete(client: &Client, f: &Found) -> Result<(), String> {
+    let dp = DeleteParams::background();
+    let ns = f.namespace.as_deref().unwrap_or_default();
+    let c = client.clone();
+    let result = match f.kind {
+        "Namespace" => Api::<Namespace>::all(c)
+            .delete(&f.name, &dp)
+            .await
+            .map(|_| ()),
+        "Service" => Api::<Service>::namespaced(c, ns)
+            .delete(&f.name, &dp)
+            .await
+            .map(|_| ()),
+        "Secret" => Api::<Secret>::namespaced(c, ns)
+            .delete(&f.name, &dp)
+            .await
+            .map(|_| ()),
+        "ServiceAccount" => Api::<ServiceAccount>::namespaced(c, ns)
+            .delete(&f.name, &dp)
+            .await
+            .map(|_| ()),
+        "Role" => Api::<Role>::namespaced(c, ns)
+            .delete(&f.name, &dp)
+            .await
+            .map(|_| ()),
+        "RoleBinding" => Api::<RoleBinding>::namespaced(c, ns)
+            .delete(&f.name, &dp)
+            .await
+            .map(|_| ()),
+        "PodDisruptionBudget" => Api::<PodDisruptionBudget>::namespaced(c, ns)
+            .delete(&f.name, &dp)
+            .await
+            .map(|_| ()),
+        "StatefulSet" => Api::<StatefulSet>::namespaced(c, ns)
+            .delete(&f.name, &dp)
+            .await
+            .map(|_| ()),
+        "Job" => Api::<Job>::namespaced(c, ns)
+            .delete(&f.name, &dp)
+            .await
+            .map(|_| ()),
+        "PersistentVolumeClaim" => Api::<PersistentVolumeClaim>::namespaced(c, ns)
+            .delete(&f.name, &dp)
+            .await
+            .map(|_| ()),
+        "ConfigMap" => Api::<ConfigMap>::namespaced(c, ns)
+            .delete(&f.name, &dp)
+            .await
+            .map(|_| ()),
+        _ => Ok(()),
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(format!("deleting {}: {}", f.describe(), error_text(&e))),
+    }
+}
+
+/// Tears one zone down. Errors are kept in the report, never thrown, so
+/// that every zone is attempted.
+pub async fn teardown_zone(
+    cluster: &Cluster,
+    config: &Config,
+    wait_timeout: Duration,
+    progress: Progress,
+) -> ZoneTeardown {
+    let started = Instant::now();
+    let mut report = ZoneTeardown {
+        zone: cluster.zone.clone(),
+        context: cluster.context.clone(),
+        ..ZoneTeardown::default()
+    };
+    if let Err(e) = run_zone(cluster, config, wait_timeout, progress, &mut report).await {
+        progress.say(&cluster.zone, format!("failed: {e}"));
+        report.error = Some(e);
+    }
+    report.ok = report.error.is_none() && report.left_behind.is_empty();
+    report.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    report
+}
+
+async fn run_zone(
+    cluster: &Cluster,
+    config: &Config,
+    wait_timeout: Duration,
+    progress: Progress,
+    report: &mut ZoneTeardown,
+) -> Result<(), String> {
+    let client = &cluster.client;
+    client.apiserver_version().await.map_err(|e| {
+        format!(
+            "API server of context {:?} is not reachable: {}",
+            cluster.context,
+            error_text(&e)
+        )
+    })?;
+    let override_ = match config.dns.provider {
+        ProviderChoice::Auto => None,
+        ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),
+        ProviderChoice::Coredns => Some(DnsProvider::CoreDns),
+        ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
+    };
+    let dns = cluster::detect_dns(client, override_).await.ok();
+
+    let selector = owned_selector(config);
+    let owned = list_owned(client, &selector, false).await?;
+    let namespaces: Vec<&Found> = owned.iter().filter(|f| f.kind == "Namespace").collect();
+    // Objects inside our namespaces go with them; delete the rest one by one.
+    let singles: Vec<&Found> = owned
+        .iter()
+        .filter(|f| f.kind != "Namespace")
+        .filter(|f| {
+            !namespaces
+                .iter()
+                .any(|n| Some(&n.name) == f.namespace.as_ref())
+        })
+        .collect();
+    let deletions = singles
+        .iter()
+        .chain(namespaces.iter())
+        .map(|f| delete(client, f));
+    for r in futures::future::join_all(deletions).await {
+        r?;
+    }
+    report.deleted = owned.iter().map(Found::describe).collect();
+    if owned.is_empty() {
+        progress.say(&cluster.zone, "nothing of ours to delete");
+    } else {
+        progress.say(
+            &cluster.zone,
+            format!(
+                "deleting {} object(s) (namespaces take their contents with them)",
+                owned.len()
+            ),
+        );
+        wait_for(wait_timeout, || {
+            let selector = selector.clone();
+            async move {
+                let left = list_owned(client, &selector, false).await?;
+                if left.is_empty() {
+                    Ok(Ok(()))
+                } else {
+                    let shown: Vec<String> = left.iter().take(5).map(Found::describe).collect();
+                    Ok(Err(format!(
+                        "{} object(s) still present: {}",
+                        left.len(),
+                        shown.join(", ")
+                    )))
+                }
+            }
+        })
+        .await
+        .map_err(|e| format!("waiting for deletion: {e}"))?;
+        progress.say(&cluster.zone, "deleted");
+    }
+
+    let provider = dns
+        .as_ref()
+        .map(|d| d.provider)
+        .unwrap_or(DnsProvider::KubeDns);
+    let restore = dnsconf::restore(client, provider)
+        .await
+        .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+    if restore != Restore::Untouched {
+        progress.say(
+            &cluster.zone,
+            format!("DNS config: {}", restore_text(&restore)),
+        );
+        if let Some(dns) = &dns {
+            dnsconf::rollout_restart(client, dns, &now())
+                .await
+                .map_err(|e| e.to_string())?;
+            report.dns_restarted = true;
+            dnsconf::wait_ready(client, dns, wait_timeout)
+                .await
+                .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+            progress.say(&cluster.zone, format!("DNS restarted ({})", dns.deployment));
+        }
+    }
+    report.dns = Some(restore);
+
+    report.left_behind = list_owned(client, &selector, true)
+        .await?
+        .iter()
+        .map(Found::describe)
+        .collect();
+    Ok(())
+}
+
+fn restore_text(r: &Restore) -> &'static str {
+    match r {
+        Restore::Untouched => "nothing of ours",
+        Restore::Restored => "restored to the original",
+        Restore::RemovedKeepingLaterChanges => {
+            "our forwarding removed; changes made by others since apply kept"
+        }
+        Restore::RestoredFromBackup => {
+            "our entries were edited; the original was restored from the backup"
+        }
+        Restore::Deleted => "deleted the ConfigMap we had created",
+    }
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+pub fn render_summary(report: &TeardownReport) -> String {
+    let mut out = String::new();
+    for z in &report.zones {
+        let status = match (&z.error, z.left_behind.is_empty()) {
+            (Some(e), _) => format!("FAILED: {e}"),
+            (None, false) => format!("LEFT BEHIND: {}", z.left_behind.join(", ")),
+            (None, true) => format!(
+                "{} object(s) deleted; DNS {}{}",
+                z.deleted.len(),
+                z.dns.as_ref().map(restore_text).unwrap_or("not checked"),
+                if z.dns_restarted { ", restarted" } else { "" }
+            ),
+        };
+        out.push_str(&format!("{:<16} {status} ({:.1}s)\n", z.zone, z.seconds));
+    }
+    for p in &report.purged_local {
+        out.push_str(&format!("removed {p}\n"));
+    }
+    let failed = report.zones.iter().filter(|z| !z.ok).count();
+    if failed == 0 {
+        out.push_str(&format!(
+            "teardown finished in {:.1}s: {} zone(s) clean\n",
+            report.elapsed_seconds,
+            report.zones.len()
+        ));
+    } else {
+        out.push_str(&format!(
+            "teardown finished in {:.1}s: {failed} of {} zone(s) not clean; re-run teardown after fixing the cause\n",
+            report.elapsed_seconds,
+            report.zones.len()
+        ));
+    }
+    out
+}
