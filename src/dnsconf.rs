@@ -119,7 +119,8 @@ pub async fn configure(
                 source,
             }
         })?;
-        if current.is_some() && merged == data {
+        // Nothing to add and nothing there: do not create an empty ConfigMap.
+        if merged == data && (current.is_some() || merged.is_empty()) {
             return Ok(DnsChange::Unchanged);
         }
         if dry_run {
