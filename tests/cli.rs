@@ -1,0 +1,1106 @@
+//! The real executable, run as a user runs it: in a fresh directory holding a
+//! copy of `config/example.toml`, with the paths in the config resolving
+//! against that directory.
+//!
+//! Every run goes through [`Work::run`], which fails the test if the program
+//! panicked or was killed by a signal, so "never a panic" is checked on every
+//! input here, good or bad. Error texts are insta snapshots
+//! (`tests/snapshots/cli__*.snap`) with the temporary directory filtered out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use k8s_openapi::api::core::v1::Secret;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_crdb-multiregion");
+const EXAMPLE: &str = include_str!("../config/example.toml");
+const BUILTIN_STATEFULSET: &str = include_str!("../templates/statefulset.yaml");
+/// The example's zones, in file order (the first runs the init Job).
+const ZONES: [&str; 3] = ["us-east1-b", "us-west1-a", "us-central1-a"];
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// A scratch directory that the binary runs in.
+struct Work {
+    dir: tempfile::TempDir,
+}
+
+impl Work {
+    /// A new directory with `example.toml` in it.
+    fn new() -> Work {
+        let work = Work {
+            dir: tempfile::tempdir().expect("create a temporary directory"),
+        };
+        work.write("example.toml", EXAMPLE);
+        work
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, text).unwrap();
+    }
+
+    fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    fn read_string(&self, rel: &str) -> String {
+        String::from_utf8(self.read(rel)).unwrap()
+    }
+
+    /// The example config with `from` replaced by `to` (which must occur).
+    fn edit_example(&self, from: &str, to: &str) {
+        assert!(EXAMPLE.contains(from), "example.toml has no {from:?}");
+        self.write("example.toml", &EXAMPLE.replacen(from, to, 1));
+    }
+
+    /// Runs the binary in this directory with no stdin and no RUST_LOG.
+    fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run crdb-multiregion");
+        let run = Run {
+            code: out.status.code().unwrap_or_else(|| {
+                panic!("crdb-multiregion {args:?} was killed by a signal: {out:?}")
+            }),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert!(
+            !run.stderr.contains("panicked") && run.code != 101,
+            "crdb-multiregion {args:?} panicked:\n{}",
+            run.stderr
+        );
+        run
+    }
+
+    /// Runs and requires exit code 0.
+    fn ok(&self, args: &[&str]) -> Run {
+        let run = self.run(args);
+        assert_eq!(
+            run.code, 0,
+            "crdb-multiregion {args:?} failed:\n{}",
+            run.stderr
+        );
+        run
+    }
+
+    /// Every file under `rel` (recursively), by path relative to the work dir.
+    fn files_under(&self, rel: &str) -> BTreeMap<String, Vec<u8>> {
+        fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(root, &path, out);
+                } else {
+                    let key = path.strip_prefix(root).unwrap().display().to_string();
+                    out.insert(key, std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(self.dir.path(), &self.path(rel), &mut out);
+        out
+    }
+
+    /// Everything `plan` writes: certificates, the CA key, manifests.
+    fn outputs(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut all = self.files_under("certs");
+        all.extend(self.files_under("my-safe-directory"));
+        all.extend(self.files_under("generated"));
+        all
+    }
+
+    /// Snapshot of a failed run's stderr, with this directory's path filtered.
+    fn snapshot(&self, name: &str, stderr: &str) {
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(
+            &regex_escape(&self.dir.path().display().to_string()),
+            "[TMP]",
+        );
+        settings.bind(|| insta::assert_snapshot!(name, stderr));
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~ ".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn yaml(text: &str) -> Value {
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML ({e}):\n{text}"))
+}
+
+/// The manifest file names `plan` writes for a zone of the example.
+fn expected_files(zone: &str, first: bool) -> Vec<String> {
+    let mut names = vec![
+        format!("01-cluster-namespace-{zone}.yaml"),
+        format!("02-{zone}-secret-cockroachdb.client.root.yaml"),
+        "03-default-secret-cockroachdb.client.root.yaml".to_string(),
+        format!("04-{zone}-secret-cockroachdb.node.yaml"),
+        format!("05-{zone}-serviceaccount-cockroachdb.yaml"),
+        format!("06-{zone}-role-cockroachdb.yaml"),
+        format!("07-{zone}-rolebinding-cockroachdb.yaml"),
+        format!("08-{zone}-service-cockroachdb-public.yaml"),
+        format!("09-{zone}-service-cockroachdb.yaml"),
+        format!("10-{zone}-poddisruptionbudget-cockroachdb-budget.yaml"),
+        "11-kube-system-service-kube-dns-lb.yaml".to_string(),
+        "12-default-service-cockroachdb-public.yaml".to_string(),
+        format!("13-{zone}-statefulset-cockroachdb.yaml"),
+    ];
+    if first {
+        names.push(format!("14-{zone}-job-cluster-init-secure.yaml"));
+    }
+    names.push("dns-forwarding.yaml".to_string());
+    names.sort();
+    names
+}
+
+fn dir_listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+// ---------------------------------------------------------------------------
+// plan on the example config
+
+#[test]
+fn plan_writes_certs_and_one_directory_of_manifests_per_zone() {
+    let work = Work::new();
+    let run = work.ok(&["plan", "example.toml"]);
+    assert_eq!(run.stdout, "", "without -o yaml, stdout stays empty");
+
+    // Certificates, with the names `cockroach cert` uses; the CA key outside.
+    for f in [
+        "certs/ca.crt",
+        "certs/client.root.crt",
+        "certs/client.root.key",
+    ] {
+        assert!(work.path(f).is_file(), "{f} missing");
+    }
+    for zone in ZONES {
+        assert!(work.path(&format!("certs/{zone}/node.crt")).is_file());
+        assert!(work.path(&format!("certs/{zone}/node.key")).is_file());
+    }
+    assert!(work.path("my-safe-directory/ca.key").is_file());
+    assert!(
+        !work.path("certs/ca.key").exists(),
+        "the CA key must stay out of certs/"
+    );
+
+    // Keys 0600, key directories 0700, Secret manifests 0600.
+    for key in [
+        "my-safe-directory/ca.key",
+        "certs/client.root.key",
+        "certs/us-west1-a/node.key",
+    ] {
+        assert_eq!(mode(&work.path(key)), 0o600, "{key}");
+    }
+    for dir in ["certs", "certs/us-west1-a", "my-safe-directory"] {
+        assert_eq!(mode(&work.path(dir)), 0o700, "{dir}");
+    }
+    assert_eq!(
+        mode(&work.path("generated/us-west1-a/04-us-west1-a-secret-cockroachdb.node.yaml")),
+        0o600
+    );
+
+    // One directory per zone, one file per object, names saying what is inside.
+    assert_eq!(dir_listing(&work.path("generated")), {
+        let mut z: Vec<String> = ZONES.iter().map(|z| z.to_string()).collect();
+        z.sort();
+        z
+    });
+    for (i, zone) in ZONES.iter().enumerate() {
+        let dir = work.path(&format!("generated/{zone}"));
+        assert_eq!(dir_listing(&dir), expected_files(zone, i == 0), "{zone}");
+        for name in dir_listing(&dir) {
+            let text = work.read_string(&format!("generated/{zone}/{name}"));
+            if name == "dns-forwarding.yaml" {
+                assert!(text.contains("# pending:"), "{zone}: {text}");
+                continue;
+            }
+            let doc = yaml(&text);
+            let kind = doc["kind"].as_str().unwrap().to_ascii_lowercase();
+            let obj_name = doc["metadata"]["name"].as_str().unwrap();
+            assert!(
+                name.ends_with(&format!("-{kind}-{obj_name}.yaml")),
+                "{name} holds {kind} {obj_name}"
+            );
+            let labels = &doc["metadata"]["labels"];
+            assert_eq!(labels["app.kubernetes.io/managed-by"], "crdb-multiregion");
+            assert_eq!(labels["crdb-multiregion/federation"], "cockroachdb");
+            assert_eq!(labels["crdb-multiregion/zone"], *zone);
+        }
+    }
+
+    // A per-zone summary on stderr, in config order.
+    assert!(run.stderr.contains("CA created"), "{}", run.stderr);
+    let summaries: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" objects in namespace "))
+        .collect();
+    assert_eq!(summaries.len(), 3, "{}", run.stderr);
+    assert!(summaries[0].starts_with("us-east1-b: 14 objects in namespace us-east1-b"));
+    assert!(summaries[1].starts_with("us-west1-a: 13 objects in namespace us-west1-a"));
+    assert!(summaries[2].starts_with("us-central1-a: 13 objects in namespace us-central1-a"));
+    for line in summaries {
+        assert!(line.contains("forwarding pending"), "{line}");
+    }
+}
+
+#[test]
+fn a_second_plan_leaves_certs_ca_key_and_manifests_byte_identical() {
+    let work = Work::new();
+    let first_yaml = work.ok(&["plan", "example.toml", "-o", "yaml"]).stdout;
+    let first = work.outputs();
+    assert!(first.contains_key("certs/ca.crt"));
+    assert!(first.contains_key("my-safe-directory/ca.key"));
+    assert!(first.contains_key("certs/us-central1-a/node.key"));
+    assert!(first.contains_key("generated/us-east1-b/13-us-east1-b-statefulset-cockroachdb.yaml"));
+
+    let run = work.ok(&["plan", "example.toml", "-o", "yaml"]);
+    let second = work.outputs();
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        second.keys().collect::<Vec<_>>(),
+        "the second run wrote a different set of files"
+    );
+    for (path, bytes) in &first {
+        assert!(second[path] == *bytes, "{path} changed on the second run");
+    }
+    assert!(
+        run.stdout == first_yaml,
+        "`plan -o yaml` printed something else the second time"
+    );
+    assert!(run.stderr.contains("CA reused"), "{}", run.stderr);
+    for zone in ZONES {
+        assert!(
+            run.stderr
+                .contains(&format!("{zone}: node certificate reused")),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn yaml_output_is_a_multi_document_stream_with_a_zone_header_on_every_document() {
+    let work = Work::new();
+    let run = work.ok(&[
+        "plan",
+        "example.toml",
+        "-o",
+        "yaml",
+        "--dns-address",
+        "us-east1-b=10.0.0.5",
+        "--dns-address",
+        "us-west1-a=10.1.0.5",
+        "--dns-address",
+        "us-central1-a=10.2.0.5",
+    ]);
+
+    // It parses as a whole, as `kubectl apply -f -` would read it.
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not a YAML stream ({e})"));
+    assert_eq!(docs.len(), 14 + 13 + 13, "one document per object");
+
+    // Split by hand to read each document's leading comments.
+    let contexts: BTreeMap<&str, &str> = [
+        ("us-east1-b", "gke_cockroach1_us-east1-b_cockroachdb1"),
+        ("us-west1-a", "gke_cockroach1_us-west1-a_cockroachdb2"),
+        ("us-central1-a", "gke_cockroach1_us-central1-a_cockroachdb3"),
+    ]
+    .into();
+    assert!(run.stdout.starts_with("---\n"));
+    let mut objects = Vec::new();
+    let mut dns_notes = BTreeMap::new();
+    for chunk in run.stdout.split("---\n").skip(1) {
+        let first_line = chunk.lines().next().unwrap_or_default();
+        if let Some(rest) = first_line.strip_prefix("# zone: ") {
+            // "# zone: Z, context: C, stage: S" on every object.
+            let (zone, rest) = rest.split_once(", context: ").expect(first_line);
+            let (context, stage) = rest.split_once(", stage: ").expect(first_line);
+            assert_eq!(contexts[zone], context, "{first_line}");
+            assert!(
+                ["base", "dns-load-balancer", "workload", "init"].contains(&stage),
+                "{first_line}"
+            );
+            let doc = yaml(chunk);
+            assert_eq!(doc["metadata"]["labels"]["crdb-multiregion/zone"], zone);
+            objects.push((zone.to_string(), doc));
+        } else if let Some(rest) = first_line.strip_prefix("# DNS forwarding for zone ") {
+            // The DNS forwarding notes are comments only: no object to apply.
+            let zone = rest.split_once(' ').unwrap().0.to_string();
+            assert!(chunk.lines().all(|l| l.starts_with('#')), "{chunk}");
+            dns_notes.insert(zone, chunk.to_string());
+        } else {
+            panic!("a document without a zone header:\n{chunk}");
+        }
+    }
+    assert_eq!(objects.len(), docs.len());
+    assert_eq!(dns_notes.len(), 3);
+
+    // The stream holds the same objects as the generated files, in order.
+    for (i, zone) in ZONES.iter().enumerate() {
+        let from_files: Vec<Value> = expected_files(zone, i == 0)
+            .iter()
+            .filter(|n| *n != "dns-forwarding.yaml")
+            .map(|n| yaml(&work.read_string(&format!("generated/{zone}/{n}"))))
+            .collect();
+        let from_stream: Vec<Value> = objects
+            .iter()
+            .filter(|(z, _)| z == zone)
+            .map(|(_, d)| d.clone())
+            .collect();
+        assert_eq!(from_stream, from_files, "{zone}");
+    }
+
+    // Each zone forwards every OTHER zone's domain, never its own.
+    let ip = |z: &str| match z {
+        "us-east1-b" => "10.0.0.5",
+        "us-west1-a" => "10.1.0.5",
+        _ => "10.2.0.5",
+    };
+    for zone in ZONES {
+        let note = &dns_notes[zone];
+        assert!(note.contains("ConfigMap kube-system/kube-dns"), "{note}");
+        for other in ZONES {
+            let entry = format!("\\\"{other}.svc.cluster.local\\\": [\\\"{}\\\"]", ip(other));
+            assert_eq!(
+                note.contains(&entry),
+                other != zone,
+                "{zone} / {other}:\n{note}"
+            );
+        }
+    }
+    assert!(
+        run.stderr.contains("us-east1-b: 14 objects")
+            && run.stderr.contains("forwarding 2 zone(s)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn dns_addresses_of_some_zones_leave_the_rest_pending_by_name() {
+    let work = Work::new();
+    let run = work.ok(&[
+        "plan",
+        "example.toml",
+        "--dns-address",
+        "us-west1-a=10.1.0.5",
+    ]);
+    let line = |zone: &str| {
+        run.stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("{zone}: ")))
+            .unwrap_or_else(|| panic!("no summary for {zone}:\n{}", run.stderr))
+            .to_string()
+    };
+    assert!(line("us-east1-b").ends_with("pending (no DNS address for us-central1-a)"));
+    assert!(line("us-west1-a").ends_with("pending (no DNS address for us-east1-b, us-central1-a)"));
+    let note = work.read_string("generated/us-east1-b/dns-forwarding.yaml");
+    assert!(
+        note.contains("# pending: the DNS load balancer address of us-central1-a is not known yet"),
+        "{note}"
+    );
+}
+
+#[test]
+fn dns_address_for_an_unknown_zone_exits_2_naming_the_zone() {
+    let work = Work::new();
+    let run = work.run(&[
+        "plan",
+        "example.toml",
+        "--dns-address",
+        "us-west9-z=10.9.0.5",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("\"us-west9-z\""), "{}", run.stderr);
+    work.snapshot("dns_address_unknown_zone", &run.stderr);
+
+    for bad in ["us-west1-a", "us-west1-a=not-an-ip", "=10.0.0.1"] {
+        let run = work.run(&["plan", "example.toml", "--dns-address", bad]);
+        assert_eq!(run.code, 2, "--dns-address {bad}: {}", run.stderr);
+        assert!(run.stderr.contains("ZONE=IP"), "{}", run.stderr);
+        assert_eq!(run.stdout, "");
+    }
+}
+
+#[test]
+fn generated_dir_flag_overrides_the_config() {
+    let work = Work::new();
+    work.ok(&["plan", "example.toml", "--generated-dir", "out/manifests"]);
+    assert!(!work.path("generated").exists());
+    assert_eq!(
+        dir_listing(&work.path("out/manifests/us-west1-a")),
+        expected_files("us-west1-a", false)
+    );
+}
+
+#[test]
+fn stale_manifests_are_removed_and_other_files_kept() {
+    let work = Work::new();
+    work.ok(&["plan", "example.toml"]);
+    let job = "generated/us-east1-b/14-us-east1-b-job-cluster-init-secure.yaml";
+    assert!(work.path(job).is_file());
+    work.write("generated/us-east1-b/NOTES.txt", "mine\n");
+
+    // Make us-west1-a the first zone: the init Job moves there.
+    let west = "[[zones]]\nname = \"us-west1-a\"\ncontext = \"gke_cockroach1_us-west1-a_cockroachdb2\"\nregion = \"us-west1\"\n\n";
+    assert!(EXAMPLE.contains(west));
+    let reordered = EXAMPLE.replacen(west, "", 1).replacen(
+        "[[zones]]\nname = \"us-east1-b\"",
+        &format!("{west}[[zones]]\nname = \"us-east1-b\""),
+        1,
+    );
+    work.write("example.toml", &reordered);
+    work.ok(&["plan", "example.toml"]);
+    assert!(!work.path(job).exists(), "stale Job manifest left behind");
+    assert!(
+        work.path("generated/us-west1-a/14-us-west1-a-job-cluster-init-secure.yaml")
+            .is_file()
+    );
+    assert_eq!(work.read_string("generated/us-east1-b/NOTES.txt"), "mine\n");
+}
+
+// ---------------------------------------------------------------------------
+// Certificates, as openssl and the Secrets see them
+
+/// Runs the real openssl in the work dir; its stdout. Fails clearly if missing.
+fn openssl(work: &Work, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(work.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "could not run `openssl` ({e}): these tests verify the certificates with the \
+                 real openssl; install it (Debian/Ubuntu: apt-get install -y openssl, or run .ci/run)"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "openssl {} failed:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value lines under `header` in `openssl x509 -ext ...` output.
+fn ext_value(text: &str, header: &str) -> String {
+    let mut lines = text.lines();
+    lines
+        .by_ref()
+        .find(|l| l.trim_start().starts_with(header))
+        .unwrap_or_else(|| panic!("no {header} in:\n{text}"));
+    lines.next().unwrap_or_default().trim().to_string()
+}
+
+fn sans(work: &Work, cert: &str) -> BTreeSet<String> {
+    let text = openssl(
+        work,
+        &["x509", "-noout", "-ext", "subjectAltName", "-in", cert],
+    );
+    ext_value(&text, "X509v3 Subject Alternative Name")
+        .split(", ")
+        .map(|s| {
+            s.strip_prefix("DNS:")
+                .or_else(|| s.strip_prefix("IP Address:"))
+                .unwrap_or_else(|| panic!("unexpected SAN {s}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// What a node certificate must cover: every name setup.py used, plus the
+/// fully-qualified forms it missed.
+fn required_sans(ns: &str, domain: &str) -> BTreeSet<String> {
+    [
+        // setup.py's list
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "cockroachdb-public".to_string(),
+        "cockroachdb-public.default".to_string(),
+        format!("cockroachdb-public.{ns}"),
+        format!("cockroachdb-public.{ns}.svc.{domain}"),
+        "*.cockroachdb".to_string(),
+        format!("*.cockroachdb.{ns}"),
+        format!("*.cockroachdb.{ns}.svc.{domain}"),
+        // added
+        "cockroachdb-public.default.svc".to_string(),
+        format!("cockroachdb-public.default.svc.{domain}"),
+        format!("cockroachdb-public.{ns}.svc"),
+        "cockroachdb".to_string(),
+        format!("cockroachdb.{ns}"),
+        format!("cockroachdb.{ns}.svc"),
+        format!("cockroachdb.{ns}.svc.{domain}"),
+        format!("*.cockroachdb.{ns}.svc"),
+    ]
+    .into_iter()
+    .collect()
+}
+
+#[test]
+fn openssl_verifies_every_node_cert_and_shows_cn_eku_and_sans() {
+    let work = Work::new();
+    work.ok(&["plan", "example.toml"]);
+    for zone in ZONES {
+        let cert = format!("certs/{zone}/node.crt");
+        let out = openssl(&work, &["verify", "-CAfile", "certs/ca.crt", &cert]);
+        assert_eq!(out.trim(), format!("{cert}: OK"));
+
+        let text = openssl(
+            &work,
+            &[
+                "x509",
+                "-noout",
+                "-subject",
+                "-ext",
+                "extendedKeyUsage",
+                "-in",
+                &cert,
+            ],
+        );
+        assert!(
+            text.lines().any(|l| l.trim_end().ends_with("CN = node")),
+            "{text}"
+        );
+        let eku = ext_value(&text, "X509v3 Extended Key Usage");
+        assert!(eku.contains("TLS Web Server Authentication"), "{eku}");
+        assert!(eku.contains("TLS Web Client Authentication"), "{eku}");
+        assert_eq!(
+            sans(&work, &cert),
+            required_sans(zone, "cluster.local"),
+            "{zone}"
+        );
+    }
+    let out = openssl(
+        &work,
+        &["verify", "-CAfile", "certs/ca.crt", "certs/client.root.crt"],
+    );
+    assert_eq!(out.trim(), "certs/client.root.crt: OK");
+    let subject = openssl(
+        &work,
+        &["x509", "-noout", "-subject", "-in", "certs/client.root.crt"],
+    );
+    assert!(subject.trim_end().ends_with("CN = root"), "{subject}");
+}
+
+#[test]
+fn node_secret_holds_the_node_files_and_not_the_root_client_key() {
+    let work = Work::new();
+    work.ok(&["plan", "example.toml"]);
+    let secret = |rel: &str| -> BTreeMap<String, Vec<u8>> {
+        let s: Secret = serde_json::from_value(yaml(&work.read_string(rel))).unwrap();
+        s.data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()
+    };
+    for zone in ZONES {
+        let node = secret(&format!(
+            "generated/{zone}/04-{zone}-secret-cockroachdb.node.yaml"
+        ));
+        assert_eq!(
+            node.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["ca.crt", "node.crt", "node.key"],
+            "setup.py also put the root client key here"
+        );
+        assert_eq!(node["ca.crt"], work.read("certs/ca.crt"));
+        assert_eq!(
+            node["node.crt"],
+            work.read(&format!("certs/{zone}/node.crt"))
+        );
+        assert_eq!(
+            node["node.key"],
+            work.read(&format!("certs/{zone}/node.key"))
+        );
+
+        for rel in [
+            format!("generated/{zone}/02-{zone}-secret-cockroachdb.client.root.yaml"),
+            format!("generated/{zone}/03-default-secret-cockroachdb.client.root.yaml"),
+        ] {
+            let client = secret(&rel);
+            assert_eq!(
+                client["client.root.crt"],
+                work.read("certs/client.root.crt")
+            );
+            assert_eq!(
+                client["client.root.key"],
+                work.read("certs/client.root.key")
+            );
+            assert_eq!(client["ca.crt"], work.read("certs/ca.crt"));
+        }
+    }
+}
+
+#[test]
+fn a_new_cluster_domain_regenerates_node_certs_under_the_same_ca() {
+    let work = Work::new();
+    work.ok(&["plan", "example.toml"]);
+    let ca = work.read("certs/ca.crt");
+    let ca_key = work.read("my-safe-directory/ca.key");
+    let node = work.read("certs/us-east1-b/node.crt");
+
+    work.edit_example(
+        "cluster_domain = \"cluster.local\"",
+        "cluster_domain = \"crdb.example\"",
+    );
+    let run = work.ok(&["plan", "example.toml"]);
+    assert!(run.stderr.contains("CA reused"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("us-east1-b: node certificate regenerated (")
+            && run.stderr.contains("lacks the SANs"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(work.read("certs/ca.crt"), ca);
+    assert_eq!(work.read("my-safe-directory/ca.key"), ca_key);
+    assert_ne!(work.read("certs/us-east1-b/node.crt"), node);
+    let out = openssl(
+        &work,
+        &[
+            "verify",
+            "-CAfile",
+            "certs/ca.crt",
+            "certs/us-east1-b/node.crt",
+        ],
+    );
+    assert_eq!(out.trim(), "certs/us-east1-b/node.crt: OK");
+    assert_eq!(
+        sans(&work, "certs/us-east1-b/node.crt"),
+        required_sans("us-east1-b", "crdb.example")
+    );
+}
+
+#[test]
+fn a_half_present_ca_exits_2_and_is_never_replaced() {
+    let work = Work::new();
+    work.ok(&["plan", "example.toml"]);
+    let ca = work.read("certs/ca.crt");
+    let before = work.outputs();
+    std::fs::remove_file(work.path("my-safe-directory/ca.key")).unwrap();
+
+    let run = work.run(&["plan", "example.toml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+    assert!(run.stderr.contains("restore the key"), "{}", run.stderr);
+    assert_eq!(work.read("certs/ca.crt"), ca);
+    assert!(!work.path("my-safe-directory/ca.key").exists());
+    let mut after = work.outputs();
+    after.insert(
+        "my-safe-directory/ca.key".to_string(),
+        before["my-safe-directory/ca.key"].clone(),
+    );
+    assert!(after == before, "a failed run changed files");
+    work.snapshot("half_present_ca", &run.stderr);
+}
+
+// ---------------------------------------------------------------------------
+// Bad configs
+
+/// Configs that break one rule each (or several at once), by file name.
+const BAD_CONFIGS: &[(&str, &str)] = &[
+    ("no_zones", "federation = \"crdb\"\n"),
+    ("empty_zones", "zones = []\n"),
+    (
+        "zone_not_a_dns_label",
+        "[[zones]]\nname = \"US_East1\"\ncontext = \"a\"\n",
+    ),
+    (
+        "namespace_not_a_dns_label",
+        "[[zones]]\nname = \"us-east1-b\"\ncontext = \"a\"\nnamespace = \"crdb.east\"\n",
+    ),
+    (
+        "duplicate_namespaces",
+        "[[zones]]\nname = \"a\"\ncontext = \"a\"\nnamespace = \"crdb\"\n\n[[zones]]\nname = \"b\"\ncontext = \"b\"\nnamespace = \"crdb\"\n",
+    ),
+    (
+        "duplicate_contexts",
+        "[[zones]]\nname = \"a\"\ncontext = \"shared\"\n\n[[zones]]\nname = \"b\"\ncontext = \"shared\"\n",
+    ),
+    ("empty_context", "[[zones]]\nname = \"a\"\ncontext = \"\"\n"),
+    ("missing_context", "[[zones]]\nname = \"a\"\n"),
+    (
+        "replicas_below_one",
+        "[[zones]]\nname = \"a\"\ncontext = \"a\"\nreplicas = 0\n",
+    ),
+    (
+        "unknown_keys",
+        "federaton = \"crdb\"\n\n[cockroachdb]\nimage_tag = \"v25\"\n\n[[zones]]\nname = \"a\"\ncontxt = \"a\"\ncontext = \"a\"\n",
+    ),
+    (
+        "malformed_values",
+        "[certs]\nkey_type = \"ed25519\"\n\n[cockroachdb]\nstorage = \"lots\"\n\n[dns]\ncloud = \"gcp\"\nprotocols = \"UDP\"\n\n[[zones]]\nname = \"a\"\ncontext = \"a\"\nreplicas = \"three\"\n",
+    ),
+    ("toml_syntax", "[[zones]]\nname = \"a\ncontext = \"a\"\n"),
+    (
+        "ca_key_inside_certs_dir",
+        "[certs]\ndir = \"certs\"\nca_key = \"certs/ca.key\"\n\n[[zones]]\nname = \"a\"\ncontext = \"a\"\n",
+    ),
+    (
+        "every_problem_at_once",
+        "cluster_domain = \"Cluster.Local\"\n\n[[zones]]\nname = \"US\"\ncontext = \"\"\nreplicas = -1\n\n[[zones]]\nname = \"b\"\ncontext = \"x\"\nnamespace = \"b\"\n\n[[zones]]\nname = \"c\"\ncontext = \"x\"\nnamespace = \"b\"\n",
+    ),
+];
+
+/// The `file:line:col: ` problem lines of a config error.
+fn problem_lines<'a>(stderr: &'a str, file: &str) -> Vec<&'a str> {
+    stderr
+        .lines()
+        .filter(|l| {
+            let Some(rest) = l.trim_start().strip_prefix(&format!("{file}:")) else {
+                return false;
+            };
+            let mut parts = rest.splitn(3, ':');
+            let line = parts.next().unwrap_or_default();
+            let col = parts.next().unwrap_or_default();
+            let msg = parts.next().unwrap_or_default();
+            [line, col]
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                && msg.starts_with(' ')
+                && msg.len() > 10
+        })
+        .collect()
+}
+
+#[test]
+fn each_bad_config_exits_2_with_file_line_col_and_the_rule() {
+    let work = Work::new();
+    for (name, text) in BAD_CONFIGS {
+        let file = format!("{name}.toml");
+        work.write(&file, text);
+        let run = work.run(&["plan", &file]);
+        assert_eq!(run.code, 2, "{name}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "{name}");
+        assert!(
+            run.stderr
+                .starts_with(&format!("error: {file} is not a valid config (")),
+            "{name}: {}",
+            run.stderr
+        );
+        assert!(
+            !problem_lines(&run.stderr, &file).is_empty(),
+            "{name}: no file:line:col line in\n{}",
+            run.stderr
+        );
+        work.snapshot(&format!("bad_config_{name}"), &run.stderr);
+    }
+    // Validation comes first: nothing was generated for any of them.
+    assert!(!work.path("certs").exists());
+    assert!(!work.path("my-safe-directory").exists());
+    assert!(!work.path("generated").exists());
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let work = Work::new();
+    let (name, text) = BAD_CONFIGS
+        .iter()
+        .find(|(n, _)| *n == "every_problem_at_once")
+        .unwrap();
+    work.write("all.toml", text);
+    let run = work.run(&["plan", "all.toml"]);
+    assert_eq!(run.code, 2, "{name}");
+    let lines = problem_lines(&run.stderr, "all.toml");
+    let rules = [
+        "cluster_domain",
+        "zones[0].name",
+        "zones[0].context: must not be empty",
+        "zones[0].replicas",
+        "zones[2].context: duplicate context",
+        "zones[2].namespace: duplicate namespace",
+    ];
+    assert_eq!(lines.len(), rules.len(), "{}", run.stderr);
+    for rule in rules {
+        assert!(
+            lines.iter().any(|l| l.contains(rule)),
+            "{rule}:\n{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn unreadable_or_nonsense_configs_exit_2_without_panicking() {
+    let work = Work::new();
+    let cases: &[(&str, &[u8])] = &[
+        ("empty", b""),
+        ("not_utf8", b"zones = [\xff\xfe]\n"),
+        ("nul_bytes", b"[[zones]]\nname = \"a\0\"\ncontext = \"a\"\n"),
+        ("huge_integer", b"[[zones]]\nname = \"a\"\ncontext = \"a\"\nreplicas = 99999999999999999999999\n"),
+        ("zones_is_a_string", b"zones = \"us-east1-b\"\n"),
+        ("zones_of_numbers", b"zones = [1, 2]\n"),
+        ("section_is_a_number", b"cockroachdb = 5\ndns = []\n[[zones]]\nname = \"a\"\ncontext = \"a\"\n"),
+        ("incomplete_value", b"x = \n"),
+        ("unicode_zone", "[[zones]]\nname = \"zoné\"\ncontext = \"ü\"\n".as_bytes()),
+        ("huge_memory", b"[cockroachdb]\nmemory_limit = \"99999999999999999999999Ei\"\n[[zones]]\nname = \"a\"\ncontext = \"a\"\n"),
+    ];
+    for (name, bytes) in cases {
+        let file = format!("{name}.toml");
+        std::fs::write(work.path(&file), bytes).unwrap();
+        let run = work.run(&["plan", &file]);
+        assert_eq!(run.code, 2, "{name}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "{name}");
+        assert!(run.stderr.starts_with("error: "), "{name}: {}", run.stderr);
+    }
+    let deep = format!("x = {}1{}\n", "[".repeat(5000), "]".repeat(5000));
+    work.write("deep.toml", &deep);
+    let run = work.run(&["plan", "deep.toml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+
+    for missing in ["does-not-exist.toml", "."] {
+        let run = work.run(&["plan", missing]);
+        assert_eq!(run.code, 2, "{missing}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .starts_with(&format!("error: could not read config file {missing}")),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Templates
+
+#[test]
+fn a_template_override_dir_tunes_the_statefulset_end_to_end() {
+    let baseline = Work::new();
+    baseline.ok(&["plan", "example.toml"]);
+
+    let work = Work::new();
+    let line = "terminationGracePeriodSeconds: 60";
+    assert!(BUILTIN_STATEFULSET.contains(line));
+    work.write(
+        "my-templates/statefulset.yaml",
+        &BUILTIN_STATEFULSET.replace(line, "terminationGracePeriodSeconds: 300"),
+    );
+    work.edit_example(
+        "# templates_dir = \"my-templates\"",
+        "templates_dir = \"my-templates\"",
+    );
+    work.ok(&["plan", "example.toml"]);
+
+    for zone in ZONES {
+        let rel = format!("generated/{zone}/13-{zone}-statefulset-cockroachdb.yaml");
+        let tuned = work.read_string(&rel);
+        let doc = yaml(&tuned);
+        assert_eq!(
+            doc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 300,
+            "{zone}"
+        );
+        // Only that field changed; the rest is what the built-in renders.
+        let builtin = baseline.read_string(&rel);
+        assert_ne!(tuned, builtin);
+        assert_eq!(
+            tuned.replace(
+                "terminationGracePeriodSeconds: 300",
+                "terminationGracePeriodSeconds: 60"
+            ),
+            builtin,
+            "{zone}"
+        );
+        // Templates that were not overridden render as before.
+        let pdb = format!("generated/{zone}/10-{zone}-poddisruptionbudget-cockroachdb-budget.yaml");
+        assert_eq!(work.read(&pdb), baseline.read(&pdb));
+    }
+}
+
+/// Override dirs that must be refused, with what the error must name.
+const BAD_TEMPLATES: &[(&str, &str, &str, &[&str])] = &[
+    (
+        // An unknown field, in a document starting on line 4 of the output.
+        "unknown_field",
+        "pdb.yaml",
+        "# my PDB\n# tuned\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: cockroachdb-budget\n  namespace: {{ namespace }}\nspec:\n  maxUnavailable: 1\n  minAvailabel: 2\n",
+        &[
+            "template pdb.yaml line 4",
+            "PodDisruptionBudget",
+            "spec.minAvailabel",
+        ],
+    ),
+    (
+        "wrong_type",
+        "services.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: cockroachdb-public\n  namespace: {{ namespace }}\nspec:\n  ports:\n    - port: lots\n",
+        &["template services.yaml line 1", "not a valid Service"],
+    ),
+    (
+        "undefined_variable",
+        "pdb.yaml",
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: {{ names.pdb_name }}\n",
+        &["template pdb.yaml line 4"],
+    ),
+    (
+        "not_yaml",
+        "pdb.yaml",
+        "apiVersion: policy/v1\nkind: [PodDisruptionBudget\n",
+        &["template pdb.yaml line 1", "not valid YAML"],
+    ),
+    (
+        "unsupported_kind",
+        "pdb.yaml",
+        "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  name: cockroachdb-budget\n  namespace: {{ namespace }}\n",
+        &[
+            "template pdb.yaml line 1",
+            "policy/v1beta1 PodDisruptionBudget",
+        ],
+    ),
+    (
+        "wrong_namespace",
+        "pdb.yaml",
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: cockroachdb-budget\n  namespace: kube-system\nspec:\n  maxUnavailable: 1\n",
+        &["template pdb.yaml line 1", "kube-system"],
+    ),
+    (
+        "unknown_template_name",
+        "statefulset.yml",
+        "apiVersion: apps/v1\n",
+        &["statefulset.yml does not override any built-in template"],
+    ),
+];
+
+#[test]
+fn a_template_override_that_yields_an_invalid_object_exits_2_naming_template_and_line() {
+    for (case, file, text, needles) in BAD_TEMPLATES {
+        let work = Work::new();
+        work.write(&format!("my-templates/{file}"), text);
+        work.edit_example(
+            "# templates_dir = \"my-templates\"",
+            "templates_dir = \"my-templates\"",
+        );
+        let run = work.run(&["plan", "example.toml", "-o", "yaml"]);
+        assert_eq!(run.code, 2, "{case}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "{case}");
+        assert!(
+            run.stderr.lines().any(|l| l.starts_with("error: ")),
+            "{case}: {}",
+            run.stderr
+        );
+        for needle in *needles {
+            assert!(
+                run.stderr.contains(needle),
+                "{case}: no {needle:?} in\n{}",
+                run.stderr
+            );
+        }
+        assert!(
+            !work.path("generated").exists(),
+            "{case}: manifests written"
+        );
+        work.snapshot(&format!("bad_template_{case}"), &run.stderr);
+    }
+}
+
+#[test]
+fn a_missing_template_dir_exits_2() {
+    let work = Work::new();
+    work.edit_example(
+        "# templates_dir = \"my-templates\"",
+        "templates_dir = \"my-templates\"",
+    );
+    let run = work.run(&["plan", "example.toml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("my-templates"), "{}", run.stderr);
+    work.snapshot("missing_template_dir", &run.stderr);
+}
+
+// ---------------------------------------------------------------------------
+// The command line itself
+
+#[test]
+fn help_and_version_exit_0_on_stdout() {
+    let work = Work::new();
+    let help = work.ok(&["--help"]);
+    assert!(help.stdout.contains("plan"), "{}", help.stdout);
+    assert!(
+        help.stdout.contains("Exit codes: 0 success, 1"),
+        "{}",
+        help.stdout
+    );
+    assert_eq!(help.stderr, "");
+
+    let plan_help = work.ok(&["plan", "--help"]);
+    for flag in ["--output", "--dns-address", "--generated-dir"] {
+        assert!(
+            plan_help.stdout.contains(flag),
+            "{flag}:\n{}",
+            plan_help.stdout
+        );
+    }
+    let help_plan = work.ok(&["help", "plan"]);
+    assert_eq!(help_plan.stdout, plan_help.stdout);
+
+    let version = work.ok(&["--version"]);
+    assert_eq!(
+        version.stdout.trim(),
+        format!("crdb-multiregion {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_on_stderr() {
+    let work = Work::new();
+    for args in [
+        &[][..],
+        &["plan"][..],
+        &["no-such-command"][..],
+        &["plan", "example.toml", "-o", "json"][..],
+    ] {
+        let run = work.run(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "{args:?}");
+        // clap: a usage error, or the help when no command is given.
+        assert!(
+            run.stderr.starts_with("error: ") || run.stderr.contains("Usage: crdb-multiregion"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
