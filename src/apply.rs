@@ -552,6 +552,17 @@ async fn phase_b(
     let forwards = match &zone.dns.status {
         DnsStatus::Ready(f) => f.clone(),
         DnsStatus::NotNeeded => Vec::new(),
+        DnsStatus::Pending { missing } if opts.dry_run => {
+            progress.say(
+                &cluster.zone,
+                format!(
+                    "DNS forwarding would be configured once the DNS load balancer of {} has an address",
+                    missing.join(", ")
+                ),
+            );
+            report.dns = Some(DnsChange::Updated);
+            return apply_workload(cluster, zone, first, opts, progress, report, timer).await;
+        }
         DnsStatus::Pending { missing } => {
             return Err(format!(
                 "DNS forwarding not configured: no DNS load balancer address for {} (re-run apply once {} succeeded)",
@@ -610,14 +621,30 @@ async fn phase_b(
         }
     }
     timer.record("dns forwarding", t);
+    apply_workload(cluster, zone, first, opts, progress, report, timer).await
+}
 
+/// ExternalName Service and StatefulSet, their pods, then the init Job.
+async fn apply_workload(
+    cluster: &Cluster,
+    zone: &ZonePlan,
+    first: bool,
+    opts: &ApplyOptions,
+    progress: Progress,
+    report: &mut ZoneReport,
+    timer: &mut Timer,
+) -> Result<(), String> {
     let t = Instant::now();
+    let new_namespace = report
+        .objects
+        .first()
+        .is_some_and(|o| o.action == Action::Created);
     let before = report.objects.len();
     apply_objects(
         cluster,
         zone.stage(Stage::Workload).collect(),
         opts.dry_run,
-        false,
+        new_namespace,
         report,
     )
     .await?;

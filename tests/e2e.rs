@@ -406,3 +406,268 @@ fn aks_coredns_custom() {
         |ip| ip.to_string(),
     );
 }
+
+fn faults(f: impl FnOnce(&mut kube_sim::Faults)) -> kube_sim::Faults {
+    let mut faults = kube_sim::Faults::default();
+    f(&mut faults);
+    faults
+}
+
+fn changing_writes(env: &Env) -> Vec<String> {
+    env.fed
+        .clusters()
+        .iter()
+        .flat_map(|c| {
+            c.requests()
+                .into_iter()
+                .filter(|r| r.changed)
+                .map(move |r| format!("{}: {} {}", c.zone(), r.method, r.path))
+        })
+        .collect()
+}
+
+#[test]
+fn unreachable_cluster_stops_apply_before_any_change() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    env.fed
+        .cluster("us-west1-a")
+        .set_faults(faults(|f| f.down = true));
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("pre-flight failed in 1 zone(s)"), "{err}");
+    assert!(
+        err.contains("us-west1-a (context us-west1-a): API server"),
+        "{err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+    assert_eq!(changing_writes(&env), Vec::<String>::new());
+    assert!(
+        !env.path("my-safe-directory/ca.key").exists(),
+        "nothing written locally either"
+    );
+
+    // Back up: a re-run converges.
+    env.fed
+        .cluster("us-west1-a")
+        .set_faults(kube_sim::Faults::default());
+    assert_exit(&env.apply(&config, &[]), 0);
+    assert_planned_objects_present(&env, &config);
+}
+
+#[test]
+fn transient_503s_are_retried() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    for c in env.fed.clusters() {
+        c.set_faults(faults(|f| {
+            f.error_rate = 0.25;
+            f.error_code = 503;
+        }));
+    }
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 0);
+    let injected: usize = env
+        .fed
+        .clusters()
+        .iter()
+        .map(|c| c.requests().iter().filter(|r| r.status == 503).count())
+        .sum();
+    assert!(injected > 0, "the storm must actually have hit the client");
+    for c in env.fed.clusters() {
+        c.set_faults(kube_sim::Faults::default());
+    }
+    assert_planned_objects_present(&env, &config);
+    assert_forwarding(&env, &ZONES, DnsProvider::KubeDns, |ip| ip.to_string());
+}
+
+#[test]
+fn load_balancer_that_never_gets_an_address_times_out_naming_the_zone() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    env.fed
+        .cluster("us-central1-a")
+        .set_faults(faults(|f| f.lb_never_ready = true));
+    let out = env.run(&["apply", config.to_str().unwrap(), "--wait-timeout", "2s"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("us-central1-a    FAILED: waiting for the DNS load balancer address: timed out after 2s; last seen: Service kube-system/kube-dns-lb has no load balancer ingress yet"),
+        "{err}"
+    );
+    // The other zones cannot forward to it, and say so instead of half-configuring DNS.
+    assert!(err.contains("us-east1-b       FAILED: DNS forwarding not configured: no DNS load balancer address for us-central1-a"), "{err}");
+}
+
+#[test]
+fn cluster_killed_mid_apply_then_reapply_converges() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    let victim = env.fed.cluster("us-west1-a");
+    victim.set_lb_delay(Duration::from_secs(3));
+    let child = Command::new(env!("CARGO_BIN_EXE_crdb-multiregion"))
+        .current_dir(env.dir.path())
+        .args([
+            "apply",
+            config.to_str().unwrap(),
+            "--wait-timeout",
+            "20s",
+            "--kubeconfig",
+        ])
+        .arg(env.fed.kubeconfig_path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until apply has created the victim's DNS LB, then kill the cluster.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while victim
+        .get("v1", "Service", Some("kube-system"), "kube-dns-lb")
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply never reached the victim"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    victim.set_faults(faults(|f| f.down = true));
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("us-west1-a       FAILED"),
+        "{}",
+        stderr(&out)
+    );
+
+    victim.set_faults(kube_sim::Faults::default());
+    victim.set_lb_delay(Duration::from_millis(100));
+    assert_exit(&env.apply(&config, &[]), 0);
+    assert_planned_objects_present(&env, &config);
+    assert_forwarding(&env, &ZONES, DnsProvider::KubeDns, |ip| ip.to_string());
+}
+
+#[test]
+fn adding_then_removing_a_zone_updates_every_cluster() {
+    let four = [
+        "us-east1-b",
+        "us-west1-a",
+        "us-central1-a",
+        "europe-west1-b",
+    ];
+    let env = Env::start(Flavor::Gke, &four, |b| b);
+    let three = env.config("three.toml", &four[..3], "");
+    let all = env.config("four.toml", &four, "");
+    assert_exit(&env.apply(&three, &[]), 0);
+
+    assert_exit(&env.apply(&all, &[]), 0);
+    assert_planned_objects_present(&env, &all);
+    assert_forwarding(&env, &four, DnsProvider::KubeDns, |ip| ip.to_string());
+    for z in four {
+        let sts = env
+            .fed
+            .cluster(z)
+            .get("apps/v1", "StatefulSet", Some(z), "cockroachdb")
+            .unwrap();
+        let cmd = sts["spec"]["template"]["spec"]["containers"][0]["command"][2]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            cmd.contains("cockroachdb-2.cockroachdb.europe-west1-b"),
+            "{z}: join list lacks the new zone: {cmd}"
+        );
+    }
+
+    // Removing a zone is refused unless asked for explicitly.
+    for c in env.fed.clusters() {
+        c.clear_requests();
+    }
+    let out = env.apply(&three, &[]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("zone(s) europe-west1-b are no longer in the config"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(changing_writes(&env), Vec::<String>::new());
+
+    assert_exit(&env.apply(&three, &["--prune"]), 0);
+    assert_forwarding(&env, &four[..3], DnsProvider::KubeDns, |ip| ip.to_string());
+    for z in &four[..3] {
+        let data = env.dns_data(z, DnsProvider::KubeDns);
+        assert!(
+            !data["stubDomains"].contains("europe-west1-b"),
+            "{z}: {data:?}"
+        );
+    }
+}
+
+#[test]
+fn ssa_conflict_with_another_manager_stops_instead_of_forcing() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    let theirs = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns-lb", "namespace": "kube-system"},
+        "spec": {"type": "NodePort", "selector": {"k8s-app": "kube-dns"}, "ports": [{"name": "dns-udp", "port": 53, "protocol": "UDP"}]}
+    });
+    env.fed
+        .cluster("us-east1-b")
+        .put(theirs, "kubectl")
+        .unwrap();
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("us-east1-b       FAILED: Service kube-system/kube-dns-lb is also managed by another tool"), "{err}");
+    let svc = env
+        .fed
+        .cluster("us-east1-b")
+        .get("v1", "Service", Some("kube-system"), "kube-dns-lb")
+        .unwrap();
+    assert_eq!(
+        svc["spec"]["type"], "NodePort",
+        "the other manager's value is not overwritten"
+    );
+}
+
+#[test]
+fn diff_shows_changes_without_writing() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    let out = env.run(&["diff", config.to_str().unwrap()]);
+    assert_exit(&out, 1);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("us-east1-b: create StatefulSet us-east1-b/cockroachdb"),
+        "{stdout}"
+    );
+    assert_eq!(changing_writes(&env), Vec::<String>::new());
+
+    assert_exit(&env.apply(&config, &[]), 0);
+    let tuned = env.config(
+        "tuned.toml",
+        &ZONES,
+        "[cockroachdb]\nmemory_limit = \"8Gi\"",
+    );
+    let out = env.run(&["diff", tuned.to_str().unwrap(), "-o", "json"]);
+    assert_exit(&out, 1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sts = report["zones"][0]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["object"] == "StatefulSet us-east1-b/cockroachdb")
+        .unwrap();
+    assert_eq!(sts["action"], "configured");
+    assert!(
+        sts["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_str().unwrap().contains("containers")),
+        "{sts}"
+    );
+    let out = env.run(&["diff", config.to_str().unwrap()]);
+    assert_exit(&out, 0);
+}
