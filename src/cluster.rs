@@ -30,8 +30,11 @@ use crate::plan::Object;
 /// Oldest Kubernetes minor version we support (policy/v1 PDBs, mixed-protocol
 /// LoadBalancer Services).
 pub const MIN_MINOR: u32 = 26;
-/// How often bounded waits look again.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Bounded waits look again after this long at first, then back off by half
+/// each time up to [`POLL_MAX`]: quick to notice a fast change, gentle on
+/// the API server during a long wait.
+pub const POLL_FIRST: Duration = Duration::from_millis(50);
+pub const POLL_MAX: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -231,7 +234,11 @@ pub async fn preflight(
                     (verb, group, resource, ns, result)
                 }
             });
-    for (verb, group, resource, ns, result) in futures::future::join_all(reviews).await {
+    let (reviews, dns) = tokio::join!(
+        futures::future::join_all(reviews),
+        detect_dns(&cluster.client, provider_override)
+    );
+    for (verb, group, resource, ns, result) in reviews {
         let what = format!(
             "{verb} {}{resource}{}",
             if group.is_empty() {
@@ -257,7 +264,7 @@ pub async fn preflight(
         }
     }
 
-    match detect_dns(&cluster.client, provider_override).await {
+    match dns {
         Ok(dns) => {
             if problems.is_empty() {
                 return Ok(ClusterInfo {
@@ -280,16 +287,28 @@ pub async fn detect_dns(
 ) -> Result<DnsServer, PreflightProblem> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
     let selector = format!("{}={}", names::DNS_POD_KEY, names::DNS_POD_VALUE);
-    let list = deployments
-        .list(&ListParams::default().labels(&selector))
-        .await
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
+    let by_label = ListParams::default().labels(&selector);
+    let (list, custom) = tokio::join!(
+        deployments.list(&by_label),
+        configmaps.get_opt(DnsProvider::CoreDnsCustom.configmap_name())
+    );
+    let list = list.map_err(|e| PreflightProblem {
+        problem: format!(
+            "could not list DNS Deployments in kube-system: {}",
+            error_text(&e)
+        ),
+        hint: "the context needs read access to kube-system".into(),
+    })?;
+    let has_custom = custom
         .map_err(|e| PreflightProblem {
             problem: format!(
-                "could not list DNS Deployments in kube-system: {}",
+                "could not read ConfigMap kube-system/coredns-custom: {}",
                 error_text(&e)
             ),
             hint: "the context needs read access to kube-system".into(),
-        })?;
+        })?
+        .is_some();
     let names_found: Vec<String> = list
         .items
         .iter()
@@ -300,18 +319,6 @@ pub async fn detect_dns(
         .iter()
         .find(|n| n.as_str() == "kube-dns")
         .cloned();
-    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
-    let has_custom = configmaps
-        .get_opt(DnsProvider::CoreDnsCustom.configmap_name())
-        .await
-        .map_err(|e| PreflightProblem {
-            problem: format!(
-                "could not read ConfigMap kube-system/coredns-custom: {}",
-                error_text(&e)
-            ),
-            hint: "the context needs read access to kube-system".into(),
-        })?
-        .is_some();
     let detected = match (&coredns, &kube_dns) {
         (Some(d), _) if has_custom => Some((DnsProvider::CoreDnsCustom, d.clone())),
         (Some(d), _) => Some((DnsProvider::CoreDns, d.clone())),
@@ -498,19 +505,22 @@ where
     Fut: std::future::Future<Output = Result<Result<T, String>, String>>,
 {
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut interval = POLL_FIRST;
     loop {
         let seen = match probe().await {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(seen)) => seen,
             Err(e) => return Err(WaitError::Api(e)),
         };
-        if tokio::time::Instant::now() + POLL_INTERVAL > deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             return Err(WaitError::Timeout {
                 after: timeout,
                 last: seen,
             });
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::time::sleep(interval.min(deadline - now)).await;
+        interval = (interval * 3 / 2).min(POLL_MAX);
     }
 }
 

@@ -171,15 +171,8 @@ async fn save_backup(
     current: &Option<ConfigMap>,
     labels: &BTreeMap<String, String>,
 ) -> Result<(), DnsConfError> {
+    // Created only if absent (409 otherwise): a backup is never replaced.
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
-    if api
-        .get_opt(BACKUP_CONFIGMAP)
-        .await
-        .map_err(|e| api_err(BACKUP_CONFIGMAP, &e))?
-        .is_some()
-    {
-        return Ok(());
-    }
     let data = data_of(current);
     // The backup must hold the user's config, never one that already has
     // our entries (e.g. after a backup was deleted by hand).
