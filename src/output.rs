@@ -54,7 +54,12 @@ pub fn dns_document(zone: &ZonePlan) -> String {
                 "# `apply` merges these entries into ConfigMap kube-system/{} and keeps\n# everything else in it; they are shown merged into an empty ConfigMap.\n# Do not `kubectl apply` this: it would replace the cluster's DNS config.\n",
                 d.provider.configmap_name()
             ));
-            match dns::merge(d.provider, &BTreeMap::new(), forwards, &d.options) {
+            // CoreDNS adds to a Corefile; an empty one shows our section alone.
+            let empty = BTreeMap::from_iter(
+                (d.provider == dns::DnsProvider::CoreDns)
+                    .then(|| (dns::COREFILE_KEY.to_string(), String::new())),
+            );
+            match dns::merge(d.provider, &empty, forwards, &d.options) {
                 Ok(data) => {
                     let cm = serde_json::json!({
                         "apiVersion": "v1",

@@ -442,6 +442,59 @@ fn dns_addresses_of_some_zones_leave_the_rest_pending_by_name() {
     );
 }
 
+/// Regression: with `provider = "coredns"` the forwarding file said
+/// "error: ConfigMap `coredns` has no `Corefile` key" instead of showing the
+/// server blocks, because it merged into a ConfigMap without a Corefile.
+#[test]
+fn dns_forwarding_file_shows_every_provider_format_not_an_error() {
+    let ips = [
+        "us-east1-b=10.0.0.5",
+        "us-west1-a=10.1.0.5",
+        "us-central1-a=10.2.0.5",
+    ];
+    let cases = [
+        (
+            "kube-dns",
+            "[\\\"10.1.0.5\\\"]",
+            "crdb-multiregion.managed-stub-domains",
+        ),
+        ("coredns", "forward . 10.1.0.5", "# BEGIN crdb-multiregion"),
+        (
+            "coredns-custom",
+            "forward . 10.1.0.5",
+            "crdb-multiregion.server: |",
+        ),
+    ];
+    for (provider, west_entry, ownership) in cases {
+        let work = Work::new();
+        work.edit_example("provider = \"auto\"", &format!("provider = \"{provider}\""));
+        let mut args = vec!["plan", "example.toml"];
+        for ip in &ips {
+            args.extend(["--dns-address", ip]);
+        }
+        let run = work.ok(&args);
+        assert!(
+            run.stderr
+                .contains(&format!("us-east1-b: 14 objects in namespace us-east1-b (context gke_cockroach1_us-east1-b_cockroachdb1); DNS: {provider} forwarding 2 zone(s)")),
+            "{}",
+            run.stderr
+        );
+        let note = work.read_string("generated/us-east1-b/dns-forwarding.yaml");
+        assert!(!note.contains("# error:"), "{provider}:\n{note}");
+        assert!(
+            note.contains(&format!("ConfigMap kube-system/{provider}")),
+            "{note}"
+        );
+        assert!(note.contains(ownership), "{provider}:\n{note}");
+        assert!(note.contains(west_entry), "{provider}:\n{note}");
+        assert!(note.contains("us-central1-a.svc.cluster.local"), "{note}");
+        assert!(
+            !note.contains("us-east1-b.svc.cluster.local"),
+            "{provider}: a zone must not forward its own domain:\n{note}"
+        );
+    }
+}
+
 #[test]
 fn dns_address_for_an_unknown_zone_exits_2_naming_the_zone() {
     let work = Work::new();
