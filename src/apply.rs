@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -744,8 +744,17 @@ async fn init(
 ) -> Result<String, String> {
     let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &zone.namespace);
     let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &zone.namespace);
-    if let Some(existing) = jobs.get_opt(job.name()).await.map_err(|e| error_text(&e))? {
+    let (existing, set) = tokio::join!(jobs.get_opt(job.name()), sets.get_opt(names::STATEFULSET));
+    let existing = existing.map_err(|e| error_text(&e))?;
+    let marked = set
+        .map_err(|e| error_text(&e))?
+        .and_then(|s| s.metadata.annotations)
+        .is_some_and(|a| a.get(INITIALIZED_ANNOTATION).is_some_and(|v| v == "true"));
+    if let Some(existing) = existing {
         if job_done(&existing)? {
+            if !marked && !opts.dry_run {
+                mark_initialised(&sets).await?;
+            }
             return Ok("cluster already initialised (init Job completed earlier)".into());
         }
         if opts.dry_run {
@@ -755,21 +764,26 @@ async fn init(
         mark_initialised(&sets).await?;
         return Ok("initialised (init Job completed)".into());
     }
-    let marked = sets
-        .get_opt(names::STATEFULSET)
-        .await
-        .map_err(|e| error_text(&e))?
-        .and_then(|s| s.metadata.annotations)
-        .is_some_and(|a| a.get(INITIALIZED_ANNOTATION).is_some_and(|v| v == "true"));
     if marked {
         return Ok("cluster already initialised".into());
     }
     if opts.dry_run {
         return Ok("would run cockroach init (Job cluster-init-secure)".into());
     }
-    cluster::apply_object(&cluster.client, job, false)
-        .await
-        .map_err(|e| e.to_string())?;
+    let Object::Job(typed) = job else {
+        return Err(format!("{} is not a Job", job.describe()));
+    };
+    // Created, never applied: a Job's template cannot change, and the Job
+    // is known not to exist. Someone creating it meanwhile is fine.
+    let params = PostParams {
+        field_manager: Some(names::FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match jobs.create(&params, typed).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(format!("creating {}: {}", job.describe(), error_text(&e))),
+    }
     wait_job(&jobs, job.name(), opts.wait_timeout).await?;
     mark_initialised(&sets).await?;
     Ok("initialised (cockroach init succeeded)".into())
