@@ -37,7 +37,7 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
         apply::apply(&config, &templates, &bundle, clusters, &opts, progress).await
     }))??;
 
-    print_report(&report, args.cluster.output, diff)?;
+    print_report(&report, args.cluster.output)?;
     Ok(if !report.ok {
         Exit::CouldNotRun
     } else if diff && report.changed {
@@ -122,7 +122,7 @@ impl Drop for Scratch {
     }
 }
 
-fn print_report(report: &ApplyReport, format: ReportFormat, diff: bool) -> anyhow::Result<()> {
+fn print_report(report: &ApplyReport, format: ReportFormat) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match format {
         ReportFormat::Json => {
@@ -133,17 +133,11 @@ fn print_report(report: &ApplyReport, format: ReportFormat, diff: bool) -> anyho
             if report.dry_run {
                 for z in &report.zones {
                     for o in &z.objects {
-                        if o.action == Action::Unchanged && !diff {
-                            continue;
-                        }
                         let what = match o.action {
                             Action::Created => "create",
                             Action::Configured => "change",
-                            Action::Unchanged => "unchanged",
+                            Action::Unchanged => continue,
                         };
-                        if o.action == Action::Unchanged {
-                            continue;
-                        }
                         writeln!(stdout, "{}: {what} {}", z.zone, o.object)?;
                         for c in &o.changes {
                             writeln!(stdout, "    ~ {c}")?;
