@@ -66,6 +66,20 @@ pub enum Command {
     ///
     /// Example: crdb-multiregion teardown config.toml --yes
     Teardown(TeardownArgs),
+
+    /// Verify, from inside every cluster, that pods reach each other across
+    /// clusters and that each cluster's DNS resolves the other zones' names.
+    ///
+    /// Starts a short-lived listener and prober pod (busybox) in each zone's
+    /// namespace, probes every ordered pair of clusters on the CockroachDB
+    /// port over TCP, resolves every other zone's names through each
+    /// cluster's DNS, and queries the DNS load balancers from here. Probe
+    /// objects (and namespaces created for the check) are always removed.
+    /// Exits 0 when everything passed (skips allowed), 1 when a check
+    /// failed, 2 when the check could not run. See docs/check.md.
+    ///
+    /// Example: crdb-multiregion check config.toml -o junit --report check.xml
+    Check(CheckArgs),
 }
 
 /// Options shared by the commands that talk to clusters.
@@ -136,6 +150,75 @@ pub struct TeardownArgs {
     /// runs can never be renewed.
     #[arg(long)]
     pub purge_local: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The config file (TOML).
+    pub config: PathBuf,
+
+    /// Kubeconfig to use instead of $KUBECONFIG or ~/.kube/config.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Run only these checks (comma-separated or repeated).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK")]
+    pub only: Vec<crate::check::Check>,
+
+    /// Skip these checks (comma-separated or repeated).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK")]
+    pub skip: Vec<crate::check::Check>,
+
+    /// TCP port to probe between pods (repeatable; default 26257).
+    #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub ports: Vec<u16>,
+
+    /// Also probe CockroachDB's HTTP port 8080.
+    #[arg(long)]
+    pub http: bool,
+
+    /// Image of the probe pods; it needs busybox's sh, nc, nslookup and
+    /// timeout. Point it at a mirror when clusters cannot pull from Docker Hub.
+    #[arg(long, value_name = "IMAGE", default_value = crate::check::probe::DEFAULT_IMAGE)]
+    pub image: String,
+
+    /// Give up after this long in total; probe objects are removed anyway.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Bound of each wait: listeners running, probers finished.
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_duration)]
+    pub wait_timeout: Duration,
+
+    /// How long a running prober may take before its log is read as it is
+    /// (its probes are bounded by a few seconds).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub probe_timeout: Duration,
+
+    /// DNS server (IP:PORT) for resolving load balancer hostnames, instead
+    /// of the system resolver.
+    #[arg(long, value_name = "IP:PORT")]
+    pub lb_resolver: Option<SocketAddr>,
+
+    /// Report format: `text` (matrices on stderr), `json`
+    /// (docs/check-report.schema.json) or `junit` (XML), on stdout.
+    #[arg(short, long, value_enum, default_value_t = CheckFormat::Text)]
+    pub output: CheckFormat,
+
+    /// Write the report to this file instead of stdout (replaced atomically).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// No progress lines; only the report (and errors).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+    Junit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

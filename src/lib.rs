@@ -22,6 +22,7 @@ use clap::Parser;
 
 pub mod apply;
 pub mod certs;
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
@@ -66,6 +67,7 @@ pub fn main() -> ExitCode {
         cli::Command::Apply(args) => commands::apply::run(args, false),
         cli::Command::Diff(args) => commands::apply::run(args, true),
         cli::Command::Teardown(args) => commands::teardown::run(args),
+        cli::Command::Check(args) => commands::check::run(args),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

@@ -3,5 +3,6 @@
 //! Errors here use anyhow with context; `lib.rs` prints them once.
 
 pub mod apply;
+pub mod check;
 pub mod plan;
 pub mod teardown;

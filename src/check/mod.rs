@@ -1,0 +1,318 @@
+//! `check`: proves, from inside every cluster, what a multi-region
+//! CockroachDB needs from the network: pod IPs reachable between every pair
+//! of clusters on the CockroachDB ports, each cluster's DNS forwarding the
+//! other zones' names, and the DNS load balancers answering from where the
+//! check runs.
+//!
+//! ```text
+//! connect (all zones): version, DNS server + its forwarding, DNS LB address
+//!   -> per zone: namespace (created if missing), headless Service, listener
+//!      pod (never ready); wait until every listener has an IP
+//!   -> per zone: one prober pod probing every listener (TCP) and every other
+//!      zone's names (DNS) in the background || DNS LB queries from here
+//!   -> results from the probers' logs -> report
+//! cleanup, always (success, failure, timeout, Ctrl-C): probe pods, Service,
+//!   and the namespaces the check created
+//! ```
+//!
+//! The objects and the scripts are built by [`probe`] (pure); the report is
+//! rendered by [`report`] (pure); [`run`] does the API calls, [`lb`] the DNS
+//! queries. This module holds the data model and turns probe output into
+//! results; it does no I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub mod lb;
+pub mod probe;
+pub mod report;
+pub mod run;
+
+#[cfg(test)]
+mod tests;
+
+use probe::{DnsLine, ProbeLog, ProberTargets};
+
+/// Version of the JSON report format (docs/check-report.schema.json).
+pub const REPORT_VERSION: u32 = 1;
+
+/// The checks, in report order.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Check {
+    /// Pod to pod over TCP, every ordered pair of clusters (and each cluster
+    /// to itself), on every checked port.
+    Tcp,
+    /// Each cluster's own DNS resolving every other zone's names.
+    Dns,
+    /// Each zone's DNS load balancer, queried from where the check runs.
+    DnsLb,
+}
+
+impl Check {
+    pub const ALL: [Check; 3] = [Check::Tcp, Check::Dns, Check::DnsLb];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Tcp => "tcp",
+            Check::Dns => "dns",
+            Check::DnsLb => "dns-lb",
+        }
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+}
+
+/// One probe of one ordered pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub check: Check,
+    /// The zone the probe ran from (for `dns-lb`: the zone whose DNS load
+    /// balancer was asked).
+    pub from: String,
+    /// The zone probed (whose listener, or whose names).
+    pub to: String,
+    /// `IP:PORT` for `tcp`, the DNS name asked for `dns` and `dns-lb`.
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `udp` or `tcp`, for `dns-lb`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+/// The outcome of `check`: every result, in a stable order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub version: u32,
+    pub ok: bool,
+    pub summary: Summary,
+    /// The zones, in config order (rows and columns of the matrices).
+    pub zones: Vec<String>,
+    /// The TCP ports checked.
+    pub ports: Vec<u16>,
+    pub results: Vec<CheckResult>,
+}
+
+impl CheckReport {
+    /// Sorts the results (check, from, to in zone order, port, target,
+    /// protocol) and computes the summary.
+    pub fn new(zones: Vec<String>, ports: Vec<u16>, mut results: Vec<CheckResult>) -> Self {
+        let index: BTreeMap<&str, usize> = zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| (z.as_str(), i))
+            .collect();
+        let pos = |z: &str| index.get(z).copied().unwrap_or(usize::MAX);
+        results.sort_by(|a, b| {
+            (
+                a.check,
+                pos(&a.from),
+                pos(&a.to),
+                a.port,
+                &a.target,
+                &a.protocol,
+            )
+                .cmp(&(
+                    b.check,
+                    pos(&b.from),
+                    pos(&b.to),
+                    b.port,
+                    &b.target,
+                    &b.protocol,
+                ))
+        });
+        let count = |s: Status| results.iter().filter(|r| r.status == s).count();
+        let summary = Summary {
+            passed: count(Status::Pass),
+            failed: count(Status::Fail),
+            skipped: count(Status::Skip),
+        };
+        CheckReport {
+            version: REPORT_VERSION,
+            ok: summary.failed == 0,
+            summary,
+            zones,
+            ports,
+            results,
+        }
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = &CheckResult> {
+        self.results.iter().filter(|r| r.status == Status::Fail)
+    }
+}
+
+/// Hint for a failed TCP probe.
+pub fn tcp_hint(from: &str, to: &str, port: u16) -> String {
+    if from == to {
+        format!(
+            "pods in {from} cannot reach each other on TCP {port}: check NetworkPolicies in the zone's namespace and the cluster's CNI"
+        )
+    } else {
+        format!(
+            "pod IPs of {from} cannot reach {to}:{port}: check routes between the clusters' pod CIDRs and firewall rules for TCP {port}"
+        )
+    }
+}
+
+/// Hint for a failed cluster-DNS probe.
+pub fn dns_hint(from: &str, to: &str) -> String {
+    format!(
+        "{from}'s DNS does not forward {to}'s names: run apply, check the kube-dns-lb address of {to}"
+    )
+}
+
+/// Hint for a failed DNS load balancer query.
+pub fn dns_lb_hint(from: &str, to: &str, protocol: &str) -> String {
+    if from == to {
+        format!(
+            "the DNS load balancer of {from} does not answer for its own names over {}: check Service kube-system/kube-dns-lb in {from} (ports, selector, firewall rules for {} 53)",
+            protocol.to_ascii_uppercase(),
+            protocol.to_ascii_uppercase()
+        )
+    } else {
+        format!(
+            "the DNS load balancer of {from} answers but does not resolve {to}'s names over {}: run apply, check {from}'s DNS forwarding to the kube-dns-lb address of {to}",
+            protocol.to_ascii_uppercase()
+        )
+    }
+}
+
+/// Why DNS rows of a cluster without forwarding are skipped.
+pub const NOT_FORWARDED: &str = "DNS forwarding not configured yet (run apply)";
+
+/// The results of one prober: one per target, read from its log; a target
+/// without a line is a failure "no result".
+pub fn prober_results(from: &str, targets: &ProberTargets, log: &ProbeLog) -> Vec<CheckResult> {
+    let mut out = Vec::new();
+    let unfinished = if log.done {
+        String::new()
+    } else {
+        " (the prober did not finish)".to_string()
+    };
+    for t in &targets.tcp {
+        let target = socket(t.ip, t.port);
+        let line = log.tcp.get(&(t.zone.clone(), t.ip.to_string(), t.port));
+        let (status, latency_ms, detail) = match line {
+            Some(l) if l.ok => (
+                Status::Pass,
+                Some(l.ms),
+                format!("connected in {} ms", l.ms),
+            ),
+            Some(l) => (Status::Fail, None, probe::tcp_reason(&l.message)),
+            None => (Status::Fail, None, format!("no result{unfinished}")),
+        };
+        out.push(CheckResult {
+            check: Check::Tcp,
+            from: from.to_string(),
+            to: t.zone.clone(),
+            target,
+            port: Some(t.port),
+            protocol: None,
+            hint: (status == Status::Fail).then(|| tcp_hint(from, &t.zone, t.port)),
+            status,
+            latency_ms,
+            detail,
+        });
+    }
+    for t in &targets.dns {
+        let line = log.dns.get(&(t.zone.clone(), t.name.clone()));
+        let (status, detail) = match line {
+            Some(DnsLine::Resolved(ip)) if ip.parse::<IpAddr>().ok() == Some(t.expect) => {
+                (Status::Pass, format!("resolves to {ip}"))
+            }
+            Some(DnsLine::Resolved(ip)) => (
+                Status::Fail,
+                format!(
+                    "resolves to {ip}, not to {}'s listener {} (a stale or foreign record?)",
+                    t.zone, t.expect
+                ),
+            ),
+            Some(DnsLine::Failed(reason)) => (Status::Fail, probe::dns_reason(reason)),
+            None => (Status::Fail, format!("no result{unfinished}")),
+        };
+        out.push(CheckResult {
+            check: Check::Dns,
+            from: from.to_string(),
+            to: t.zone.clone(),
+            target: t.name.clone(),
+            port: None,
+            protocol: None,
+            hint: (status == Status::Fail).then(|| dns_hint(from, &t.zone)),
+            status,
+            latency_ms: None,
+            detail,
+        });
+    }
+    out
+}
+
+/// A skipped result.
+pub fn skipped(check: Check, from: &str, to: &str, target: &str, reason: &str) -> CheckResult {
+    CheckResult {
+        check,
+        from: from.to_string(),
+        to: to.to_string(),
+        target: target.to_string(),
+        port: None,
+        protocol: None,
+        status: Status::Skip,
+        latency_ms: None,
+        detail: reason.to_string(),
+        hint: None,
+    }
+}
+
+/// `IP:PORT`, with brackets for IPv6.
+pub fn socket(ip: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(ip, port).to_string()
+}
+
+/// The checks to run from `--only` and `--skip`.
+pub fn selected(only: &[Check], skip: &[Check]) -> BTreeSet<Check> {
+    Check::ALL
+        .into_iter()
+        .filter(|c| only.is_empty() || only.contains(c))
+        .filter(|c| !skip.contains(c))
+        .collect()
+}

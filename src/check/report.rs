@@ -1,0 +1,292 @@
+//! Rendering a [`CheckReport`]: the matrices and failure list people read on
+//! stderr, JSON (docs/check-report.schema.json) and JUnit XML for pipelines.
+//! Pure: returns strings. No colour, so `NO_COLOR` and logs need nothing.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::{Check, CheckReport, CheckResult, Status};
+
+/// The report for people: one matrix per TCP port, the DNS and DNS load
+/// balancer matrices, every failure with its hint, the skips grouped by
+/// reason, and a closing line.
+pub fn render_text(report: &CheckReport) -> String {
+    let mut out = String::new();
+    let has = |c: Check| report.results.iter().any(|r| r.check == c);
+    if has(Check::Tcp) {
+        for port in &report.ports {
+            let cells = cells(report, |r| r.check == Check::Tcp && r.port == Some(*port));
+            matrix(
+                &mut out,
+                &format!("TCP {port}, pod to pod (row: from, column: to)"),
+                &report.zones,
+                &cells,
+            );
+        }
+    }
+    if has(Check::Dns) {
+        let cells = cells(report, |r| r.check == Check::Dns);
+        matrix(
+            &mut out,
+            "DNS, each cluster's own DNS resolving the other zones' names (row: from, column: names of)",
+            &report.zones,
+            &cells,
+        );
+    }
+    if has(Check::DnsLb) {
+        let cells = cells(report, |r| r.check == Check::DnsLb);
+        matrix(
+            &mut out,
+            "DNS load balancers, asked from here (row: load balancer of, column: names of)",
+            &report.zones,
+            &cells,
+        );
+    }
+
+    let failures: Vec<&CheckResult> = report.failures().collect();
+    if !failures.is_empty() {
+        let _ = writeln!(out, "{} failure(s):", failures.len());
+        for r in failures {
+            let _ = writeln!(out, "  {}: {}", describe(r), r.detail);
+            if let Some(h) = &r.hint {
+                let _ = writeln!(out, "      hint: {h}");
+            }
+        }
+        out.push('\n');
+    }
+
+    let mut skips: BTreeMap<(Check, &str), Vec<&CheckResult>> = BTreeMap::new();
+    for r in report.results.iter().filter(|r| r.status == Status::Skip) {
+        skips
+            .entry((r.check, r.detail.as_str()))
+            .or_default()
+            .push(r);
+    }
+    if !skips.is_empty() {
+        let _ = writeln!(out, "{} skipped:", report.summary.skipped);
+        for ((check, reason), rs) in &skips {
+            let mut pairs: Vec<String> = rs.iter().map(|r| pair(r)).collect();
+            pairs.dedup();
+            let _ = writeln!(
+                out,
+                "  {check} ({} probe(s): {}): {reason}",
+                rs.len(),
+                abbreviate(&pairs)
+            );
+        }
+        out.push('\n');
+    }
+
+    let s = report.summary;
+    let _ = writeln!(
+        out,
+        "check {}: {} passed, {} failed, {} skipped ({} zone(s))",
+        if report.ok { "passed" } else { "FAILED" },
+        s.passed,
+        s.failed,
+        s.skipped,
+        report.zones.len()
+    );
+    out
+}
+
+fn pair(r: &CheckResult) -> String {
+    format!("{} -> {}", r.from, r.to)
+}
+
+fn abbreviate(items: &[String]) -> String {
+    const SHOWN: usize = 4;
+    if items.len() <= SHOWN {
+        items.join(", ")
+    } else {
+        format!(
+            "{}, and {} more",
+            items[..SHOWN].join(", "),
+            items.len() - SHOWN
+        )
+    }
+}
+
+/// `tcp us-east1-b -> us-west1-a 10.1.2.3:26257`, `dns-lb us-east1-b -> us-west1-a crdb-check... (udp)`.
+pub fn describe(r: &CheckResult) -> String {
+    let mut s = format!("{} {} -> {} {}", r.check, r.from, r.to, r.target);
+    if let Some(p) = &r.protocol {
+        let _ = write!(s, " ({p})");
+    }
+    s
+}
+
+/// The cell text of every (from, to) pair among the results `pick` selects:
+/// `FAIL` if any failed, else `ok` (with the slowest latency, if measured)
+/// if any passed, else `skip`.
+fn cells(
+    report: &CheckReport,
+    pick: impl Fn(&CheckResult) -> bool,
+) -> BTreeMap<(String, String), String> {
+    let mut groups: BTreeMap<(String, String), Vec<&CheckResult>> = BTreeMap::new();
+    for r in report.results.iter().filter(|r| pick(r)) {
+        groups
+            .entry((r.from.clone(), r.to.clone()))
+            .or_default()
+            .push(r);
+    }
+    groups
+        .into_iter()
+        .map(|(k, rs)| {
+            let cell = if rs.iter().any(|r| r.status == Status::Fail) {
+                "FAIL".to_string()
+            } else if rs.iter().any(|r| r.status == Status::Pass) {
+                match rs.iter().filter_map(|r| r.latency_ms).max() {
+                    Some(ms) => format!("ok {ms}ms"),
+                    None => "ok".to_string(),
+                }
+            } else {
+                "skip".to_string()
+            };
+            (k, cell)
+        })
+        .collect()
+}
+
+fn matrix(
+    out: &mut String,
+    title: &str,
+    zones: &[String],
+    cells: &BTreeMap<(String, String), String>,
+) {
+    let _ = writeln!(out, "{title}");
+    let first = zones.iter().map(String::len).max().unwrap_or(0).max(4) + 2;
+    let widths: Vec<usize> = zones
+        .iter()
+        .map(|to| {
+            zones
+                .iter()
+                .filter_map(|from| cells.get(&(from.clone(), to.clone())))
+                .map(String::len)
+                .max()
+                .unwrap_or(1)
+                .max(to.len())
+                + 2
+        })
+        .collect();
+    let mut line = format!("  {:<first$}", "");
+    for (to, w) in zones.iter().zip(&widths) {
+        let _ = write!(line, "{to:<w$}");
+    }
+    let _ = writeln!(out, "{}", line.trim_end());
+    for from in zones {
+        let mut line = format!("  {from:<first$}");
+        for (to, w) in zones.iter().zip(&widths) {
+            let cell = cells
+                .get(&(from.clone(), to.clone()))
+                .map(String::as_str)
+                .unwrap_or("-");
+            let _ = write!(line, "{cell:<w$}");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out.push('\n');
+}
+
+/// The report as pretty JSON (docs/check-report.schema.json), with a final
+/// newline.
+pub fn render_json(report: &CheckReport) -> String {
+    let mut s = serde_json::to_string_pretty(report).unwrap_or_else(|_| "{}".to_string());
+    s.push('\n');
+    s
+}
+
+/// The report as JUnit XML: one `<testsuite>` per check, one `<testcase>`
+/// per probe of an ordered pair, `<failure>` and `<skipped>` elements.
+pub fn render_junit(report: &CheckReport) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let s = report.summary;
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"crdb-multiregion check\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\">",
+        report.results.len(),
+        s.failed,
+        s.skipped
+    );
+    for check in Check::ALL {
+        let rs: Vec<&CheckResult> = report.results.iter().filter(|r| r.check == check).collect();
+        if rs.is_empty() {
+            continue;
+        }
+        let classname = format!("crdb-multiregion.check.{check}");
+        let failed = rs.iter().filter(|r| r.status == Status::Fail).count();
+        let skipped = rs.iter().filter(|r| r.status == Status::Skip).count();
+        let time: u64 = rs.iter().filter_map(|r| r.latency_ms).sum();
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" skipped=\"{skipped}\" time=\"{}\">",
+            escape(&classname),
+            rs.len(),
+            seconds(time)
+        );
+        for r in rs {
+            let mut name = format!("{} -> {} {}", r.from, r.to, r.target);
+            if let Some(p) = &r.protocol {
+                let _ = write!(name, " ({p})");
+            }
+            let _ = write!(
+                out,
+                "    <testcase classname=\"{}\" name=\"{}\" time=\"{}\"",
+                escape(&classname),
+                escape(&name),
+                seconds(r.latency_ms.unwrap_or(0))
+            );
+            match r.status {
+                Status::Pass => out.push_str("/>\n"),
+                Status::Skip => {
+                    let _ = writeln!(
+                        out,
+                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                        escape(&r.detail)
+                    );
+                }
+                Status::Fail => {
+                    let mut body = r.detail.clone();
+                    if let Some(h) = &r.hint {
+                        let _ = write!(body, "\nhint: {h}");
+                    }
+                    let _ = writeln!(
+                        out,
+                        ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
+                        escape(&r.detail),
+                        escape(check.as_str()),
+                        escape(&body)
+                    );
+                }
+            }
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// XML-escapes text for attributes and element content; characters XML 1.0
+/// cannot carry at all (most control characters) become U+FFFD.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,103 @@
+//! `crdb-multiregion check`: option handling, the overall time limit and
+//! Ctrl-C, and where the report goes. The work is in [`crate::check`].
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+
+use crate::Exit;
+use crate::apply::Progress;
+use crate::check::run::{self, CheckOptions, Stop};
+use crate::check::{self, report};
+use crate::cli::{CheckArgs, CheckFormat};
+use crate::cluster;
+use crate::commands::apply::runtime;
+use crate::config::Config;
+use crate::fsutil::write_atomic;
+use crate::names;
+
+pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
+    let config = Config::load(&args.config)?;
+    let checks = check::selected(&args.only, &args.skip);
+    if checks.is_empty() {
+        bail!("nothing to check: --only and --skip leave no check to run");
+    }
+    let mut ports = args.ports.clone();
+    if ports.is_empty() {
+        ports.push(names::GRPC_PORT);
+    }
+    if args.http {
+        ports.push(names::HTTP_PORT);
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    let opts = CheckOptions {
+        checks,
+        ports,
+        image: args.image.clone(),
+        wait_timeout: args.wait_timeout,
+        probe_timeout: args.probe_timeout,
+        cleanup_timeout: run::CLEANUP_TIMEOUT,
+        lb_timeout: run::LB_QUERY_TIMEOUT,
+        resolver: args.lb_resolver,
+    };
+    let progress = Progress { quiet: args.quiet };
+    let kubeconfig = cluster::load_kubeconfig(args.kubeconfig.as_deref())?;
+
+    let timeout = args.timeout;
+    let outcome = runtime()?.block_on(async {
+        let stop = async {
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => Stop::Timeout(timeout),
+                _ = tokio::signal::ctrl_c() => Stop::Interrupted,
+            }
+        };
+        // Polled only once cleanup starts, so it waits for another Ctrl-C.
+        let stop_cleanup = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        run::check(&config, &kubeconfig, &opts, stop, stop_cleanup, progress).await
+    });
+
+    for p in &outcome.cleanup {
+        eprintln!("warning: {p}");
+    }
+    let report = match outcome.result {
+        Ok(r) => r,
+        Err(e) => {
+            let cleaned = if outcome.cleanup.is_empty() {
+                "probe objects were removed"
+            } else {
+                "some probe objects could not be removed (see the warnings above)"
+            };
+            return Err(anyhow::anyhow!("{e}\n({cleaned})"));
+        }
+    };
+
+    let text = report::render_text(&report);
+    if args.output == CheckFormat::Text || !args.quiet {
+        eprint!("\n{text}");
+    }
+    let data = match args.output {
+        CheckFormat::Text => text,
+        CheckFormat::Json => report::render_json(&report),
+        CheckFormat::Junit => report::render_junit(&report),
+    };
+    match &args.report {
+        Some(path) => write_atomic(path, data.as_bytes(), 0o644)
+            .with_context(|| format!("writing the report to {}", path.display()))?,
+        None if args.output != CheckFormat::Text => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(data.as_bytes())?;
+            out.flush()?;
+        }
+        None => {}
+    }
+    Ok(if !outcome.cleanup.is_empty() {
+        Exit::CouldNotRun
+    } else if !report.ok {
+        Exit::Failed
+    } else {
+        Exit::Success
+    })
+}
