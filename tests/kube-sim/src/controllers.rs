@@ -327,10 +327,11 @@ fn statefulsets(store: &mut Store, _node: &str) {
                 .to_string()
         };
         let all_ready = pods.len() == replicas && pods.iter().all(|p| is_ready(p));
-        if all_ready && !on_delete {
-            if let Some(stale) = pods.iter().rev().find(|p| rev_of(p) != revision) {
-                store.delete_internal(idx::POD, &ns, name_of(stale));
-            }
+        if all_ready
+            && !on_delete
+            && let Some(stale) = pods.iter().rev().find(|p| rev_of(p) != revision)
+        {
+            store.delete_internal(idx::POD, &ns, name_of(stale));
         }
         let pods: Vec<Arc<Value>> = owned_pods(store, &ns, &uid);
         let ready = pods.iter().filter(|p| is_ready(p)).count();
@@ -377,10 +378,10 @@ fn deployments(store: &mut Store, st: &mut CtlState, shared: &ClusterShared, _no
         let tmpl = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let hash = template_hash(&tmpl);
         let key = (ns.clone(), name.clone());
-        if let Some(prev) = st.deploy_hash.get(&key) {
-            if *prev != hash {
-                shared.add_rollout(&ns, &name);
-            }
+        if let Some(prev) = st.deploy_hash.get(&key)
+            && *prev != hash
+        {
+            shared.add_rollout(&ns, &name);
         }
         st.deploy_hash.insert(key, hash.clone());
         let hash_of = |p: &Value| {

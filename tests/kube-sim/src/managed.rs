@@ -102,10 +102,10 @@ pub fn remove_at(obj: &mut Value, path: &[String]) {
         };
         if path.len() == 1 {
             m.remove(&path[0]);
-        } else if let Some(child) = m.get_mut(&path[0]) {
-            if rec(child, &path[1..], depth + 1) {
-                m.remove(&path[0]);
-            }
+        } else if let Some(child) = m.get_mut(&path[0])
+            && rec(child, &path[1..], depth + 1)
+        {
+            m.remove(&path[0]);
         }
         depth >= 1 && m.is_empty()
     }
@@ -139,10 +139,8 @@ pub fn to_fields_v1(set: &FieldSet) -> Value {
 pub fn from_fields_v1(v: &Value) -> FieldSet {
     fn rec(v: &Value, prefix: FieldPath, out: &mut FieldSet) {
         let Some(m) = v.as_object() else { return };
-        if m.is_empty() || m.contains_key(".") {
-            if !prefix.is_empty() {
-                out.insert(prefix.clone());
-            }
+        if (m.is_empty() || m.contains_key(".")) && !prefix.is_empty() {
+            out.insert(prefix.clone());
         }
         for (k, c) in m {
             if let Some(name) = k.strip_prefix("f:") {

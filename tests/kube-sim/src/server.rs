@@ -249,10 +249,10 @@ fn parse_target(group: &str, version: &str, segs: &[&str], path: &str) -> Result
         1 => Ok(Target::Collection { res, ns }),
         2 | 3 => {
             let sub = rest.get(2).map(|s| s.to_string());
-            if let Some(s) = &sub {
-                if !def.subresources.contains(&s.as_str()) {
-                    return Err(nf());
-                }
+            if let Some(s) = &sub
+                && !def.subresources.contains(&s.as_str())
+            {
+                return Err(nf());
             }
             Ok(Target::Object {
                 res,
@@ -878,11 +878,10 @@ async fn stream_events(
                         continue;
                     }
                     last_rv = ev.rv;
-                    if let Some(t) = filter.translate(&ev) {
-                        if tx.send(event_line(t.as_str(), &ev.obj)).await.is_err() {
+                    if let Some(t) = filter.translate(&ev)
+                        && tx.send(event_line(t.as_str(), &ev.obj)).await.is_err() {
                             return;
                         }
-                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let e = ApiError::gone("the watch fell behind; resume from a newer resourceVersion");
@@ -951,6 +950,5 @@ mod tests {
         assert_eq!(s["spec"]["replicas"], 3);
         assert_eq!(s["status"]["selector"], "app=db");
         assert!(s.get("_kind").is_none());
-        let _ = rv_of(&s);
     }
 }

@@ -437,47 +437,42 @@ impl Store {
             }
             idx::SERVICE => self.service_defaults(obj, old),
             idx::SECRET => {
-                if let Some(sd) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
-                    if let Some(sd) = sd.as_object() {
-                        let data = obj
-                            .as_object_mut()
-                            .expect("object")
-                            .entry("data")
-                            .or_insert_with(|| json!({}));
-                        for (k, v) in sd {
-                            let s = v.as_str().unwrap_or("");
-                            data[k] = json!(base64::engine::general_purpose::STANDARD.encode(s));
-                        }
+                if let Some(sd) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
+                    && let Some(sd) = sd.as_object()
+                {
+                    let data = obj
+                        .as_object_mut()
+                        .expect("object")
+                        .entry("data")
+                        .or_insert_with(|| json!({}));
+                    for (k, v) in sd {
+                        let s = v.as_str().unwrap_or("");
+                        data[k] = json!(base64::engine::general_purpose::STANDARD.encode(s));
                     }
                 }
                 if obj.get("type").is_none() {
                     obj["type"] = json!("Opaque");
                 }
             }
-            idx::STATEFULSET | idx::DEPLOYMENT => {
+            idx::STATEFULSET | idx::DEPLOYMENT
                 if obj.pointer("/spec/replicas").is_none()
-                    && obj.get("spec").is_some_and(Value::is_object)
-                {
-                    obj["spec"]["replicas"] = json!(1);
-                }
+                    && obj.get("spec").is_some_and(Value::is_object) =>
+            {
+                obj["spec"]["replicas"] = json!(1);
             }
-            idx::POD => {
-                if obj.pointer("/status/phase").is_none() {
-                    obj["status"] = json!({"phase": "Pending"});
-                }
+            idx::POD if obj.pointer("/status/phase").is_none() => {
+                obj["status"] = json!({"phase": "Pending"});
             }
-            idx::PVC => {
-                if obj.pointer("/status/phase").is_none() {
-                    let storage = obj
-                        .pointer("/spec/resources/requests/storage")
-                        .cloned()
-                        .unwrap_or(json!("1Gi"));
-                    let modes = obj
-                        .pointer("/spec/accessModes")
-                        .cloned()
-                        .unwrap_or(json!(["ReadWriteOnce"]));
-                    obj["status"] = json!({"phase": "Bound", "accessModes": modes, "capacity": {"storage": storage}});
-                }
+            idx::PVC if obj.pointer("/status/phase").is_none() => {
+                let storage = obj
+                    .pointer("/spec/resources/requests/storage")
+                    .cloned()
+                    .unwrap_or(json!("1Gi"));
+                let modes = obj
+                    .pointer("/spec/accessModes")
+                    .cloned()
+                    .unwrap_or(json!(["ReadWriteOnce"]));
+                obj["status"] = json!({"phase": "Bound", "accessModes": modes, "capacity": {"storage": storage}});
             }
             _ => {}
         }
@@ -576,14 +571,13 @@ impl Store {
             ));
         }
         let mut name = name_of(&obj).to_string();
-        if name.is_empty() {
-            if let Some(gen_name) = obj
+        if name.is_empty()
+            && let Some(gen_name) = obj
                 .pointer("/metadata/generateName")
                 .and_then(Value::as_str)
-            {
-                let seq = self.next_seq();
-                name = format!("{gen_name}{}", name_suffix(seq));
-            }
+        {
+            let seq = self.next_seq();
+            name = format!("{gen_name}{}", name_suffix(seq));
         }
         if name.is_empty() {
             return Err(ApiError::invalid(
@@ -699,10 +693,10 @@ impl Store {
                     None => m.remove(k),
                 };
             }
-            if ctx.ownership == Ownership::Internal {
-                if let Some(mf) = om.get("managedFields") {
-                    m.insert("managedFields".into(), mf.clone());
-                }
+            if ctx.ownership == Ownership::Internal
+                && let Some(mf) = om.get("managedFields")
+            {
+                m.insert("managedFields".into(), mf.clone());
             }
             m.insert(
                 "resourceVersion".into(),
@@ -710,10 +704,10 @@ impl Store {
             );
         }
         self.apply_defaults(res, &mut cand, Some(old));
-        if cand.get("spec") != old.get("spec") {
-            if let Some(g) = old.pointer("/metadata/generation").and_then(Value::as_i64) {
-                meta(&mut cand).insert("generation".into(), json!(g + 1));
-            }
+        if cand.get("spec") != old.get("spec")
+            && let Some(g) = old.pointer("/metadata/generation").and_then(Value::as_i64)
+        {
+            meta(&mut cand).insert("generation".into(), json!(g + 1));
         }
         if let Ownership::Update(manager) = ctx.ownership {
             let requested = cand.pointer("/metadata/managedFields");

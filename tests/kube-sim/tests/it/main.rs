@@ -1,0 +1,11 @@
+//! Integration tests of kube-sim over real HTTPS, in one binary: API
+//! semantics, controllers, faults, the CLI, and compatibility with kube-rs
+//! and kubectl. Every wait is bounded; everything talks to 127.0.0.1 only.
+
+mod api;
+mod cli;
+mod common;
+mod controllers;
+mod faults;
+mod kube_rs;
+mod kubectl;
