@@ -1,0 +1,601 @@
+//! End-to-end tests of `check`: the real binary against kube-sim's
+//! simulated clusters over real HTTPS, through a real kubeconfig.
+//!
+//! In kube-sim's default mode pods are marked Running but never run. These
+//! tests prove the orchestration around the probes: probe objects in every
+//! zone at once, refusal to make up results when the probers print nothing,
+//! image pull failures, the time limit and Ctrl-C, and cleanup in every one
+//! of those cases. Where a test needs probe output, a [`Runtime`] thread
+//! plays the container runtime: it reads the prober's arguments, writes the
+//! log a prober would print, and marks the pod finished, as a kubelet would.
+//! The product's parsing, matrices and reports then run for real.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kube_sim::{Federation, Flavor};
+use serde_json::{Value, json};
+
+const ZONES: [&str; 3] = ["us-east1-b", "us-west1-a", "us-central1-a"];
+const PROBE_LABEL: &str = "crdb-multiregion/probe";
+const SCHEMA: &str = include_str!("../docs/check-report.schema.json");
+
+struct Env {
+    fed: Federation,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Env {
+    fn start(
+        configure: impl FnOnce(kube_sim::FederationBuilder) -> kube_sim::FederationBuilder,
+    ) -> Env {
+        let builder = Federation::builder()
+            .zones(ZONES)
+            .flavor(Flavor::Gke)
+            .lb_delay(Duration::from_millis(100));
+        let fed = configure(builder).start().expect("kube-sim starts");
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("[dns]\ncloud = \"gke\"\n");
+        for z in ZONES {
+            let region = z.rsplit_once('-').map(|(r, _)| r).unwrap();
+            text.push_str(&format!(
+                "\n[[zones]]\nname = \"{z}\"\ncontext = \"{z}\"\nregion = \"{region}\"\n"
+            ));
+        }
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, text).unwrap();
+        Env { fed, dir, config }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crdb-multiregion"));
+        cmd.current_dir(self.dir.path())
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(self.fed.kubeconfig_path())
+            .env_remove("KUBECONFIG")
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().expect("binary runs");
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+        out
+    }
+
+    fn check(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["check", self.config.to_str().unwrap()];
+        if !extra.contains(&"--wait-timeout") {
+            args.extend(["--wait-timeout", "20s"]);
+        }
+        args.extend(extra);
+        self.run(&args)
+    }
+
+    fn apply(&self) {
+        let out = self.run(&[
+            "apply",
+            self.config.to_str().unwrap(),
+            "--wait-timeout",
+            "20s",
+            "--lb-resolver",
+            &self.fed.dns_addr().to_string(),
+        ]);
+        assert_exit(&out, 0);
+    }
+
+    /// Probe objects and namespaces labelled as probe objects, everywhere.
+    fn probe_leftovers(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for c in self.fed.clusters() {
+            for kind in ["Pod", "Service", "Namespace"] {
+                for o in c.list("v1", kind, None) {
+                    if o.pointer(&format!(
+                        "/metadata/labels/{}",
+                        PROBE_LABEL.replace('/', "~1")
+                    ))
+                    .is_some()
+                    {
+                        found.push(format!("{}: {kind} {}", c.zone(), o["metadata"]["name"]));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    fn namespace_exists(&self, zone: &str) -> bool {
+        self.fed
+            .cluster(zone)
+            .get("v1", "Namespace", None, zone)
+            .is_some()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stderr:\n{}\nstdout:\n{}",
+        stderr(out),
+        stdout(out)
+    );
+}
+
+/// Plays the container runtime for the probe pods of the given clusters
+/// until dropped: `on_pod(cluster, pod)` may return a new status (and set a
+/// log), which is written through the status subresource, as a kubelet does.
+struct Runtime {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Runtime {
+    fn start(
+        env: &Env,
+        clusters: Vec<kube_sim::Cluster>,
+        on_pod: impl Fn(&kube_sim::Cluster, &Value) -> Option<Value> + Send + 'static,
+    ) -> Runtime {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let kubeconfig = env.fed.kubeconfig_path().to_path_buf();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+                let mut clients = BTreeMap::new();
+                for c in &clusters {
+                    let options = kube::config::KubeConfigOptions {
+                        context: Some(c.context().to_string()),
+                        ..Default::default()
+                    };
+                    let config = kube::Config::from_custom_kubeconfig(kc.clone(), &options)
+                        .await
+                        .unwrap();
+                    clients.insert(
+                        c.zone().to_string(),
+                        kube::Client::try_from(config).unwrap(),
+                    );
+                }
+                let mut handled = std::collections::BTreeSet::new();
+                while !flag.load(Ordering::Relaxed) {
+                    for c in &clusters {
+                        for pod in c.list("v1", "Pod", None) {
+                            let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+                            let labels = &pod["metadata"]["labels"];
+                            if labels.get(PROBE_LABEL).is_none()
+                                || labels.get("leftover").is_some()
+                                || handled.contains(&uid)
+                            {
+                                continue;
+                            }
+                            let Some(status) = on_pod(c, &pod) else {
+                                continue;
+                            };
+                            let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                                kube::Api::namespaced(
+                                    clients[c.zone()].clone(),
+                                    pod["metadata"]["namespace"].as_str().unwrap(),
+                                );
+                            let patch = kube::api::Patch::Merge(json!({"status": status}));
+                            if pods
+                                .patch_status(
+                                    pod_name(&pod),
+                                    &kube::api::PatchParams::default(),
+                                    &patch,
+                                )
+                                .await
+                                .is_ok()
+                            {
+                                handled.insert(uid);
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+        });
+        Runtime {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn pod_name(pod: &Value) -> &str {
+    pod["metadata"]["name"].as_str().unwrap_or("")
+}
+
+#[test]
+fn probers_that_print_nothing_are_not_made_into_results_and_everything_is_removed() {
+    let env = Env::start(|b| b);
+    // us-west1-a's namespace exists already (with something of the user's
+    // in it): the check must keep it.
+    let west = env.fed.cluster("us-west1-a");
+    west.put(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "us-west1-a", "labels": {"team": "db"}}}),
+        "test",
+    )
+    .unwrap();
+    west.put(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep-me", "namespace": "us-west1-a"}, "data": {"a": "b"}}),
+        "test",
+    )
+    .unwrap();
+
+    let out = env.check(&["--probe-timeout", "1s"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("the probe pods produced no output we recognise"),
+        "{err}"
+    );
+    for z in ZONES {
+        assert!(
+            err.contains(&format!("{z}: pod crdb-check-prober printed no results")),
+            "{err}"
+        );
+    }
+    assert!(err.contains("(probe objects were removed)"), "{err}");
+    assert!(stdout(&out).is_empty());
+
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+    assert!(!env.namespace_exists("us-east1-b"));
+    assert!(!env.namespace_exists("us-central1-a"));
+    assert!(env.namespace_exists("us-west1-a"));
+    assert!(
+        west.get("v1", "ConfigMap", Some("us-west1-a"), "keep-me")
+            .is_some()
+    );
+    // Every cluster got its listener before any prober (one round).
+    for c in env.fed.clusters() {
+        let creates: Vec<String> = c
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(creates.len(), 2, "{}: {creates:?}", c.zone());
+    }
+}
+
+#[test]
+fn image_pull_failures_stop_the_check_with_a_hint() {
+    // Pods stay Pending; the runtime reports the pull failure a kubelet would.
+    let env = Env::start(|b| b.pod_ready_delay(Duration::from_secs(600)));
+    let _runtime = Runtime::start(&env, env.fed.clusters(), |_, pod| {
+        let image = pod["spec"]["containers"][0]["image"].as_str()?;
+        image.contains("does-not-exist").then(|| {
+            json!({
+                "phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "True"}],
+                "containerStatuses": [{
+                    "name": "probe", "image": image, "imageID": "", "ready": false,
+                    "restartCount": 0, "started": false,
+                    "state": {"waiting": {"reason": "ErrImagePull", "message": format!("failed to pull image \"{image}\": not found")}}
+                }]
+            })
+        })
+    });
+    let out = env.check(&["--image", "registry.example/busybox:does-not-exist"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    for z in ZONES {
+        assert!(
+            err.contains(&format!(
+                "{z}: pod crdb-check-listener cannot pull image registry.example/busybox:does-not-exist (ErrImagePull"
+            )),
+            "{err}"
+        );
+    }
+    assert!(err.contains("use --image to point at a mirror"), "{err}");
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+    for z in ZONES {
+        assert!(!env.namespace_exists(z));
+    }
+}
+
+#[test]
+fn unschedulable_probe_pods_stop_the_check() {
+    let env = Env::start(|b| b.pod_ready_delay(Duration::from_secs(600)));
+    let _runtime = Runtime::start(&env, vec![env.fed.cluster("us-central1-a")], |_, _| {
+        Some(json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: db}."}]
+        }))
+    });
+    let out = env.check(&["--wait-timeout", "3s"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "us-central1-a: pod crdb-check-listener cannot be scheduled (Unschedulable: 0/1 nodes"
+        ),
+        "{err}"
+    );
+    // The other zones' listeners never ran: a timeout that says what it saw.
+    assert!(err.contains("us-east1-b: waiting for listener"), "{err}");
+    assert!(err.contains("without an IP"), "{err}");
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+}
+
+/// What the runtime prints for a prober: every probe passes except TCP
+/// between `cut` zones (both ways), with `ips` the listeners' pod IPs.
+fn prober_log(zone: &str, args: &[String], cut: (&str, &str)) -> String {
+    let mut out = String::from("BEGIN crdb-check 1\n");
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "tcp" => {
+                let (to, ip, port) = (&args[i + 1], &args[i + 2], &args[i + 3]);
+                if (zone, to.as_str()) == cut || (to.as_str(), zone) == cut {
+                    out.push_str(&format!("TCP {to} {ip} {port} fail 3000 nc: timed out\n"));
+                } else {
+                    out.push_str(&format!("TCP {to} {ip} {port} ok 20\n"));
+                }
+                i += 4;
+            }
+            "dns" => {
+                out.push_str(&format!(
+                    "DNS {} {} ok LISTENER-{}\n",
+                    args[i + 1],
+                    args[i + 2],
+                    args[i + 1]
+                ));
+                i += 3;
+            }
+            other => panic!("unexpected prober argument {other}"),
+        }
+    }
+    out.push_str("DONE\n");
+    out
+}
+
+/// A runtime whose probers "run" `prober_log` and succeed; DNS answers are
+/// the listeners' real pod IPs.
+fn scripted_runtime(env: &Env, cut: (&'static str, &'static str)) -> Runtime {
+    let clusters = env.fed.clusters();
+    let all = clusters.clone();
+    Runtime::start(env, clusters, move |c, pod| {
+        if pod_name(pod) != "crdb-check-prober" {
+            return None;
+        }
+        let ns = pod["metadata"]["namespace"].as_str()?;
+        let command: Vec<String> =
+            serde_json::from_value(pod["spec"]["containers"][0]["command"].clone()).ok()?;
+        let mut log = prober_log(c.zone(), &command[4..], cut);
+        for other in &all {
+            let listener = other.get("v1", "Pod", Some(other.zone()), "crdb-check-listener")?;
+            let ip = listener.pointer("/status/podIP")?.as_str()?;
+            log = log.replace(&format!("LISTENER-{}\n", other.zone()), &format!("{ip}\n"));
+        }
+        c.set_pod_log(ns, "crdb-check-prober", log);
+        Some(json!({
+            "phase": "Succeeded",
+            "podIP": "10.99.0.1",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [{"name": "probe", "image": "busybox:1.36", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]
+        }))
+    })
+}
+
+fn validate(report: &Value) {
+    let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{report:#}");
+}
+
+fn statuses(report: &Value, check: &str) -> BTreeMap<(String, String), Vec<String>> {
+    let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for r in report["results"].as_array().unwrap() {
+        if r["check"] == check {
+            out.entry((
+                r["from"].as_str().unwrap().to_string(),
+                r["to"].as_str().unwrap().to_string(),
+            ))
+            .or_default()
+            .push(r["status"].as_str().unwrap().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn before_apply_dns_is_skipped_and_pod_to_pod_is_reported() {
+    let env = Env::start(|b| b);
+    let _runtime = scripted_runtime(&env, ("", ""));
+    let report_path = env.dir.path().join("report.json");
+    let out = env.check(&[
+        "-o",
+        "json",
+        "--report",
+        report_path.to_str().unwrap(),
+        "--http",
+    ]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).is_empty(), "--report writes the file instead");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    validate(&report);
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["ports"], json!([8080, 26257]));
+    let tcp = statuses(&report, "tcp");
+    assert_eq!(tcp.len(), 9);
+    assert!(tcp.values().all(|s| s == &["pass", "pass"]));
+    let dns = statuses(&report, "dns");
+    assert_eq!(dns.len(), 6);
+    for r in report["results"].as_array().unwrap() {
+        if r["check"] == "dns" {
+            assert_eq!(r["status"], "skip");
+            assert_eq!(r["detail"], "DNS forwarding not configured yet (run apply)");
+        }
+        if r["check"] == "dns-lb" {
+            assert_eq!(r["status"], "skip");
+            assert_eq!(r["detail"], "no DNS load balancer (run apply)");
+        }
+    }
+    let err = stderr(&out);
+    assert!(err.contains("TCP 26257, pod to pod"), "{err}");
+    assert!(err.contains("check passed: 18 passed, 0 failed"), "{err}");
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn after_apply_a_cut_pair_fails_in_both_directions_and_junit_says_so() {
+    let env = Env::start(|b| b);
+    env.apply();
+    let _runtime = scripted_runtime(&env, ("us-east1-b", "us-central1-a"));
+    let out = env.check(&["-o", "junit", "--only", "tcp,dns"]);
+    assert_exit(&out, 1);
+    let xml = stdout(&out);
+    let suites = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes()))
+        .unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let mut failed = Vec::new();
+    let mut passed = 0;
+    for s in &suites.suites {
+        for c in &s.cases {
+            if c.status.is_failure() {
+                failed.push(format!("{} {}", s.name, c.original_name));
+            } else {
+                assert!(c.status.is_success(), "{}: {:?}", c.original_name, c.status);
+                passed += 1;
+            }
+        }
+    }
+    failed.sort();
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert!(failed[0].starts_with("crdb-multiregion.check.tcp us-central1-a -> us-east1-b "));
+    assert!(failed[1].starts_with("crdb-multiregion.check.tcp us-east1-b -> us-central1-a "));
+    // 9 TCP pairs (7 pass) and 6 DNS pairs x 2 names, forwarded by apply.
+    assert_eq!(passed, 7 + 12);
+    let err = stderr(&out);
+    assert!(
+        err.contains("pod IPs of us-east1-b cannot reach us-central1-a:26257"),
+        "{err}"
+    );
+    // The application's own namespaces are kept; the probe objects are gone.
+    for z in ZONES {
+        assert!(env.namespace_exists(z));
+    }
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ctrl_c_while_probing_removes_the_probe_objects() {
+    let env = Env::start(|b| b);
+    let mut child = env
+        .command(&[
+            "check",
+            env.config.to_str().unwrap(),
+            "--probe-timeout",
+            "10m",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("probers in every cluster", || {
+        env.fed.clusters().iter().all(|c| {
+            c.get("v1", "Pod", Some(c.zone()), "crdb-check-prober")
+                .is_some()
+        })
+    });
+    // SAFETY: signals only the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("error: interrupted"), "{err}");
+    assert!(err.contains("(probe objects were removed)"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+    for z in ZONES {
+        assert!(!env.namespace_exists(z));
+    }
+}
+
+#[test]
+fn the_overall_timeout_still_cleans_up() {
+    let env = Env::start(|b| b);
+    let out = env.check(&["--probe-timeout", "10m", "--timeout", "2s"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("error: gave up after --timeout 2s"), "{err}");
+    assert!(err.contains("(probe objects were removed)"), "{err}");
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn leftovers_of_an_interrupted_check_are_replaced() {
+    let env = Env::start(|b| b);
+    let east = env.fed.cluster("us-east1-b");
+    east.put(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "us-east1-b",
+            "labels": {PROBE_LABEL: "true", "app.kubernetes.io/managed-by": "crdb-multiregion"}}}),
+        "test",
+    )
+    .unwrap();
+    east.put(
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crdb-check-prober", "namespace": "us-east1-b",
+            "labels": {PROBE_LABEL: "true", "leftover": "true"}},
+            "spec": {"containers": [{"name": "probe", "image": "busybox:1.36"}]}}),
+        "test",
+    )
+    .unwrap();
+    let _runtime = scripted_runtime(&env, ("", ""));
+    let out = env.check(&["--only", "tcp"]);
+    assert_exit(&out, 0);
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+    // It was a probe namespace: removed with the rest.
+    assert!(!env.namespace_exists("us-east1-b"));
+}
+
+#[test]
+fn nothing_to_check_is_a_usage_error() {
+    let env = Env::start(|b| b);
+    let out = env.check(&["--only", "tcp", "--skip", "tcp"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("nothing to check"));
+    assert!(env.fed.cluster("us-east1-b").requests().is_empty());
+}
