@@ -74,6 +74,8 @@ fn run_apply(n: usize, concurrency: usize) -> Run {
     }
 
     let started = Instant::now();
+    // Reaped by wait4 below, which also reports the child's peak RSS.
+    #[allow(clippy::zombie_processes)]
     let child = binary(dir.path())
         .args(["apply", "bench.toml", "-q", "--wait-timeout", "5m"])
         .arg("--concurrency")
