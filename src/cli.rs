@@ -169,8 +169,9 @@ pub struct CheckArgs {
     #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK")]
     pub skip: Vec<crate::check::Check>,
 
-    /// TCP port to probe between pods (repeatable; default 26257).
-    #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    /// TCP port to probe between pods (repeatable; default 26257). The
+    /// probe pods run unprivileged, so ports start at 1024.
+    #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1024..))]
     pub ports: Vec<u16>,
 
     /// Also probe CockroachDB's HTTP port 8080.

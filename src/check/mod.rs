@@ -218,7 +218,9 @@ pub fn dns_lb_hint(from: &str, to: &str, protocol: &str) -> String {
     }
 }
 
-/// Why DNS rows of a cluster without forwarding are skipped.
+/// Why DNS rows of a cluster that forwards none of the other zones yet are
+/// skipped. (A cluster that forwards some zones but not another is probed
+/// for that one too, and fails.)
 pub const NOT_FORWARDED: &str = "DNS forwarding not configured yet (run apply)";
 
 /// The results of one prober: one per target, read from its log; a target
@@ -270,6 +272,14 @@ pub fn prober_results(from: &str, targets: &ProberTargets, log: &ProbeLog) -> Ve
             ),
             Some(DnsLine::Failed(reason)) => (Status::Fail, probe::dns_reason(reason)),
             None => (Status::Fail, format!("no result{unfinished}")),
+        };
+        let detail = if status == Status::Fail && !t.forwarded {
+            format!(
+                "{detail}; {from}'s DNS configuration has no forwarding entry for {}'s domain",
+                t.zone
+            )
+        } else {
+            detail
         };
         out.push(CheckResult {
             check: Check::Dns,

@@ -314,6 +314,9 @@ pub struct DnsTarget {
     pub zone: String,
     pub name: String,
     pub expect: IpAddr,
+    /// Whether the prober's cluster has a forwarding entry for the zone's
+    /// domain (named in the failure when it has not).
+    pub forwarded: bool,
 }
 
 /// What one prober probes.

@@ -742,7 +742,10 @@ struct ProberRun {
     log: ProbeLog,
 }
 
-/// The prober's targets and the DNS rows skipped for lack of forwarding.
+/// The prober's targets, and the DNS rows skipped because the cluster
+/// forwards none of the other zones' domains yet (a check before apply). A
+/// cluster that forwards some zones but not all is probed for all of them:
+/// the missing entry is a failure, not a skip.
 pub fn plan_targets(
     config: &Config,
     from: &Zone,
@@ -753,6 +756,14 @@ pub fn plan_targets(
 ) -> (ProberTargets, Vec<CheckResult>) {
     let mut targets = ProberTargets::default();
     let mut skipped = Vec::new();
+    let others: Vec<&Zone> = config
+        .zones
+        .iter()
+        .filter(|z| z.name != from.name)
+        .collect();
+    let domain = |z: &Zone| names::zone_domain(&z.namespace, &config.cluster_domain);
+    let configured =
+        forwarded.is_some_and(|f| others.iter().any(|z| probe::forwards_zone(f, &domain(z))));
     for to in &config.zones {
         let Some(ip) = listeners.get(&to.name) else {
             continue;
@@ -772,14 +783,13 @@ pub fn plan_targets(
         if to.name == from.name || !checks.contains(&Check::Dns) {
             continue;
         }
-        let domain = names::zone_domain(&to.namespace, &config.cluster_domain);
-        let forwarding = probe::forwards_zone(forwarded, &domain);
         for name in probe::probe_names(&to.namespace, &config.cluster_domain) {
-            if forwarding {
+            if configured {
                 targets.dns.push(DnsTarget {
                     zone: to.name.clone(),
                     name,
                     expect: *ip,
+                    forwarded: probe::forwards_zone(forwarded, &domain(to)),
                 });
             } else {
                 skipped.push(super::skipped(

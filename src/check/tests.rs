@@ -127,11 +127,13 @@ fn targets() -> ProberTargets {
                 zone: "us-west1-a".into(),
                 name: "crdb-check.us-west1-a.svc.cluster.local".into(),
                 expect: ip("10.101.2.10"),
+                forwarded: true,
             },
             DnsTarget {
                 zone: "us-central1-a".into(),
                 name: "crdb-check.us-central1-a.svc.cluster.local".into(),
                 expect: ip("10.102.2.10"),
+                forwarded: true,
             },
         ],
     }
@@ -213,13 +215,14 @@ fn a_shell_word_is_never_passed_to_the_prober() {
             zone: "a".into(),
             name: "$(reboot)".into(),
             expect: ip("10.0.0.1"),
+            forwarded: true,
         }],
     };
     let _ = t.args();
 }
 
 #[test]
-fn dns_targets_only_where_forwarding_is_configured() {
+fn dns_is_skipped_before_apply_and_probed_once_any_forwarding_exists() {
     let config = config();
     let listeners: BTreeMap<String, IpAddr> = ZONES
         .iter()
@@ -227,33 +230,60 @@ fn dns_targets_only_where_forwarding_is_configured() {
         .map(|(i, z)| (z.to_string(), ip(&format!("10.10{i}.2.10"))))
         .collect();
     let checks: BTreeSet<Check> = Check::ALL.into_iter().collect();
-    let forwarded: BTreeSet<String> = ["us-west1-a.svc.cluster.local".to_string()].into();
-    let (t, skipped) = plan_targets(
-        &config,
-        &config.zones[0],
-        &listeners,
-        Some(&forwarded),
-        &checks,
-        &[26257, 8080],
+    let plan = |forwarded: &[&str]| {
+        let forwarded: BTreeSet<String> = forwarded.iter().map(|s| s.to_string()).collect();
+        plan_targets(
+            &config,
+            &config.zones[0],
+            &listeners,
+            Some(&forwarded),
+            &checks,
+            &[26257, 8080],
+        )
+    };
+
+    // Before apply (only the user's own forwarding): skipped, with the reason.
+    let (t, skipped) = plan(&["acme.internal", "."]);
+    assert_eq!(t.tcp.len(), 6, "every listener, its own too, on every port");
+    assert!(t.dns.is_empty());
+    assert_eq!(skipped.len(), 4);
+    assert!(
+        skipped
+            .iter()
+            .all(|s| s.status == Status::Skip && s.detail == NOT_FORWARDED)
     );
-    // Every listener (its own too) on every port.
-    assert_eq!(t.tcp.len(), 6);
-    // Both names of us-west1-a; none of itself.
-    let names: Vec<&str> = t.dns.iter().map(|d| d.name.as_str()).collect();
+
+    // One entry missing: both zones are probed; the missing one is marked.
+    let (t, skipped) = plan(&["us-west1-a.svc.cluster.local"]);
+    assert!(skipped.is_empty());
+    let names: Vec<(&str, bool)> = t
+        .dns
+        .iter()
+        .map(|d| (d.name.as_str(), d.forwarded))
+        .collect();
     assert_eq!(
         names,
         [
-            "crdb-check.us-west1-a.svc.cluster.local",
-            "crdb-check-0.crdb-check.us-west1-a.svc.cluster.local"
+            ("crdb-check.us-west1-a.svc.cluster.local", true),
+            ("crdb-check-0.crdb-check.us-west1-a.svc.cluster.local", true),
+            ("crdb-check.us-central1-a.svc.cluster.local", false),
+            (
+                "crdb-check-0.crdb-check.us-central1-a.svc.cluster.local",
+                false
+            ),
         ]
     );
-    assert!(t.dns.iter().all(|d| d.expect == ip("10.101.2.10")));
-    // us-central1-a is not forwarded yet: skipped, with the reason.
-    assert_eq!(skipped.len(), 2);
-    assert!(
-        skipped.iter().all(|s| s.status == Status::Skip
-            && s.to == "us-central1-a"
-            && s.detail == NOT_FORWARDED)
+    assert_eq!(t.dns[0].expect, ip("10.101.2.10"));
+    let log = probe::parse_log(
+        "DNS us-central1-a crdb-check.us-central1-a.svc.cluster.local fail ** server can't find x: NXDOMAIN\n",
+    );
+    let missing = prober_results("us-east1-b", &t, &log)
+        .into_iter()
+        .find(|r| r.target == "crdb-check.us-central1-a.svc.cluster.local")
+        .unwrap();
+    assert_eq!(
+        missing.detail,
+        "no such name (NXDOMAIN); us-east1-b's DNS configuration has no forwarding entry for us-central1-a's domain"
     );
 
     let tcp_only: BTreeSet<Check> = [Check::Tcp].into();
@@ -377,6 +407,7 @@ fn sample_report() -> CheckReport {
                     zone: to.to_string(),
                     name: name.clone(),
                     expect: ip(to_ip),
+                    forwarded: true,
                 });
                 if from == "us-west1-a" && *to == "us-east1-b" && name.starts_with("crdb-check-0") {
                     lines.push_str(&format!(
@@ -637,6 +668,7 @@ fn probe_scripts_run_under_busybox() {
             zone: "b".into(),
             name: "crdb-check.b.svc.cluster.invalid".into(),
             expect: ip("127.0.0.1"),
+            forwarded: true,
         }],
     };
     let out = Command::new(bin.path().join("sh"))
