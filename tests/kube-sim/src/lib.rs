@@ -38,6 +38,7 @@ mod resources;
 mod selectors;
 mod server;
 mod store;
+mod table;
 mod tls;
 
 pub use commands::main_with_args;

@@ -249,6 +249,31 @@ fn upsert(
     }
 }
 
+/// Whether an applied value matches the live one. Live objects carry
+/// server-side defaults the applier did not send (a container port's
+/// protocol, a Service port's targetPort), so an applied value matches when
+/// everything it says is in the live value: maps by key, lists element by
+/// element with the same length.
+fn same_value(applied: Option<&Value>, live: Option<&Value>) -> bool {
+    match (applied, live) {
+        (Some(a), Some(l)) => subset(a, l),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn subset(a: &Value, l: &Value) -> bool {
+    match (a, l) {
+        (Value::Object(am), Value::Object(lm)) => am
+            .iter()
+            .all(|(k, av)| av.is_null() || lm.get(k).is_some_and(|lv| subset(av, lv))),
+        (Value::Array(aa), Value::Array(la)) => {
+            aa.len() == la.len() && aa.iter().zip(la).all(|(x, y)| subset(x, y))
+        }
+        _ => a == l,
+    }
+}
+
 /// The result of a server-side apply before the store writes it.
 pub enum ApplyOutcome {
     Ok(Value),
@@ -289,7 +314,7 @@ pub fn apply(
         let mut taken = Vec::new();
         for p in &applied_set {
             for q in e.set.iter().filter(|q| overlaps(q, p)) {
-                if value_at(live, p) != value_at(applied, p) {
+                if !same_value(value_at(applied, p), value_at(live, p)) {
                     taken.push(q.clone());
                     conflicts.push((e.manager.clone(), display_path(p)));
                 }
@@ -422,6 +447,19 @@ mod tests {
         let entries = parse_entries(&forced);
         let m = entries.iter().find(|e| e.manager == "m").unwrap();
         assert!(!m.set.contains(&vec!["data".to_string(), "k".to_string()]));
+    }
+
+    #[test]
+    fn defaults_in_live_lists_are_not_conflicts() {
+        let mut live = json!({"metadata": {"name": "x"}, "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}});
+        track_update(None, &mut live, "kubectl-client-side-apply", "v1", "t0");
+        let cfg = json!({"metadata": {"name": "x"}, "spec": {"ports": [{"port": 80}]}});
+        ok(apply(Some(&live), &cfg, "kubectl", false, "v1", "t1"));
+        let other = json!({"metadata": {"name": "x"}, "spec": {"ports": [{"port": 81}]}});
+        assert!(matches!(
+            apply(Some(&live), &other, "kubectl", false, "v1", "t1"),
+            ApplyOutcome::Conflicts(_)
+        ));
     }
 
     #[test]

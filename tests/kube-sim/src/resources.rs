@@ -314,6 +314,12 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "verbs": verbs,
             "shortNames": r.short_names,
         }));
+        if matches!(
+            r.kind,
+            "Pod" | "Service" | "StatefulSet" | "Deployment" | "Job"
+        ) {
+            resources.last_mut().expect("just pushed")["categories"] = json!(["all"]);
+        }
         for sub in r.subresources {
             let (kind, group, version, verbs): (&str, &str, &str, Vec<&str>) = match *sub {
                 "scale" => ("Scale", "autoscaling", "v1", vec!["get", "patch", "update"]),

@@ -412,12 +412,17 @@ async fn route(
     };
     let target = parse_target(group, version, rest, path)?;
     let method = req.method().clone();
+    let table = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::table::wants_table);
     match (method, target) {
         (Method::GET, Target::Collection { res, ns }) => {
             if flag(query, "watch") {
-                watch(shared, res, ns, query)
+                watch(shared, res, ns, query, table)
             } else {
-                list(shared, res, ns.as_deref(), query)
+                list(shared, res, ns.as_deref(), query, table)
             }
         }
         (Method::POST, Target::Collection { res, ns }) => {
@@ -450,7 +455,7 @@ async fn route(
             delete_collection(shared, res, ns.as_deref().unwrap_or(""), query, &body)
         }
         (Method::GET, Target::Object { res, ns, name, sub }) => {
-            get_object(shared, res, &ns, &name, sub.as_deref(), query)
+            get_object(shared, res, &ns, &name, sub.as_deref(), query, table)
         }
         (Method::PUT, Target::Object { res, ns, name, sub }) => {
             let (body, _) = body_json(req, false).await?;
@@ -614,7 +619,8 @@ fn get_object(
     ns: &str,
     name: &str,
     sub: Option<&str>,
-    _query: &HashMap<String, String>,
+    query: &HashMap<String, String>,
+    table: bool,
 ) -> Result<Reply, ApiError> {
     let def = resources::def(res);
     let obj = shared
@@ -628,6 +634,15 @@ fn get_object(
                 format!("kube-sim: pod {ns}/{name} is simulated and writes no log\n")
             });
             Ok(Reply::Text(text))
+        }
+        _ if table => {
+            let include = query.get("includeObject").map(String::as_str).unwrap_or("");
+            let rv = crate::store::rv_of(&obj).to_string();
+            Ok(Reply::Json(
+                200,
+                crate::table::table(res, &[(*obj).clone()], &rv, include),
+                false,
+            ))
         }
         _ => Ok(Reply::Json(200, (*obj).clone(), false)),
     }
@@ -644,6 +659,7 @@ fn list(
     res: usize,
     ns: Option<&str>,
     query: &HashMap<String, String>,
+    table: bool,
 ) -> Result<Reply, ApiError> {
     let def = resources::def(res);
     if def.create_only {
@@ -657,6 +673,15 @@ fn list(
         .filter(|o| ls.matches(o) && fs.matches(o))
         .map(|o| (*o).clone())
         .collect();
+    if table {
+        let include = query.get("includeObject").map(String::as_str).unwrap_or("");
+        let rv = store.current_rv().to_string();
+        return Ok(Reply::Json(
+            200,
+            crate::table::table(res, &items, &rv, include),
+            false,
+        ));
+    }
     Ok(Reply::Json(
         200,
         json!({
@@ -716,6 +741,8 @@ fn delete_collection(
 
 /// Filter for one watch: which events it sees and how selector transitions map.
 struct WatchFilter {
+    /// Send Table rows (kubectl get -w) with this `includeObject`.
+    table_include: Option<String>,
     res: usize,
     ns: Option<String>,
     ls: LabelSelector,
@@ -723,6 +750,16 @@ struct WatchFilter {
 }
 
 impl WatchFilter {
+    fn render(&self, obj: &Value) -> Value {
+        match &self.table_include {
+            Some(include) => {
+                let rv = crate::store::rv_of(obj).to_string();
+                crate::table::table(self.res, std::slice::from_ref(obj), &rv, include)
+            }
+            None => obj.clone(),
+        }
+    }
+
     fn matches(&self, obj: &Value) -> bool {
         self.ls.matches(obj) && self.fs.matches(obj)
     }
@@ -764,13 +801,21 @@ fn watch(
     res: usize,
     ns: Option<String>,
     query: &HashMap<String, String>,
+    table: bool,
 ) -> Result<Reply, ApiError> {
     let def = resources::def(res);
     if def.create_only {
         return Err(ApiError::method_not_allowed());
     }
     let (ls, fs) = selectors(query)?;
-    let filter = WatchFilter { res, ns, ls, fs };
+    let table_include = table.then(|| query.get("includeObject").cloned().unwrap_or_default());
+    let filter = WatchFilter {
+        res,
+        ns,
+        ls,
+        fs,
+        table_include,
+    };
     let bookmarks = flag(query, "allowWatchBookmarks");
     let send_initial = flag(query, "sendInitialEvents");
     let timeout = query
@@ -789,7 +834,7 @@ fn watch(
         if send_initial || rv_param.is_empty() || rv_param == "0" {
             for o in store.list(res, filter.ns.as_deref()) {
                 if filter.matches(&o) {
-                    initial.push(event_line("ADDED", &o));
+                    initial.push(event_line("ADDED", &filter.render(&o)));
                 }
             }
             if send_initial {
@@ -808,7 +853,7 @@ fn watch(
                 Ok(events) => {
                     for ev in events {
                         if let Some(kind) = filter.translate(&ev) {
-                            initial.push(event_line(kind.as_str(), &ev.obj));
+                            initial.push(event_line(kind.as_str(), &filter.render(&ev.obj)));
                         }
                     }
                 }
@@ -879,7 +924,7 @@ async fn stream_events(
                     }
                     last_rv = ev.rv;
                     if let Some(t) = filter.translate(&ev)
-                        && tx.send(event_line(t.as_str(), &ev.obj)).await.is_err() {
+                        && tx.send(event_line(t.as_str(), &filter.render(&ev.obj))).await.is_err() {
                             return;
                         }
                 }

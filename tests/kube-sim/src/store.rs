@@ -267,6 +267,59 @@ pub fn rv_of(obj: &Value) -> u64 {
         .unwrap_or(0)
 }
 
+/// Defaults inside a pod spec that clients print and compare: container
+/// port protocols.
+fn pod_spec_defaults(spec: &mut Value) {
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports {
+                        if p.is_object() && p.get("protocol").is_none() {
+                            p["protocol"] = json!("TCP");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Workload defaults the real API server fills in (kubectl's `rollout
+/// status` needs the update strategy).
+fn workload_defaults(res: usize, obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    if let Some(tspec) = spec.pointer_mut("/template/spec") {
+        pod_spec_defaults(tspec);
+    }
+    let m = spec.as_object_mut().expect("spec is an object");
+    match res {
+        idx::STATEFULSET => {
+            m.entry("replicas").or_insert(json!(1));
+            m.entry("podManagementPolicy")
+                .or_insert(json!("OrderedReady"));
+            m.entry("updateStrategy")
+                .or_insert(json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+            m.entry("revisionHistoryLimit").or_insert(json!(10));
+        }
+        idx::DEPLOYMENT => {
+            m.entry("replicas").or_insert(json!(1));
+            m.entry("strategy").or_insert(
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+            );
+            m.entry("revisionHistoryLimit").or_insert(json!(10));
+            m.entry("progressDeadlineSeconds").or_insert(json!(600));
+        }
+        _ => {
+            m.entry("completions").or_insert(json!(1));
+            m.entry("parallelism").or_insert(json!(1));
+            m.entry("backoffLimit").or_insert(json!(6));
+        }
+    }
+}
+
 pub struct Store {
     objects: BTreeMap<ObjKey, Arc<Value>>,
     rv: u64,
@@ -454,14 +507,14 @@ impl Store {
                     obj["type"] = json!("Opaque");
                 }
             }
-            idx::STATEFULSET | idx::DEPLOYMENT
-                if obj.pointer("/spec/replicas").is_none()
-                    && obj.get("spec").is_some_and(Value::is_object) =>
-            {
-                obj["spec"]["replicas"] = json!(1);
-            }
-            idx::POD if obj.pointer("/status/phase").is_none() => {
-                obj["status"] = json!({"phase": "Pending"});
+            idx::STATEFULSET | idx::DEPLOYMENT | idx::JOB => workload_defaults(res, obj),
+            idx::POD => {
+                if let Some(spec) = obj.get_mut("spec") {
+                    pod_spec_defaults(spec);
+                }
+                if obj.pointer("/status/phase").is_none() {
+                    obj["status"] = json!({"phase": "Pending"});
+                }
             }
             idx::PVC if obj.pointer("/status/phase").is_none() => {
                 let storage = obj

@@ -191,6 +191,11 @@ fn kubectl_drives_the_simulator() {
             "3 pod IPs",
             |o| o.split_whitespace().count() == 3,
         );
+        let table = k.ok(&["get", "pods", "-n", "crdb", "-o", "wide"]);
+        assert!(
+            table.contains("READY") && table.contains("Running") && table.contains("IP"),
+            "{table}"
+        );
         let cluster = fed.cluster(context);
         let prefix = cluster
             .pod_cidr()
