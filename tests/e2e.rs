@@ -671,3 +671,153 @@ fn diff_shows_changes_without_writing() {
     let out = env.run(&["diff", config.to_str().unwrap()]);
     assert_exit(&out, 0);
 }
+
+#[test]
+fn ctrl_c_stops_promptly_and_a_rerun_converges() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b.lb_delay(Duration::from_secs(30)));
+    let config = env.config("config.toml", &ZONES, "");
+    let child = Command::new(env!("CARGO_BIN_EXE_crdb-multiregion"))
+        .current_dir(env.dir.path())
+        .args(["apply", config.to_str().unwrap(), "--kubeconfig"])
+        .arg(env.fed.kubeconfig_path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let victim = env.fed.cluster("us-east1-b");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while victim
+        .get("v1", "Service", Some("kube-system"), "kube-dns-lb")
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply never got to the load balancers"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    // Atomic writes go through hidden temporary files next to their target.
+    let leftovers: Vec<_> = walk(env.dir.path())
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "half-written files: {leftovers:?}");
+
+    for c in env.fed.clusters() {
+        c.set_lb_delay(Duration::from_millis(100));
+    }
+    assert_exit(&env.apply(&config, &[]), 0);
+    assert_planned_objects_present(&env, &config);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn teardown_needs_confirmation_without_a_terminal() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    let out = env.run(&["teardown", config.to_str().unwrap()]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("pass --yes to confirm"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !env.owned().is_empty(),
+        "nothing deleted without confirmation"
+    );
+}
+
+#[test]
+fn teardown_reports_what_does_not_go_away() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    env.fed.cluster("us-west1-a").set_faults(faults(|f| {
+        f.namespace_delete_delay = Duration::from_secs(120)
+    }));
+    let out = env.run(&[
+        "teardown",
+        config.to_str().unwrap(),
+        "--yes",
+        "--wait-timeout",
+        "1s",
+    ]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("us-west1-a       FAILED: waiting for deletion: timed out after 1s; last seen: 13 object(s) still present: Namespace us-west1-a, "),
+        "{err}"
+    );
+    assert!(err.contains("us-east1-b       "), "{err}");
+    // The other zones were torn down completely.
+    for zone in ["us-east1-b", "us-central1-a"] {
+        assert!(
+            !env.owned().iter().any(|o| o.starts_with(zone)),
+            "{zone}: {:?}",
+            env.owned()
+        );
+    }
+}
+
+#[test]
+fn teardown_with_an_unreachable_cluster_cleans_the_others_and_purge_local_waits() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    env.fed
+        .cluster("us-central1-a")
+        .set_faults(faults(|f| f.down = true));
+    let out = env.run(&[
+        "teardown",
+        config.to_str().unwrap(),
+        "--yes",
+        "--purge-local",
+    ]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "us-central1-a    FAILED: API server of context \"us-central1-a\" is not reachable"
+        ),
+        "{err}"
+    );
+    assert!(
+        env.path("my-safe-directory/ca.key").exists(),
+        "certs of a cluster that still runs are kept"
+    );
+
+    env.fed
+        .cluster("us-central1-a")
+        .set_faults(kube_sim::Faults::default());
+    let out = env.run(&[
+        "teardown",
+        config.to_str().unwrap(),
+        "--yes",
+        "--purge-local",
+    ]);
+    assert_exit(&out, 0);
+    assert_eq!(env.owned(), Vec::<String>::new());
+    for gone in ["certs", "generated", "my-safe-directory/ca.key"] {
+        assert!(!env.path(gone).exists(), "{gone} purged");
+    }
+}
