@@ -1219,6 +1219,106 @@ mod tests {
     }
 
     #[test]
+    fn compacted_resource_versions_are_gone() {
+        let mut s = store_with_ns();
+        let start = s.current_rv();
+        assert!(s.events_since(start).unwrap().is_empty());
+        for i in 0..(LOG_CAPACITY + 10) {
+            s.put_internal(
+                idx::CONFIGMAP,
+                "db",
+                json!({"metadata": {"name": "c"}, "data": {"i": i.to_string()}}),
+            );
+        }
+        let err = s.events_since(start).unwrap_err();
+        assert_eq!((err.code, err.reason.as_str()), (410, "Expired"));
+        let recent = s.current_rv() - 5;
+        assert_eq!(s.events_since(recent).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn delete_propagation() {
+        let mut s = store_with_ns();
+        let owner = s
+            .create(
+                idx::CONFIGMAP,
+                "db",
+                json!({"metadata": {"name": "owner"}}),
+                ctx("t"),
+            )
+            .unwrap()
+            .obj;
+        let dep = |name: &str| {
+            json!({"metadata": {"name": name, "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid_of(&owner)}
+            ]}})
+        };
+        s.create(idx::SECRET, "db", dep("orphan"), ctx("t"))
+            .unwrap();
+        s.delete(idx::CONFIGMAP, "db", "owner", Some("Orphan"), false)
+            .unwrap();
+        s.collect_garbage();
+        let kept = s
+            .get(idx::SECRET, "db", "orphan")
+            .expect("orphaned, not deleted");
+        assert!(
+            kept["metadata"]["ownerReferences"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+
+        let owner = s
+            .create(
+                idx::CONFIGMAP,
+                "db",
+                json!({"metadata": {"name": "owner"}}),
+                ctx("t"),
+            )
+            .unwrap()
+            .obj;
+        let dep = |name: &str| {
+            json!({"metadata": {"name": name, "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid_of(&owner)}
+            ]}})
+        };
+        s.create(idx::SECRET, "db", dep("fg"), ctx("t")).unwrap();
+        s.delete(idx::CONFIGMAP, "db", "owner", Some("Foreground"), false)
+            .unwrap();
+        assert!(
+            s.get(idx::SECRET, "db", "fg").is_none(),
+            "foreground deletes dependents first"
+        );
+
+        let owner = s
+            .create(
+                idx::CONFIGMAP,
+                "db",
+                json!({"metadata": {"name": "owner"}}),
+                ctx("t"),
+            )
+            .unwrap()
+            .obj;
+        s.create(
+            idx::SECRET,
+            "db",
+            json!({"metadata": {"name": "bg", "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid_of(&owner)}
+            ]}}),
+            ctx("t"),
+        )
+        .unwrap();
+        s.delete(idx::CONFIGMAP, "db", "owner", None, false)
+            .unwrap();
+        assert!(s.get(idx::SECRET, "db", "bg").is_some());
+        s.collect_garbage();
+        assert!(
+            s.get(idx::SECRET, "db", "bg").is_none(),
+            "background GC removes it"
+        );
+    }
+
+    #[test]
     fn addresses_are_stable_and_in_range() {
         let mut n = Net::new(1);
         let a = n.pod_ip("db", "x-0");

@@ -75,6 +75,56 @@ fn up_prints_ready_and_stops_on_sigterm() {
         std::net::TcpStream::connect(("127.0.0.1", *p)).expect("cluster serves");
     }
 
+    // Faults change at run time through the control endpoint, from the CLI.
+    let control = state["control"].as_str().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args([
+            "faults",
+            "--control",
+            &control,
+            "--zone",
+            "central",
+            "--down",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let faults: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(faults["down"], true);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", ports[2])).is_err(),
+        "central is down"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args([
+            "faults",
+            "--control",
+            &control,
+            "--zone",
+            "central",
+            "--down",
+            "false",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::net::TcpStream::connect(("127.0.0.1", ports[2])).expect("central is back");
+    let out = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args(["requests", "--control", &control, "--zone", "us-east1-b"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .is_array()
+    );
+
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
