@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Flavor;
+use crate::network::Network;
 
 /// A simulated federation of Kubernetes API servers on 127.0.0.1.
 #[derive(Debug, Parser)]
@@ -24,6 +25,17 @@ pub enum Command {
     Faults(FaultArgs),
     /// Print (or clear) a running cluster's request log as JSON.
     Requests(RequestArgs),
+    /// Remove network namespaces, processes and files that `--network real`
+    /// runs left behind when they were killed (those of kube-sim processes
+    /// that no longer run).
+    Cleanup(CleanupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Also remove those of kube-sim processes that still run.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +88,20 @@ pub struct UpArgs {
     /// Also write a JSON description of the running federation here.
     #[arg(long)]
     pub state_file: Option<PathBuf>,
+    /// `simulated` (pods never run) or `real`: busybox pods run as processes
+    /// in per-cluster network namespaces with a real dnsmasq per cluster
+    /// (needs root, ip, busybox, dnsmasq; see docs/simulator.md).
+    #[arg(long, default_value = "simulated")]
+    pub network: Network,
+    /// Real network: no packet passes between zones A and B (repeatable).
+    #[arg(long, value_name = "A:B", value_parser = crate::network::NetRule::parse_cut)]
+    pub cut: Vec<(String, String)>,
+    /// Real network: connections from zone A to zone B are dropped (repeatable).
+    #[arg(long, value_name = "A:B", value_parser = crate::network::NetRule::parse_cut)]
+    pub cut_oneway: Vec<(String, String)>,
+    /// Real network: TCP to the pods of ZONE on PORT is dropped (repeatable).
+    #[arg(long, value_name = "ZONE:PORT", value_parser = crate::network::NetRule::parse_block)]
+    pub block_port: Vec<(String, u16)>,
 }
 
 #[derive(Debug, Args)]

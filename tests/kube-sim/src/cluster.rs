@@ -38,6 +38,9 @@ pub struct ClusterShared {
     pub rollouts: Mutex<BTreeMap<(String, String), u32>>,
     pub pod_logs: Mutex<HashMap<(String, String), String>>,
     pub listening: AtomicBool,
+    /// Real network mode: busybox pods are run by [`crate::pods::Kubelet`],
+    /// not by the simulated controllers.
+    pub runs_pods: AtomicBool,
     rng: Mutex<u64>,
 }
 
@@ -91,6 +94,7 @@ impl ClusterShared {
             rollouts: Mutex::new(BTreeMap::new()),
             pod_logs: Mutex::new(HashMap::new()),
             listening: AtomicBool::new(false),
+            runs_pods: AtomicBool::new(false),
             rng: Mutex::new(seed),
         }
     }

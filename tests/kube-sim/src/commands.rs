@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::{Value, json};
 
-use crate::cli::{Cli, Command, FaultArgs, RequestArgs, UpArgs};
+use crate::cli::{CleanupArgs, Cli, Command, FaultArgs, RequestArgs, UpArgs};
 use crate::config::Faults;
 use crate::{Federation, StartError};
 
@@ -33,6 +33,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Up(a) => up(a),
         Command::Faults(a) => faults(a),
         Command::Requests(a) => requests(a),
+        Command::Cleanup(a) => cleanup(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,7 +64,17 @@ fn up(a: UpArgs) -> Result<(), BoxError> {
         lb_never_ready: a.lb_never_ready,
         namespace_delete_delay: Duration::from_millis(a.namespace_delete_delay_ms),
     };
-    let fed = Federation::builder()
+    let mut builder = Federation::builder().network(a.network);
+    for (x, y) in &a.cut {
+        builder = builder.cut(x, y);
+    }
+    for (x, y) in &a.cut_oneway {
+        builder = builder.cut_oneway(x, y);
+    }
+    for (zone, port) in &a.block_port {
+        builder = builder.block_port(zone, *port);
+    }
+    let fed = builder
         .zones(a.zones.clone())
         .flavor(a.flavor)
         .faults(faults)
@@ -90,10 +101,14 @@ fn up(a: UpArgs) -> Result<(), BoxError> {
         clusters.push(json!({
             "zone": c.zone(), "context": c.context(), "region": c.region(), "server": c.server_url(),
             "pod_cidr": c.pod_cidr(), "dns_service_ip": c.dns_service_ip().to_string(),
+            "netns": fed.netns(c.zone()),
         }));
     }
     eprintln!("kube-sim: control {}", fed.control_url());
     eprintln!("kube-sim: lb-dns {}", fed.dns_addr());
+    if let Some(prefix) = fed.network_prefix() {
+        eprintln!("kube-sim: real network {prefix} (ip netns exec {prefix}-<index> ...)");
+    }
     if let Some(path) = &a.state_file {
         let state = json!({
             "kubeconfig": fed.kubeconfig_path(), "control": fed.control_url(),
@@ -202,5 +217,16 @@ fn requests(a: RequestArgs) -> Result<(), BoxError> {
         None,
     )?;
     println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn cleanup(a: CleanupArgs) -> Result<(), BoxError> {
+    let removed = crate::network::cleanup(a.all);
+    if removed.is_empty() {
+        eprintln!("kube-sim: nothing to clean up");
+    }
+    for r in removed {
+        println!("removed {r}");
+    }
     Ok(())
 }

@@ -66,7 +66,8 @@ pub fn reconcile(shared: &ClusterShared, st: &mut CtlState, now: Instant) {
     statefulsets(&mut store, &node);
     deployments(&mut store, st, shared, &node);
     jobs(&mut store, &node);
-    pods(&mut store, st, now, timing, &node);
+    let real = shared.runs_pods.load(std::sync::atomic::Ordering::SeqCst);
+    pods(&mut store, st, now, timing, &node, real);
     load_balancers(
         &mut store,
         st,
@@ -564,7 +565,14 @@ fn conditions(ready: bool) -> Value {
     ])
 }
 
-fn pods(store: &mut Store, st: &mut CtlState, now: Instant, timing: Timing, node: &str) {
+fn pods(
+    store: &mut Store,
+    st: &mut CtlState,
+    now: Instant,
+    timing: Timing,
+    node: &str,
+    real: bool,
+) {
     let node_ip = store.net.node_ip().to_string();
     for pod in store.list(idx::POD, None) {
         let phase = pod
@@ -578,6 +586,20 @@ fn pods(store: &mut Store, st: &mut CtlState, now: Instant, timing: Timing, node
             .to_string();
         let name = name_of(&pod).to_string();
         match phase {
+            "Pending" if crate::pods::image_pull_fails(&pod) => {
+                if crate::pods::reports_err_image_pull(&pod) || age < timing.pod_ready_delay {
+                    continue;
+                }
+                let ip = store.net.pod_ip(&ns, &name).to_string();
+                let mut p = (*pod).clone();
+                if p.pointer("/spec/nodeName").is_none() {
+                    p["spec"]["nodeName"] = json!(node);
+                }
+                p["status"] = crate::pods::err_image_pull_status(&pod, &node_ip, &ip);
+                store.put_internal(idx::POD, &ns, p);
+            }
+            // The real network's kubelet runs these (crate::pods).
+            _ if real && crate::pods::runs_for_real(&pod) => {}
             "Pending" if age >= timing.pod_ready_delay => {
                 let ip = store.net.pod_ip(&ns, &name).to_string();
                 let started = now_rfc3339();
@@ -594,6 +616,7 @@ fn pods(store: &mut Store, st: &mut CtlState, now: Instant, timing: Timing, node
                     "qosClass": "BestEffort",
                     "containerStatuses": container_statuses(&pod, true, &started),
                 });
+                crate::pods::apply_readiness(&pod, &mut p["status"]);
                 store.put_internal(idx::POD, &ns, p);
             }
             "Running"

@@ -243,4 +243,6 @@ pub enum StartError {
     },
     #[error("could not start the simulator runtime")]
     Runtime(#[source] std::io::Error),
+    #[error("could not set up the real network")]
+    Network(#[from] crate::network::NetworkError),
 }

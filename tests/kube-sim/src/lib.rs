@@ -11,6 +11,8 @@
 //!                                   │            controllers ─────┼─ ClusterShared { Store, faults, request log }
 //!                                   ├─ control endpoint (HTTP) ───┘
 //!                                   └─ DNS responder (UDP) for EKS LB hostnames
+//!  Network::Real: network::RealNet ─ netns per cluster + core router, agent thread:
+//!                                    pod IPs, dnsmasq per cluster (netdns), busybox pods (pods)
 //! ```
 //!
 //! The binary (`kube-sim up`) wraps the same API; see docs/simulator.md.
@@ -32,7 +34,10 @@ mod dns;
 mod error;
 mod flavors;
 mod managed;
+mod netdns;
+mod network;
 mod patch;
+mod pods;
 mod proto;
 mod resources;
 mod selectors;
@@ -46,6 +51,9 @@ pub use config::{DEFAULT_NAMESPACE_DELETE_DELAY, Faults, Flavor, RequestRecord};
 pub use dns::{LB_DOMAIN, lb_hostname, resolve_lb_hostname};
 pub use error::{ApiError, StartError};
 pub use flavors::{STANDARD_COREFILE, USER_STUB_DOMAIN, USER_STUB_SERVER, user_server_block};
+pub use network::{
+    MAX_REAL_ZONES, NetRule, Network, NetworkError, cleanup as cleanup_real_networks,
+};
 
 use cluster::{ClusterShared, Timing};
 
@@ -66,6 +74,7 @@ pub struct FederationBuilder {
     pod_ready_delay: Duration,
     job_duration: Duration,
     seed_user_dns: bool,
+    net: network::NetSpec,
     kubeconfig: Option<PathBuf>,
     control_addr: SocketAddr,
     dns_addr: SocketAddr,
@@ -81,6 +90,7 @@ impl Default for FederationBuilder {
             pod_ready_delay: DEFAULT_POD_READY_DELAY,
             job_duration: DEFAULT_JOB_DURATION,
             seed_user_dns: false,
+            net: network::NetSpec::default(),
             kubeconfig: None,
             control_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             dns_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -200,6 +210,8 @@ pub struct Federation {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _tempdir: Option<tempfile::TempDir>,
+    /// The real network (dropped after the servers stop).
+    net: Option<network::RealNet>,
 }
 
 impl Federation {
@@ -344,6 +356,7 @@ impl Federation {
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
             _tempdir: None,
+            net: None,
         };
         let path = match b.kubeconfig {
             Some(p) => p,
@@ -372,6 +385,11 @@ impl Federation {
             .collect();
         tls::write_kubeconfig(&path, &entries)?;
         fed.kubeconfig = path;
+        if b.net.network == Network::Real {
+            fed.net = Some(network::RealNet::start(&b.net, &fed.clusters)?);
+        } else if !b.net.rules.is_empty() {
+            return Err(NetworkError::NotReal.into());
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while !fed.clusters.iter().all(|c| c.is_listening()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));

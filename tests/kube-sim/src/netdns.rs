@@ -511,11 +511,7 @@ impl Dnsmasq {
             }
             let exited = matches!(self.child.try_wait(), Ok(Some(_)));
             if exited || Instant::now() >= deadline {
-                let why = if exited {
-                    "it exited"
-                } else {
-                    "timed out"
-                };
+                let why = if exited { "it exited" } else { "timed out" };
                 return Err(NetworkError::Dnsmasq {
                     zone: self.zone.clone(),
                     log: format!("{why}; log: {}", log.trim()),
@@ -561,10 +557,6 @@ impl Dnsmasq {
             })?;
         }
         Ok(())
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 }
 
@@ -684,10 +676,7 @@ mod tests {
                 "crdb.server".to_string(),
                 "a.svc.cluster.local:53 {\n    forward . 10.150.0.10\n}\n".to_string(),
             ),
-            (
-                "x.override".to_string(),
-                "forward . 10.9.9.9\n".to_string(),
-            ),
+            ("x.override".to_string(), "forward . 10.9.9.9\n".to_string()),
         ]);
         let with = coredns_forwards(crate::flavors::AKS_COREFILE, &custom);
         assert_eq!(

@@ -9,3 +9,4 @@ mod controllers;
 mod faults;
 mod kube_rs;
 mod kubectl;
+mod real_network;

@@ -1,0 +1,536 @@
+//! The real network mode: busybox pods as processes in per-cluster network
+//! namespaces, cuts and port blocks, each cluster's dnsmasq forwarding as
+//! its DNS ConfigMap says, and cleanup. These tests create (and remove)
+//! only their own `ksim-<pid>-<n>` namespaces. They need root, `ip`,
+//! `busybox`, `dnsmasq` and `iptables`; elsewhere they are skipped, except
+//! in CI (`CI=true`), where a missing requirement fails them.
+//!
+//! Also here: the pod rules both network modes share (`ErrImagePull`,
+//! never-ready probes), which need nothing.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, LogParams, Patch, PatchParams};
+use kube_sim::{Cluster, Federation, Flavor, Network, STANDARD_COREFILE};
+use serde_json::{Value, json};
+
+use crate::common::{client, fast};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args([
+            "-c",
+            &format!("PATH=$PATH:/usr/sbin:/sbin command -v {tool}"),
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether the real network can run here; panics in CI when it cannot.
+fn real_network_available() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let missing: Vec<&str> = ["ip", "busybox", "dnsmasq", "iptables"]
+        .into_iter()
+        .filter(|t| !have(t))
+        .collect();
+    if root && missing.is_empty() {
+        return true;
+    }
+    let why =
+        format!("real network tests need root (root: {root}) and these tools: missing {missing:?}");
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+    eprintln!("skipped: {why}");
+    false
+}
+
+fn real(zones: &[&str], flavor: Flavor) -> kube_sim::FederationBuilder {
+    Federation::builder()
+        .zones(zones.iter().copied())
+        .flavor(flavor)
+        .network(Network::Real)
+        .lb_delay(Duration::from_millis(50))
+        .pod_ready_delay(Duration::from_millis(20))
+}
+
+fn namespace(c: &Cluster, ns: &str) {
+    c.put(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        "test",
+    )
+    .expect("namespace is created");
+}
+
+/// A busybox pod running `sh -c script` once.
+fn busybox(c: &Cluster, ns: &str, name: &str, script: &str) {
+    c.put(
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+            "spec": {"restartPolicy": "Never", "containers": [{
+                "name": "main", "image": "docker.io/library/busybox:1.36",
+                "command": ["sh", "-c", script],
+                "env": [{"name": "GREETING", "value": "hello"}],
+            }]},
+        }),
+        "test",
+    )
+    .expect("pod is created");
+}
+
+fn pod(c: &Cluster, ns: &str, name: &str) -> Value {
+    c.get("v1", "Pod", Some(ns), name).unwrap_or(Value::Null)
+}
+
+/// Wait for a running pod's IP.
+fn running_ip(c: &Cluster, ns: &str, name: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let p = pod(c, ns, name);
+        if p.pointer("/status/phase") == Some(&json!("Running"))
+            && let Some(ip) = p.pointer("/status/podIP").and_then(Value::as_str)
+        {
+            return ip.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {ns}/{name} in {} is not running after {WAIT:?}: {}",
+            c.zone(),
+            p["status"]
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait for a pod to end; its phase and exit code.
+fn finished(c: &Cluster, ns: &str, name: &str) -> (String, i64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let p = pod(c, ns, name);
+        let phase = p
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if phase == "Succeeded" || phase == "Failed" {
+            let code = p
+                .pointer("/status/containerStatuses/0/state/terminated/exitCode")
+                .and_then(Value::as_i64)
+                .expect("a terminated container has an exit code");
+            return (phase.to_string(), code);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {ns}/{name} in {} has not finished after {WAIT:?}: {}",
+            c.zone(),
+            p["status"]
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Start a connection probe from `from` to `ip:port`; see [`probe_result`].
+fn probe(from: &Cluster, name: &str, ip: &str, port: u16) {
+    busybox(
+        from,
+        "probes",
+        name,
+        &format!("nc -w 2 {ip} {port} </dev/null && echo \"$GREETING from $HOSTNAME\""),
+    );
+}
+
+fn probe_result(from: &Cluster, name: &str) -> bool {
+    finished(from, "probes", name).0 == "Succeeded"
+}
+
+/// Listeners on 26257 and 8080 in every cluster; their IPs by zone index.
+fn listeners(fed: &Federation) -> Vec<String> {
+    for c in fed.clusters() {
+        namespace(&c, "probes");
+        busybox(
+            &c,
+            "probes",
+            "listener",
+            "nc -ll -p 26257 -e true & nc -ll -p 8080 -e true & wait",
+        );
+    }
+    let ips: Vec<String> = fed
+        .clusters()
+        .iter()
+        .map(|c| running_ip(c, "probes", "listener"))
+        .collect();
+    // The listeners bind right after they start.
+    std::thread::sleep(Duration::from_millis(200));
+    ips
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_pods_connect_across_clusters_until_cut_or_blocked() {
+    if !real_network_available() {
+        return;
+    }
+    let fed = real(&["a", "b", "c"], Flavor::Generic)
+        .cut("a", "c")
+        .block_port("b", 8080)
+        .start()
+        .expect("the real network starts");
+    let (a, b, c) = (fed.cluster("a"), fed.cluster("b"), fed.cluster("c"));
+    let ips = listeners(&fed);
+    let round = |n: u32, probes: &[(&Cluster, usize, u16, bool)]| {
+        for (i, (from, to, port, _)) in probes.iter().enumerate() {
+            probe(from, &format!("r{n}-{i}"), &ips[*to], *port);
+        }
+        for (i, (from, to, port, expect)) in probes.iter().enumerate() {
+            let ok = probe_result(from, &format!("r{n}-{i}"));
+            assert_eq!(
+                ok,
+                *expect,
+                "round {n}: {} -> {} port {port}",
+                from.zone(),
+                ["a", "b", "c"][*to]
+            );
+        }
+    };
+    // Built with a cut a<->c and b:8080 blocked.
+    round(
+        1,
+        &[
+            (&b, 0, 26257, true),
+            (&a, 1, 26257, true),
+            (&a, 0, 26257, true),
+            (&c, 0, 26257, false),
+            (&a, 2, 26257, false),
+            (&a, 1, 8080, false),
+            (&b, 1, 8080, false),
+            (&c, 1, 26257, true),
+        ],
+    );
+    // The log of a successful probe, through the API.
+    let pods: Api<Pod> = Api::namespaced(client(&fed, "b").await, "probes");
+    let log = pods
+        .logs("r1-0", &LogParams::default())
+        .await
+        .expect("the log is served");
+    assert_eq!(log, "hello from r1-0\n");
+
+    // At run time: heal a<->c, cut a->b one way, block a:26257.
+    fed.heal("a", "c").expect("heal");
+    fed.cut_oneway("a", "b").expect("one-way cut");
+    fed.unblock_port("b", 8080).expect("unblock");
+    fed.block_port("c", 26257).expect("block");
+    round(
+        2,
+        &[
+            (&c, 0, 26257, true),
+            (&a, 2, 8080, true),
+            (&a, 1, 26257, false),
+            (&b, 0, 26257, true),
+            (&a, 1, 8080, false),
+            (&b, 1, 8080, true),
+            (&a, 2, 26257, false),
+            (&c, 2, 26257, false),
+        ],
+    );
+    let failed = pod(&a, "probes", "r2-2");
+    assert_eq!(failed["status"]["phase"], "Failed");
+    assert_eq!(
+        failed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        1
+    );
+}
+
+/// A never-ready listener in zone `a` behind a headless Service that
+/// publishes not-ready addresses, and zone `a`'s DNS load balancer; returns
+/// (the pod's IP, the LB's IP).
+fn dns_target(a: &Cluster) -> (String, String) {
+    namespace(a, "a");
+    a.put(
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "probe", "namespace": "a"},
+               "spec": {"clusterIP": "None", "publishNotReadyAddresses": true,
+                        "selector": {"app": "probe"}, "ports": [{"port": 26257}]}}),
+        "test",
+    )
+    .expect("service");
+    a.put(
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "probe-0", "namespace": "a", "labels": {"app": "probe"}},
+               "spec": {"hostname": "probe-0", "subdomain": "probe", "restartPolicy": "Never",
+                        "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "600"],
+                                        "readinessProbe": {"exec": {"command": ["false"]}}}]}}),
+        "test",
+    )
+    .expect("pod");
+    a.put(
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "kube-dns-lb", "namespace": "kube-system"},
+               "spec": {"type": "LoadBalancer", "selector": {"k8s-app": "kube-dns"},
+                        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}),
+        "test",
+    )
+    .expect("DNS load balancer");
+    let ip = running_ip(a, "a", "probe-0");
+    let p = pod(a, "a", "probe-0");
+    assert_eq!(p["status"]["conditions"][2]["type"], "Ready");
+    assert_eq!(p["status"]["conditions"][2]["status"], "False");
+    let deadline = Instant::now() + WAIT;
+    let lb = loop {
+        let svc = a
+            .get("v1", "Service", Some("kube-system"), "kube-dns-lb")
+            .expect("service exists");
+        if let Some(ip) = svc
+            .pointer("/status/loadBalancer/ingress/0/ip")
+            .and_then(Value::as_str)
+        {
+            break ip.to_string();
+        }
+        assert!(Instant::now() < deadline, "no LB address after {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (ip, lb)
+}
+
+/// Resolve the not-ready pod's name from zone `b` (a pod running
+/// `nslookup`); the address from its log (read through the API), if any.
+async fn resolve_from(fed: &Federation, name: &str) -> Option<String> {
+    let b = fed.cluster("b");
+    busybox(
+        &b,
+        "probes",
+        name,
+        "nslookup -type=a probe-0.probe.a.svc.cluster.local. | sed -n '/^Name:/,$s/^Address: *//p'",
+    );
+    let (phase, _) = finished(&b, "probes", name);
+    let pods: Api<Pod> = Api::namespaced(client(fed, "b").await, "probes");
+    let log = pods
+        .logs(name, &LogParams::default())
+        .await
+        .expect("the log is served");
+    (phase == "Succeeded")
+        .then(|| log.trim().to_string())
+        .filter(|l| !l.is_empty())
+}
+
+async fn dns_forwarding(flavor: Flavor, forward: impl Fn(&str) -> (String, Value)) {
+    if !real_network_available() {
+        return;
+    }
+    let fed = real(&["a", "b"], flavor)
+        .start()
+        .expect("the real network starts");
+    namespace(&fed.cluster("b"), "probes");
+    let (pod_ip, lb_ip) = dns_target(&fed.cluster("a"));
+
+    let before = resolve_from(&fed, "before").await;
+    assert_eq!(before, None, "resolved before forwarding was configured");
+
+    let (cm_name, data) = forward(&lb_ip);
+    let cms: Api<ConfigMap> = Api::namespaced(client(&fed, "b").await, "kube-system");
+    cms.patch(
+        &cm_name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "data": data })),
+    )
+    .await
+    .expect("the DNS ConfigMap is patched through the API");
+    // The agent applies the change within a tick.
+    std::thread::sleep(Duration::from_millis(200));
+    let after = resolve_from(&fed, "after").await;
+    assert_eq!(
+        after.as_deref(),
+        Some(pod_ip.as_str()),
+        "resolved through b's DNS"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_forwarding_from_kube_dns_stub_domains() {
+    dns_forwarding(Flavor::Gke, |lb| {
+        (
+            "kube-dns".into(),
+            json!({"stubDomains": json!({"a.svc.cluster.local": [lb]}).to_string()}),
+        )
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_forwarding_from_a_corefile_server_block() {
+    dns_forwarding(Flavor::Generic, |lb| {
+        let corefile = format!(
+            "{STANDARD_COREFILE}a.svc.cluster.local:53 {{\n    errors\n    cache 30\n    forward . {lb}\n}}\n"
+        );
+        ("coredns".into(), json!({ "Corefile": corefile }))
+    })
+    .await;
+}
+
+fn netns_list() -> String {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn real_network_is_removed_on_drop_and_pod_delete_kills_the_process() {
+    if !real_network_available() {
+        return;
+    }
+    let fed = real(&["a", "b"], Flavor::Generic)
+        .cut_oneway("a", "b")
+        .start()
+        .expect("the real network starts");
+    let prefix = fed.network_prefix().expect("a real network").to_string();
+    let a = fed.cluster("a");
+    namespace(&a, "probes");
+    busybox(&a, "probes", "sleeper", "sleep 600");
+    busybox(&a, "probes", "doomed", "sleep 600");
+    running_ip(&a, "probes", "sleeper");
+    running_ip(&a, "probes", "doomed");
+    let ns_a = fed.netns("a").expect("zone a has a namespace").to_string();
+    let pids = |ns: &str| -> Vec<u32> {
+        let out = Command::new("ip")
+            .args(["netns", "pids", ns])
+            .output()
+            .expect("ip netns pids runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    let before = pids(&ns_a);
+    assert!(
+        before.len() >= 3,
+        "dnsmasq and two pods run in {ns_a}: {before:?}"
+    );
+
+    a.delete("v1", "Pod", Some("probes"), "doomed")
+        .expect("pod deleted");
+    let deadline = Instant::now() + WAIT;
+    while pids(&ns_a).len() >= before.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted pod's process still runs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // restartPolicy OnFailure: a failing container is restarted, the pod stays Running.
+    a.put(
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "crasher", "namespace": "probes"},
+               "spec": {"restartPolicy": "OnFailure", "containers": [{
+                   "name": "main", "image": "busybox", "command": ["sh", "-c", "echo run; exit 3"]}]}}),
+        "test",
+    )
+    .expect("pod is created");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let p = pod(&a, "probes", "crasher");
+        let cs = &p["status"]["containerStatuses"][0];
+        if cs["restartCount"].as_u64() >= Some(1) {
+            assert_eq!(p["status"]["phase"], "Running");
+            assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3);
+            break;
+        }
+        assert!(Instant::now() < deadline, "not restarted: {}", p["status"]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let mut all = before;
+    all.extend(pids(fed.netns("b").expect("zone b")));
+    assert!(netns_list().contains(&prefix));
+    drop(fed);
+
+    assert!(
+        !netns_list().contains(&prefix),
+        "namespaces left: {}",
+        netns_list()
+    );
+    for pid in &all {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} survived"
+        );
+    }
+    let pgrep = Command::new("pgrep")
+        .args(["-f", &format!("/{prefix}/")])
+        .output();
+    if let Ok(out) = pgrep {
+        assert!(
+            out.stdout.is_empty(),
+            "processes left: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let etc = std::fs::read_dir("/etc/netns")
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(etc, 0, "/etc/netns entries left");
+    assert!(!std::env::temp_dir().join(&prefix).exists());
+}
+
+#[test]
+fn image_pull_failures_and_never_ready_probes_in_the_simulated_network() {
+    let fed = fast(&["a"], Flavor::Generic);
+    let a = fed.cluster("a");
+    namespace(&a, "probes");
+    let put = |name: &str, image: &str, probe: Value| {
+        a.put(
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": name, "namespace": "probes"},
+                   "spec": {"containers": [{"name": "main", "image": image, "readinessProbe": probe}]}}),
+            "test",
+        )
+        .expect("pod is created");
+    };
+    put("missing", "registry.example/does-not-exist:1", Value::Null);
+    put(
+        "unready",
+        "busybox",
+        json!({"exec": {"command": ["false"]}}),
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = pod(&a, "probes", "missing");
+        let u = pod(&a, "probes", "unready");
+        let pulled =
+            m["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImagePull";
+        let running = u["status"]["phase"] == "Running";
+        if pulled && running {
+            assert_eq!(m["status"]["phase"], "Pending");
+            assert_eq!(u["status"]["conditions"][2]["status"], "False");
+            assert_eq!(u["status"]["containerStatuses"][0]["ready"], false);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{m}\n{u}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fed.network(), Network::Simulated);
+    assert!(matches!(
+        fed.cut("a", "b"),
+        Err(kube_sim::NetworkError::NotReal)
+    ));
+    let cut_without_real = Federation::builder()
+        .zones(["a", "b"])
+        .cut("a", "b")
+        .start();
+    assert!(matches!(
+        cut_without_real,
+        Err(kube_sim::StartError::Network(
+            kube_sim::NetworkError::NotReal
+        ))
+    ));
+}
