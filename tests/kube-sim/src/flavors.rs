@@ -126,7 +126,7 @@ pub fn seed(store: &mut Store, flavor: Flavor, zone: &str, region: &str, seed_us
             "status": {
                 "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
                 "addresses": [{"type": "InternalIP", "address": node_ip}, {"type": "Hostname", "address": node}],
-                "nodeInfo": {"kubeletVersion": "v1.33.0-kube-sim", "architecture": "amd64", "operatingSystem": "linux"},
+                "nodeInfo": {"kubeletVersion": "v1.36.0-kube-sim", "architecture": "amd64", "operatingSystem": "linux"},
             },
         }),
     );

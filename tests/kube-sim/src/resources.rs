@@ -358,7 +358,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
 }
 
 pub fn openapi_v2() -> Value {
-    json!({"swagger": "2.0", "info": {"title": "kube-sim", "version": "v1.33.0"}, "paths": {}})
+    json!({"swagger": "2.0", "info": {"title": "kube-sim", "version": "v1.36.0"}, "paths": {}})
 }
 
 fn gv_path(group: &str, version: &str) -> String {
@@ -433,7 +433,7 @@ pub fn openapi_v3_doc(group: &str, version: &str) -> Option<Value> {
     }
     Some(json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes (kube-sim)", "version": "v1.33.0"},
+        "info": {"title": "Kubernetes (kube-sim)", "version": "v1.36.0"},
         "paths": paths,
         "components": {"schemas": {}},
     }))

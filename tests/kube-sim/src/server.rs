@@ -343,7 +343,7 @@ async fn route(
             return Ok(Reply::Json(
                 200,
                 json!({
-                    "major": "1", "minor": "33", "gitVersion": "v1.33.0-kube-sim",
+                    "major": "1", "minor": "36", "gitVersion": "v1.36.0-kube-sim",
                     "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
                     "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc",
                     "platform": "linux/amd64",

@@ -156,6 +156,11 @@ fn kubectl_drives_the_simulator() {
             ])
             .contains("pod/kube-dns-")
         );
+        assert_eq!(
+            k.ok(&["auth", "can-i", "create", "statefulsets", "-n", "crdb"])
+                .trim(),
+            "yes"
+        );
         assert!(k.ok(&["create", "namespace", "crdb"]).contains("created"));
         assert!(k.ok(&["apply", "-f", sts]).contains("created"));
         assert!(k.ok(&["apply", "-f", sts]).contains("unchanged"));
