@@ -39,6 +39,7 @@ use crate::cluster::ClusterShared;
 use crate::netdns::{self, Dnsmasq};
 use crate::pods::Kubelet;
 use crate::resources::idx;
+use crate::store::uid_of;
 use crate::{Federation, FederationBuilder};
 
 /// Namespaces, directories and processes of the real network mode are named
@@ -437,7 +438,17 @@ impl ClusterAgent {
         }
         want.retain(|ip| in_cluster_ranges(self.index, *ip) && !self.fixed.contains(ip));
         let mut result = self.sync_addrs(tools, want);
-        let (hosts, servers) = self.dns_config(&snap);
+        // The DNS records of the pods about to start go in first, so that a
+        // pod reported Running can already be resolved.
+        let pods = snap
+            .pods
+            .iter()
+            .map(|p| match starts.iter().find(|s| s.uid() == uid_of(p)) {
+                Some(s) => Arc::new(s.running_view()),
+                None => p.clone(),
+            })
+            .collect();
+        let (hosts, servers) = self.dns_config(&Snapshot { pods, ..snap });
         result = result.and(self.dns.update(hosts, servers));
         self.kubelet.start(&self.shared, starts);
         self.kubelet.poll(&self.shared);

@@ -241,6 +241,24 @@ pub struct Start {
     pub ip: Ipv4Addr,
 }
 
+impl Start {
+    pub fn uid(&self) -> &str {
+        uid_of(&self.pod)
+    }
+
+    /// The pod as it will look once running (phase, IP and readiness), for
+    /// DNS records that must exist before it is reported Running.
+    pub fn running_view(&self) -> Value {
+        let mut p = self.pod.clone();
+        p["status"] = json!({
+            "phase": "Running",
+            "podIP": self.ip.to_string(),
+            "conditions": conditions(!never_ready(&self.pod)),
+        });
+        p
+    }
+}
+
 /// Runs one cluster's busybox pods as processes (real network mode).
 pub struct Kubelet {
     zone: String,
