@@ -599,3 +599,221 @@ fn nothing_to_check_is_a_usage_error() {
     assert!(stderr(&out).contains("nothing to check"));
     assert!(env.fed.cluster("us-east1-b").requests().is_empty());
 }
+
+/// A stand-in for the zones' DNS load balancers, reachable from the test:
+/// a tiny DNS server per zone on 127.77.0.<n>:53 (UDP, and TCP unless
+/// `udp_only`), answering A queries for the probe names of the zones it
+/// "forwards" with the listener's pod IP read from the simulator, NXDOMAIN
+/// for anything else.
+struct FakeLb {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl FakeLb {
+    fn start(addr: std::net::Ipv4Addr, answers: Vec<kube_sim::Cluster>, udp_only: bool) -> FakeLb {
+        let stop = Arc::new(AtomicBool::new(false));
+        let lookup = Arc::new(move |name: &str| -> Option<std::net::Ipv4Addr> {
+            answers.iter().find_map(|c| {
+                if name != format!("crdb-check.{}.svc.cluster.local", c.zone()) {
+                    return None;
+                }
+                c.get("v1", "Pod", Some(c.zone()), "crdb-check-listener")?
+                    .pointer("/status/podIP")?
+                    .as_str()?
+                    .parse()
+                    .ok()
+            })
+        });
+        let mut threads = Vec::new();
+        let udp = std::net::UdpSocket::bind((addr, 53)).expect("bind 127.77.0.x:53 (root)");
+        udp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let (flag, l) = (stop.clone(), lookup.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = udp.recv_from(&mut buf)
+                    && let Some(reply) = dns_reply(&buf[..n], &*l)
+                {
+                    let _ = udp.send_to(&reply, from);
+                }
+            }
+        }));
+        if !udp_only {
+            let tcp = std::net::TcpListener::bind((addr, 53)).unwrap();
+            tcp.set_nonblocking(true).unwrap();
+            let (flag, l) = (stop.clone(), lookup.clone());
+            threads.push(std::thread::spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    let Ok((mut s, _)) = tcp.accept() else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    use std::io::{Read, Write};
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                    let mut len = [0u8; 2];
+                    while s.read_exact(&mut len).is_ok() {
+                        let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                        if s.read_exact(&mut q).is_err() {
+                            break;
+                        }
+                        let Some(reply) = dns_reply(&q, &*l) else {
+                            break;
+                        };
+                        let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
+                        framed.extend(reply);
+                        if s.write_all(&framed).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }));
+        }
+        FakeLb { stop, threads }
+    }
+}
+
+impl Drop for FakeLb {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The answer to one query: A record from `lookup`, else NXDOMAIN.
+fn dns_reply(q: &[u8], lookup: &dyn Fn(&str) -> Option<std::net::Ipv4Addr>) -> Option<Vec<u8>> {
+    if q.len() < 12 {
+        return None;
+    }
+    let mut labels = Vec::new();
+    let mut i = 12;
+    loop {
+        let n = *q.get(i)? as usize;
+        i += 1;
+        if n == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(q.get(i..i + n)?).to_ascii_lowercase());
+        i += n;
+    }
+    let question_end = i + 4;
+    let qtype = u16::from_be_bytes([*q.get(i)?, *q.get(i + 1)?]);
+    let answer = if qtype == 1 {
+        lookup(&labels.join("."))
+    } else {
+        None
+    };
+    let mut r = Vec::new();
+    r.extend_from_slice(&q[0..2]);
+    let rd = q[2] & 0x01;
+    r.push(0x84 | rd); // QR, AA, RD as asked
+    r.push(if answer.is_some() { 0x80 } else { 0x83 }); // RA, NOERROR / NXDOMAIN
+    r.extend_from_slice(&[0, 1, 0, u8::from(answer.is_some()), 0, 0, 0, 0]);
+    r.extend_from_slice(q.get(12..question_end)?);
+    if let Some(ip) = answer {
+        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
+        r.extend_from_slice(&ip.octets());
+    }
+    Some(r)
+}
+
+#[test]
+fn dns_load_balancers_are_asked_over_udp_and_tcp_separately() {
+    let env = Env::start(|b| b);
+    env.apply();
+    // Point each zone's kube-dns-lb at a stand-in the test can reach:
+    // us-east1-b forwards every zone, us-west1-a only its own names (its
+    // forwarding to us-east1-b is broken), us-central1-a serves UDP only.
+    let clusters = env.fed.clusters();
+    let lbs = [
+        FakeLb::start([127, 77, 0, 1].into(), clusters.clone(), false),
+        FakeLb::start(
+            [127, 77, 0, 2].into(),
+            vec![
+                env.fed.cluster("us-west1-a"),
+                env.fed.cluster("us-central1-a"),
+            ],
+            false,
+        ),
+        FakeLb::start([127, 77, 0, 3].into(), clusters.clone(), true),
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let kc = kube::config::Kubeconfig::read_from(env.fed.kubeconfig_path()).unwrap();
+        for (i, c) in clusters.iter().enumerate() {
+            let options = kube::config::KubeConfigOptions {
+                context: Some(c.context().to_string()),
+                ..Default::default()
+            };
+            let config = kube::Config::from_custom_kubeconfig(kc.clone(), &options)
+                .await
+                .unwrap();
+            let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+                kube::Api::namespaced(kube::Client::try_from(config).unwrap(), "kube-system");
+            let patch = json!({"status": {"loadBalancer": {"ingress": [{"ip": format!("127.77.0.{}", i + 1)}]}}});
+            services
+                .patch_status(
+                    "kube-dns-lb",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(patch),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    let _runtime = scripted_runtime(&env, ("", ""));
+    let out = env.check(&["-o", "json", "--only", "dns-lb"]);
+    drop(lbs);
+    assert_exit(&out, 1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate(&report);
+    let mut failed = Vec::new();
+    for r in report["results"].as_array().unwrap() {
+        assert_eq!(r["check"], "dns-lb");
+        match r["status"].as_str().unwrap() {
+            "pass" => assert!(r["latency_ms"].is_u64()),
+            "fail" => failed.push(format!(
+                "{} -> {} {}: {}",
+                r["from"].as_str().unwrap(),
+                r["to"].as_str().unwrap(),
+                r["protocol"].as_str().unwrap(),
+                r["detail"].as_str().unwrap()
+            )),
+            other => panic!("unexpected {other}: {r}"),
+        }
+    }
+    assert_eq!(report["summary"]["passed"], 13, "{failed:#?}");
+    failed.sort();
+    assert_eq!(failed.len(), 5, "{failed:#?}");
+    for f in &failed[..3] {
+        assert!(
+            f.contains("us-central1-a -> ") && f.contains(" tcp: 127.77.0.3:"),
+            "{f}"
+        );
+    }
+    assert!(
+        failed[3].starts_with("us-west1-a -> us-east1-b tcp: 127.77.0.2: no such name (NXDOMAIN)"),
+        "{failed:#?}"
+    );
+    assert!(
+        failed[4].starts_with("us-west1-a -> us-east1-b udp: 127.77.0.2: no such name (NXDOMAIN)"),
+        "{failed:#?}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("the DNS load balancer of us-west1-a answers but does not resolve us-east1-b's names over UDP"),
+        "{err}"
+    );
+    assert!(
+        err.contains("127.77.0.3: connection refused on TCP port 53\n      hint: the DNS load balancer of us-central1-a does not serve DNS over TCP"),
+        "{err}"
+    );
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+}

@@ -69,6 +69,28 @@ pub async fn query(server: IpAddr, transport: Transport, name: &str, timeout: Du
     } else {
         format!("{name}.")
     };
+    if transport == Transport::Tcp {
+        // hickory reports any failed TCP connection as "no connections";
+        // tell a refusal (the address answers, nothing serves TCP 53) from
+        // an address that cannot be reached from here.
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((server, 53))).await {
+            Err(_) => {
+                return Answer::Unreachable(format!(
+                    "no TCP connection within {}s",
+                    timeout.as_secs()
+                ));
+            }
+            Ok(Err(e)) => {
+                return match e.kind() {
+                    std::io::ErrorKind::ConnectionRefused => {
+                        Answer::Error("connection refused on TCP port 53".to_string())
+                    }
+                    _ => Answer::Unreachable(e.to_string()),
+                };
+            }
+            Ok(Ok(_)) => {}
+        }
+    }
     let started = Instant::now();
     // The resolver bounds each attempt; this bounds everything around it.
     let lookup =

@@ -202,18 +202,21 @@ pub fn dns_hint(from: &str, to: &str) -> String {
     )
 }
 
-/// Hint for a failed DNS load balancer query.
-pub fn dns_lb_hint(from: &str, to: &str, protocol: &str) -> String {
-    if from == to {
+/// Hint for a failed DNS load balancer query: `answered` tells a wrong or
+/// negative answer from a transport failure.
+pub fn dns_lb_hint(from: &str, to: &str, protocol: &str, answered: bool) -> String {
+    let proto = protocol.to_ascii_uppercase();
+    if !answered {
         format!(
-            "the DNS load balancer of {from} does not answer for its own names over {}: check Service kube-system/kube-dns-lb in {from} (ports, selector, firewall rules for {} 53)",
-            protocol.to_ascii_uppercase(),
-            protocol.to_ascii_uppercase()
+            "the DNS load balancer of {from} does not serve DNS over {proto}: check Service kube-system/kube-dns-lb in {from} (its {proto} port 53, its selector) and dns.protocols in the config"
+        )
+    } else if from == to {
+        format!(
+            "the DNS load balancer of {from} does not resolve its own zone's names over {proto}: check that Service kube-system/kube-dns-lb in {from} selects the cluster's DNS pods"
         )
     } else {
         format!(
-            "the DNS load balancer of {from} answers but does not resolve {to}'s names over {}: run apply, check {from}'s DNS forwarding to the kube-dns-lb address of {to}",
-            protocol.to_ascii_uppercase()
+            "the DNS load balancer of {from} answers but does not resolve {to}'s names over {proto}: run apply, check {from}'s DNS forwarding to the kube-dns-lb address of {to}"
         )
     }
 }

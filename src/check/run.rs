@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::config::Kubeconfig;
 use serde::Serialize;
@@ -548,6 +548,27 @@ async fn start_listener(
                 Ok(_) => {
                     session.set_namespace(zone, NsState::Created);
                     progress.say(zone, format!("created namespace {ns} for the check"));
+                    // Pods are refused until the namespace's default
+                    // ServiceAccount exists (the ServiceAccount admission).
+                    let accounts: Api<ServiceAccount> =
+                        Api::namespaced(c.cluster.client.clone(), ns);
+                    wait_for(opts.wait_timeout, || async {
+                        match accounts.get_opt("default").await {
+                            Ok(Some(_)) => Ok(Ok(())),
+                            Ok(None) => Ok(Err(format!(
+                                "no ServiceAccount {ns}/default yet"
+                            ))),
+                            Err(e) => Err(error_text(&e)),
+                        }
+                    })
+                    .await
+                    .map_err(|e| {
+                        zone_problem(
+                            zone,
+                            format!("waiting for namespace {ns} to be usable: {e}"),
+                            "the cluster's controller manager creates each namespace's default ServiceAccount; check that it runs",
+                        )
+                    })?;
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     session.set_namespace(zone, NsState::Existed);
@@ -966,6 +987,7 @@ fn lb_result(
     answer: Answer,
 ) -> CheckResult {
     let protocol = transport.as_str();
+    let answered = !matches!(answer, Answer::Error(_));
     let (status, latency_ms, detail) = match answer {
         Answer::Addresses { ips, ms } if ips.contains(&expect) => (
             Status::Pass,
@@ -988,13 +1010,12 @@ fn lb_result(
                     .join(", ")
             ),
         ),
-        Answer::Negative(e) => (Status::Fail, None, format!("{server}: {e}")),
+        Answer::Negative(e) | Answer::Error(e) => (Status::Fail, None, format!("{server}: {e}")),
         Answer::Unreachable(e) => (
             Status::Skip,
             None,
             format!("DNS load balancer {server} is not reachable from here ({e})"),
         ),
-        Answer::Error(e) => (Status::Fail, None, format!("{server}: {e}")),
     };
     CheckResult {
         check: Check::DnsLb,
@@ -1003,7 +1024,7 @@ fn lb_result(
         target: name.to_string(),
         port: None,
         protocol: Some(protocol.to_string()),
-        hint: (status == Status::Fail).then(|| super::dns_lb_hint(from, to, protocol)),
+        hint: (status == Status::Fail).then(|| super::dns_lb_hint(from, to, protocol, answered)),
         status,
         latency_ms,
         detail,
