@@ -218,7 +218,7 @@ enum Rule {
 
 /// The programs the real network runs.
 #[derive(Debug, Clone)]
-struct Tools {
+pub(crate) struct Tools {
     ip: PathBuf,
     busybox: PathBuf,
     dnsmasq: PathBuf,
@@ -379,6 +379,30 @@ struct Snapshot {
     kube_system_configmaps: Vec<Arc<Value>>,
 }
 
+/// Check, before anything starts, that the spec can be run here: rules only
+/// with the real network, which needs root, the tools and at most
+/// [`MAX_REAL_ZONES`] zones. The tools, for the real network.
+pub(crate) fn preflight(spec: &NetSpec, zones: usize) -> Result<Option<Tools>, NetworkError> {
+    if spec.network != Network::Real {
+        return if spec.rules.is_empty() {
+            Ok(None)
+        } else {
+            Err(NetworkError::NotReal)
+        };
+    }
+    if !is_root() {
+        return Err(NetworkError::NotRoot);
+    }
+    let tools = Tools::find()?;
+    if zones > MAX_REAL_ZONES {
+        return Err(NetworkError::TooManyZones(zones));
+    }
+    if !spec.rules.is_empty() {
+        tools.iptables()?;
+    }
+    Ok(Some(tools))
+}
+
 /// One cluster's part of the agent.
 struct ClusterAgent {
     shared: Arc<ClusterShared>,
@@ -507,16 +531,7 @@ impl RealNet {
         spec: &NetSpec,
         clusters: &[Arc<ClusterShared>],
     ) -> Result<RealNet, NetworkError> {
-        if !is_root() {
-            return Err(NetworkError::NotRoot);
-        }
-        let tools = Tools::find()?;
-        if clusters.len() > MAX_REAL_ZONES {
-            return Err(NetworkError::TooManyZones(clusters.len()));
-        }
-        if !spec.rules.is_empty() {
-            tools.iptables()?;
-        }
+        let tools = preflight(spec, clusters.len())?.ok_or(NetworkError::NotReal)?;
         let removed = cleanup(false);
         if !removed.is_empty() {
             eprintln!(
@@ -1024,6 +1039,69 @@ mod tests {
             assert!(!in_cluster_ranges(i, net.dns_service_ip()));
             assert!(!in_cluster_ranges(i + 1, net.pod_ip("a", "c")));
         }
+    }
+
+    #[test]
+    fn up_flags() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "kube-sim",
+            "up",
+            "--zones",
+            "a,b",
+            "--kubeconfig",
+            "k",
+            "--network",
+            "real",
+            "--cut",
+            "a:b",
+            "--cut",
+            "b:c",
+            "--cut-oneway",
+            "b:a",
+            "--block-port",
+            "a:26257",
+        ])
+        .expect("flags parse");
+        let crate::cli::Command::Up(up) = cli.command else {
+            panic!("up")
+        };
+        assert_eq!(up.network, Network::Real);
+        assert_eq!(up.cut, [("a".into(), "b".into()), ("b".into(), "c".into())]);
+        assert_eq!(up.cut_oneway, [("b".into(), "a".into())]);
+        assert_eq!(up.block_port, [("a".into(), 26257)]);
+        let default = crate::cli::Cli::try_parse_from([
+            "kube-sim",
+            "up",
+            "--zones",
+            "a",
+            "--kubeconfig",
+            "k",
+        ])
+        .expect("flags parse");
+        let crate::cli::Command::Up(up) = default.command else {
+            panic!("up")
+        };
+        assert_eq!(up.network, Network::Simulated);
+        for bad in [
+            ["--network", "host"],
+            ["--cut", "a"],
+            ["--block-port", "a:70000"],
+        ] {
+            let mut args = vec!["kube-sim", "up", "--zones", "a", "--kubeconfig", "k"];
+            args.extend(bad);
+            assert!(crate::cli::Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn preflight_rejects_rules_without_the_real_network() {
+        let spec = NetSpec {
+            network: Network::Simulated,
+            rules: vec![NetRule::Cut("a".into(), "b".into())],
+        };
+        assert!(matches!(preflight(&spec, 2), Err(NetworkError::NotReal)));
+        assert!(matches!(preflight(&NetSpec::default(), 2), Ok(None)));
     }
 
     #[test]

@@ -534,3 +534,109 @@ fn image_pull_failures_and_never_ready_probes_in_the_simulated_network() {
         ))
     ));
 }
+
+/// `kube-sim up --network real` in the background; the child, its
+/// namespace prefix and the kubeconfig's directory.
+fn up_real(dir: &Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let state = dir.join("state.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args(["up", "--zones", "a,b", "--network", "real", "--cut", "a:b"])
+        .arg("--kubeconfig")
+        .arg(dir.join("kubeconfig"))
+        .arg("--state-file")
+        .arg(&state)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kube-sim starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    let line = rx.recv_timeout(WAIT).expect("a ready line");
+    assert!(line.starts_with("ready "), "{line}");
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let netns = state["clusters"][1]["netns"]
+        .as_str()
+        .expect("the state file names the namespaces");
+    let prefix = netns.rsplit_once('-').expect("ksim-<pid>-<n>-<i>").0;
+    assert_eq!(prefix, format!("ksim-{}-0", child.id()));
+    (child, prefix.to_string())
+}
+
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "kube-sim did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn up_real_cleans_up_on_sigterm_and_cleanup_removes_what_sigkill_left() {
+    if !real_network_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+
+    let (mut child, prefix) = up_real(dir.path());
+    assert!(netns_list().contains(&format!("{prefix}-core")));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(wait_exit(&mut child).success());
+    assert!(!netns_list().contains(&prefix), "{}", netns_list());
+    assert!(!Path::new("/etc/netns").join(format!("{prefix}-0")).exists());
+
+    let (mut child, prefix) = up_real(dir.path());
+    child.kill().expect("SIGKILL");
+    wait_exit(&mut child);
+    assert!(netns_list().contains(&format!("{prefix}-core")));
+    let out = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .arg("cleanup")
+        .output()
+        .expect("kube-sim cleanup runs");
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&format!("removed netns {prefix}-core")),
+        "{printed}"
+    );
+    assert!(!netns_list().contains(&prefix), "{}", netns_list());
+    assert!(!Path::new("/etc/netns").join(format!("{prefix}-1")).exists());
+    assert!(!std::env::temp_dir().join(&prefix).exists());
+    let pgrep = Command::new("pgrep")
+        .args(["-f", &format!("/{prefix}/")])
+        .output()
+        .expect("pgrep runs");
+    assert!(
+        pgrep.stdout.is_empty(),
+        "dnsmasq of a killed kube-sim survived cleanup"
+    );
+}
+
+#[test]
+fn up_real_needs_root() {
+    if !real_network_available() || !have("setpriv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_kube-sim"))
+        .args(["up", "--zones", "a", "--network", "real", "--kubeconfig"])
+        .arg(dir.path().join("kubeconfig"))
+        .output()
+        .expect("setpriv runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the real network needs root"), "{err}");
+}
