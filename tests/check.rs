@@ -817,3 +817,271 @@ fn dns_load_balancers_are_asked_over_udp_and_tcp_separately() {
     );
     assert_eq!(env.probe_leftovers(), Vec::<String>::new());
 }
+
+// ---------------------------------------------------------------------------
+// Real probes: kube-sim's real network mode runs the busybox pods as
+// processes in per-cluster network namespaces, with a dnsmasq per cluster
+// configured from its DNS ConfigMap. The DNS load balancers are only
+// reachable inside that network, so these tests skip `dns-lb` (covered above
+// against stand-ins the test can reach).
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args([
+            "-c",
+            &format!("PATH=$PATH:/usr/sbin:/sbin command -v {tool}"),
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether the real network can run here; in CI (`CI=true`) it must.
+fn real_network_available() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let missing: Vec<&str> = ["ip", "busybox", "dnsmasq", "iptables"]
+        .into_iter()
+        .filter(|t| !have(t))
+        .collect();
+    if root && missing.is_empty() {
+        return true;
+    }
+    let why =
+        format!("real-probe tests need root (root: {root}) and these tools: missing {missing:?}");
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+    eprintln!("skipped: {why}");
+    false
+}
+
+fn real_env(
+    configure: impl FnOnce(kube_sim::FederationBuilder) -> kube_sim::FederationBuilder,
+) -> Option<Env> {
+    if !real_network_available() {
+        return None;
+    }
+    Some(Env::start(|b| {
+        configure(
+            b.network(kube_sim::Network::Real)
+                .pod_ready_delay(Duration::from_millis(20)),
+        )
+    }))
+}
+
+impl Env {
+    /// Runs a real check, asserts the exit code, and returns the JSON report
+    /// (validated against the schema) and stderr.
+    fn real_check(&self, extra: &[&str], code: i32) -> (Value, String) {
+        let mut args = vec!["-o", "json", "--skip", "dns-lb"];
+        args.extend(extra);
+        let out = self.check(&args);
+        assert_exit(&out, code);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        validate(&report);
+        (report, stderr(&out))
+    }
+
+    /// busybox processes left in the clusters' network namespaces.
+    fn probe_processes(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for z in ZONES {
+            let Some(netns) = self.fed.netns(z) else {
+                continue;
+            };
+            let out = Command::new("ip")
+                .args(["netns", "pids", netns])
+                .output()
+                .unwrap();
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                if cmdline.contains("crdb-check") {
+                    found.push(format!("{z}: {pid} {cmdline}"));
+                }
+            }
+        }
+        found
+    }
+
+    /// No probe object, no namespace created for the check, no process.
+    fn assert_clean(&self) {
+        assert_eq!(self.probe_leftovers(), Vec::<String>::new());
+        wait_until("probe processes to end", || {
+            self.probe_processes().is_empty()
+        });
+    }
+}
+
+/// The ordered pairs with a failed result of `check`.
+fn failed_pairs(report: &Value, check: &str) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = statuses(report, check)
+        .into_iter()
+        .filter(|(_, s)| s.iter().any(|s| s == "fail"))
+        .map(|(k, _)| k)
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    (a.to_string(), b.to_string())
+}
+
+#[test]
+fn real_before_apply_pod_to_pod_is_reported_and_dns_skipped() {
+    let Some(env) = real_env(|b| b) else { return };
+    let (report, err) = env.real_check(&["--http"], 0);
+    let tcp = statuses(&report, "tcp");
+    assert_eq!(tcp.len(), 9);
+    assert!(tcp.values().all(|s| s == &["pass", "pass"]), "{tcp:?}");
+    for r in report["results"].as_array().unwrap() {
+        if r["check"] == "tcp" {
+            assert!(r["latency_ms"].is_u64());
+        } else {
+            assert_eq!(r["check"], "dns");
+            assert_eq!(r["status"], "skip");
+            assert_eq!(r["detail"], "DNS forwarding not configured yet (run apply)");
+        }
+    }
+    assert_eq!(
+        report["summary"],
+        json!({"passed": 18, "failed": 0, "skipped": 12})
+    );
+    assert!(
+        err.contains("check passed: 18 passed, 0 failed, 12 skipped"),
+        "{err}"
+    );
+    env.assert_clean();
+    for z in ZONES {
+        assert!(!env.namespace_exists(z));
+    }
+}
+
+#[test]
+fn real_healthy_federation_after_apply_passes() {
+    let Some(env) = real_env(|b| b) else { return };
+    env.apply();
+    let out = env.check(&["-o", "junit", "--skip", "dns-lb"]);
+    assert_exit(&out, 0);
+    let xml = stdout(&out);
+    let suites = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes()))
+        .unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let cases: Vec<&junit_parser::TestCase> = suites.suites.iter().flat_map(|s| &s.cases).collect();
+    // 9 TCP pairs, 6 DNS pairs x 2 names (the not-ready pod's own name too).
+    assert_eq!(cases.len(), 9 + 12);
+    assert!(cases.iter().all(|c| c.status.is_success()), "{xml}");
+    assert!(cases.iter().any(|c| c.original_name
+        == "us-east1-b -> us-central1-a crdb-check-0.crdb-check.us-central1-a.svc.cluster.local"));
+    env.assert_clean();
+    for z in ZONES {
+        assert!(env.namespace_exists(z), "apply's namespace is kept");
+    }
+}
+
+#[test]
+fn real_cut_pair_fails_exactly_those_ordered_pairs() {
+    let Some(env) = real_env(|b| b.cut("us-east1-b", "us-central1-a")) else {
+        return;
+    };
+    env.apply();
+    let (report, err) = env.real_check(&[], 1);
+    let cut = vec![
+        pair("us-central1-a", "us-east1-b"),
+        pair("us-east1-b", "us-central1-a"),
+    ];
+    assert_eq!(failed_pairs(&report, "tcp"), cut);
+    // DNS forwarding between the two crosses the cut as well.
+    assert_eq!(failed_pairs(&report, "dns"), cut);
+    assert_eq!(report["summary"]["failed"], 2 + 4);
+    assert!(
+        err.contains("pod IPs of us-central1-a cannot reach us-east1-b:26257"),
+        "{err}"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn real_one_way_cut_fails_one_direction() {
+    let Some(env) = real_env(|b| b.cut_oneway("us-west1-a", "us-east1-b")) else {
+        return;
+    };
+    env.apply();
+    let (report, _) = env.real_check(&[], 1);
+    let one = vec![pair("us-west1-a", "us-east1-b")];
+    assert_eq!(failed_pairs(&report, "tcp"), one);
+    assert_eq!(failed_pairs(&report, "dns"), one);
+    env.assert_clean();
+}
+
+#[test]
+fn real_missing_forwarding_fails_dns_only_from_that_cluster() {
+    let Some(env) = real_env(|b| b) else { return };
+    env.apply();
+    // us-west1-a loses its forwarding to us-central1-a.
+    let west = env.fed.cluster("us-west1-a");
+    let mut cm = west
+        .get("v1", "ConfigMap", Some("kube-system"), "kube-dns")
+        .unwrap();
+    let mut stub: serde_json::Map<String, Value> =
+        serde_json::from_str(cm["data"]["stubDomains"].as_str().unwrap()).unwrap();
+    assert!(stub.remove("us-central1-a.svc.cluster.local").is_some());
+    cm["data"]["stubDomains"] = json!(serde_json::to_string(&stub).unwrap());
+    west.put(cm, "test").unwrap();
+    // kube-dns (dnsmasq-nanny) follows ConfigMap changes within moments.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let (report, err) = env.real_check(&[], 1);
+    assert_eq!(failed_pairs(&report, "tcp"), vec![]);
+    assert_eq!(
+        failed_pairs(&report, "dns"),
+        vec![pair("us-west1-a", "us-central1-a")]
+    );
+    assert_eq!(report["summary"]["failed"], 2);
+    assert!(
+        err.contains(
+            "us-west1-a's DNS configuration has no forwarding entry for us-central1-a's domain"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: us-west1-a's DNS does not forward us-central1-a's names"),
+        "{err}"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn real_blocked_port_fails_tcp_on_that_port_only() {
+    let Some(env) = real_env(|b| b.block_port("us-west1-a", 26257)) else {
+        return;
+    };
+    env.apply();
+    let (report, err) = env.real_check(&["--http"], 1);
+    let mut failed: Vec<(String, String, u64)> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "fail")
+        .map(|r| {
+            assert_eq!(r["check"], "tcp");
+            (
+                r["from"].as_str().unwrap().to_string(),
+                r["to"].as_str().unwrap().to_string(),
+                r["port"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        ZONES
+            .iter()
+            .map(|from| (from.to_string(), "us-west1-a".to_string(), 26257))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+    assert!(err.contains("firewall rules for TCP 26257"), "{err}");
+    env.assert_clean();
+}
