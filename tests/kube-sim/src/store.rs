@@ -320,6 +320,117 @@ fn workload_defaults(res: usize, obj: &mut Value) {
     }
 }
 
+/// `spec` without the given keys, for "everything else is immutable" rules.
+fn spec_without(obj: &Value, keys: &[&str]) -> Value {
+    let mut spec = obj.get("spec").cloned().unwrap_or(json!({}));
+    if let Some(m) = spec.as_object_mut() {
+        for k in keys {
+            m.remove(*k);
+        }
+    }
+    spec
+}
+
+fn immutable(def: &ResourceDef, obj: &Value, field: &str) -> ApiError {
+    ApiError::invalid(
+        def,
+        name_of(obj),
+        field,
+        "Invalid value: field is immutable",
+    )
+}
+
+/// Fields the real API server refuses to change, checked on the request as
+/// sent (before defaults fill gaps in).
+fn check_immutable(res: usize, old: &Value, cand: &Value) -> Result<(), ApiError> {
+    let def = resources::def(res);
+    let changed = |ptr: &str| {
+        let new = cand.pointer(ptr);
+        new.is_some() && new != old.pointer(ptr)
+    };
+    match res {
+        idx::SERVICE => {
+            let new_ip = cand
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let old_ip = old
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if !new_ip.is_empty() && !old_ip.is_empty() && new_ip != old_ip {
+                return Err(ApiError::invalid(
+                    def,
+                    name_of(old),
+                    "spec.clusterIPs[0]",
+                    &format!("Invalid value: {new_ip:?}: may not change once set"),
+                ));
+            }
+        }
+        idx::CONFIGMAP | idx::SECRET if old.get("immutable") == Some(&json!(true)) => {
+            for field in ["data", "binaryData", "stringData"] {
+                let new = cand.get(field).filter(|v| !v.is_null());
+                if new.is_some() && new != old.get(field) {
+                    return Err(ApiError::invalid(
+                        def,
+                        name_of(old),
+                        field,
+                        "Forbidden: field is immutable when `immutable` is set",
+                    ));
+                }
+            }
+        }
+        idx::DEPLOYMENT | idx::STATEFULSET | idx::JOB if changed("/spec/selector") => {
+            return Err(immutable(def, old, "spec.selector"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Immutability rules that compare whole specs, after defaults, so that a
+/// field the client left out is not a change.
+fn check_immutable_after_defaults(res: usize, old: &Value, cand: &Value) -> Result<(), ApiError> {
+    let def = resources::def(res);
+    match res {
+        idx::STATEFULSET => {
+            let mutable = [
+                "replicas",
+                "ordinals",
+                "template",
+                "updateStrategy",
+                "revisionHistoryLimit",
+                "persistentVolumeClaimRetentionPolicy",
+                "minReadySeconds",
+            ];
+            if spec_without(old, &mutable) != spec_without(cand, &mutable) {
+                return Err(ApiError::invalid(
+                    def,
+                    name_of(old),
+                    "spec",
+                    "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', \
+                     'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' \
+                     and 'minReadySeconds' are forbidden",
+                ));
+            }
+        }
+        idx::JOB if old.pointer("/spec/template") != cand.pointer("/spec/template") => {
+            return Err(immutable(def, old, "spec.template"));
+        }
+        idx::PVC if spec_without(old, &["resources"]) != spec_without(cand, &["resources"]) => {
+            return Err(ApiError::invalid(
+                def,
+                name_of(old),
+                "spec",
+                "Forbidden: spec is immutable after creation except resources.requests and \
+                 volumeAttributesClassName for bound claims",
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 pub struct Store {
     objects: BTreeMap<ObjKey, Arc<Value>>,
     rv: u64,
@@ -756,7 +867,13 @@ impl Store {
                 om.get("resourceVersion").cloned().unwrap_or(json!("")),
             );
         }
+        if ctx.ownership != Ownership::Internal {
+            check_immutable(res, old, &cand)?;
+        }
         self.apply_defaults(res, &mut cand, Some(old));
+        if ctx.ownership != Ownership::Internal {
+            check_immutable_after_defaults(res, old, &cand)?;
+        }
         if cand.get("spec") != old.get("spec")
             && let Some(g) = old.pointer("/metadata/generation").and_then(Value::as_i64)
         {
@@ -1216,6 +1333,118 @@ mod tests {
             )
             .unwrap();
         assert_eq!(w.obj["metadata"]["generation"], 2);
+    }
+
+    #[test]
+    fn immutable_fields_are_refused() {
+        let mut s = store_with_ns();
+        let sts = json!({"metadata": {"name": "db"}, "spec": {
+            "replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "d"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}}],
+        }});
+        s.create(idx::STATEFULSET, "db", sts.clone(), ctx("t"))
+            .unwrap();
+        let patch = |s: &mut Store, p: Value| {
+            s.patch(
+                idx::STATEFULSET,
+                "db",
+                "db",
+                PatchKind::Merge,
+                &p,
+                false,
+                false,
+                ctx("t"),
+            )
+        };
+        // Allowed: replicas and template; a re-sent spec without defaults is no change.
+        patch(
+            &mut s,
+            json!({"spec": {"replicas": 3, "template": {"metadata": {"annotations": {"a": "b"}}}}}),
+        )
+        .unwrap();
+        s.replace(idx::STATEFULSET, "db", "db", sts.clone(), false, ctx("t"))
+            .unwrap();
+        let err = patch(
+            &mut s,
+            json!({"spec": {"volumeClaimTemplates": [{"metadata": {"name": "d"}, "spec": {"resources": {"requests": {"storage": "2Gi"}}}}]}}),
+        )
+        .unwrap_err();
+        assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+        assert!(
+            err.message
+                .contains("Forbidden: updates to statefulset spec"),
+            "{}",
+            err.message
+        );
+        let err = patch(
+            &mut s,
+            json!({"spec": {"selector": {"matchLabels": {"app": "x"}}}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 422);
+
+        let svc = s
+            .create(
+                idx::SERVICE,
+                "db",
+                json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}}),
+                ctx("t"),
+            )
+            .unwrap()
+            .obj;
+        let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+        let same = json!({"spec": {"clusterIP": ip}});
+        s.patch(
+            idx::SERVICE,
+            "db",
+            "s",
+            PatchKind::Merge,
+            &same,
+            false,
+            false,
+            ctx("t"),
+        )
+        .unwrap();
+        let other = json!({"spec": {"clusterIP": "10.200.9.9", "clusterIPs": ["10.200.9.9"]}});
+        let err = s
+            .patch(
+                idx::SERVICE,
+                "db",
+                "s",
+                PatchKind::Merge,
+                &other,
+                false,
+                false,
+                ctx("t"),
+            )
+            .unwrap_err();
+        assert_eq!(err.code, 422);
+
+        s.create(
+            idx::CONFIGMAP,
+            "db",
+            json!({"metadata": {"name": "frozen"}, "immutable": true, "data": {"a": "1"}}),
+            ctx("t"),
+        )
+        .unwrap();
+        let err = s
+            .patch(
+                idx::CONFIGMAP,
+                "db",
+                "frozen",
+                PatchKind::Merge,
+                &json!({"data": {"a": "2"}}),
+                false,
+                false,
+                ctx("t"),
+            )
+            .unwrap_err();
+        assert_eq!(err.code, 422);
+        // Controllers may still write status and the like.
+        let mut live = (*s.get(idx::STATEFULSET, "db", "db").unwrap()).clone();
+        live["status"] = json!({"replicas": 3});
+        assert!(s.put_internal(idx::STATEFULSET, "db", live));
     }
 
     #[test]
