@@ -998,6 +998,10 @@ fn real_cut_pair_fails_exactly_those_ordered_pairs() {
         err.contains("pod IPs of us-central1-a cannot reach us-east1-b:26257"),
         "{err}"
     );
+    assert!(
+        err.contains("us-east1-b's DNS forwards us-central1-a's names but gets no answer"),
+        "{err}"
+    );
     env.assert_clean();
 }
 

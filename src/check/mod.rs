@@ -195,11 +195,18 @@ pub fn tcp_hint(from: &str, to: &str, port: u16) -> String {
     }
 }
 
-/// Hint for a failed cluster-DNS probe.
-pub fn dns_hint(from: &str, to: &str) -> String {
-    format!(
-        "{from}'s DNS does not forward {to}'s names: run apply, check the kube-dns-lb address of {to}"
-    )
+/// Hint for a failed cluster-DNS probe. `no_answer`: the cluster forwards
+/// the zone's domain but no answer came back (timeout, SERVFAIL).
+pub fn dns_hint(from: &str, to: &str, no_answer: bool) -> String {
+    if no_answer {
+        format!(
+            "{from}'s DNS forwards {to}'s names but gets no answer: check the kube-dns-lb address of {to} and that {from}'s DNS pods reach it on port 53 (routes, firewall rules)"
+        )
+    } else {
+        format!(
+            "{from}'s DNS does not forward {to}'s names: run apply, check the kube-dns-lb address of {to}"
+        )
+    }
 }
 
 /// Hint for a failed DNS load balancer query: `answered` tells a wrong or
@@ -291,7 +298,11 @@ pub fn prober_results(from: &str, targets: &ProberTargets, log: &ProbeLog) -> Ve
             target: t.name.clone(),
             port: None,
             protocol: None,
-            hint: (status == Status::Fail).then(|| dns_hint(from, &t.zone)),
+            hint: (status == Status::Fail).then(|| {
+                let no_answer = t.forwarded
+                    && matches!(line, Some(DnsLine::Failed(r)) if probe::dns_no_answer(r));
+                dns_hint(from, &t.zone, no_answer)
+            }),
             status,
             latency_ms: None,
             detail,

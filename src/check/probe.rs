@@ -251,19 +251,20 @@ pub fn prober_script() -> String {
 }
 
 const PROBER_SCRIPT: &str = r#"set -u
-ms() {
+# Milliseconds since boot in $T, without a subshell (no fork in the timing).
+now() {
   read -r up _ </proc/uptime
   s=${up%.*}
   c=${up#*.}
-  echo $((s * 1000 + ${c#0} * 10))
+  T=$((s * 1000 + ${c#0} * 10))
 }
 oneline() { tr -s '\r\n\t' '   ' | cut -c1-200; }
 tcp() {
   for attempt in 1 2; do
-    start=$(ms)
+    now; start=$T
     err=$( { nc -w @CONNECT@ "$2" "$3" </dev/null >/dev/null; } 2>&1 )
     rc=$?
-    end=$(ms)
+    now; end=$T
     if [ "$rc" -eq 0 ]; then
       echo "TCP $1 $2 $3 ok $((end - start))"
       return
@@ -476,6 +477,13 @@ pub fn tcp_reason(message: &str) -> String {
     } else {
         message.trim_start_matches("nc: ").to_string()
     }
+}
+
+/// Whether nslookup's message means no answer came back at all (the
+/// forwarding target did not answer), rather than a negative answer.
+pub fn dns_no_answer(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("timed out") || m.contains("servfail") || m.contains("no servers could be reached")
 }
 
 /// A readable reason from nslookup's last line, e.g.

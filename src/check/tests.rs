@@ -188,6 +188,31 @@ fn prober_results_cover_every_target_and_a_missing_line_fails() {
 }
 
 #[test]
+fn dns_hints_tell_a_missing_entry_from_a_forwarding_target_that_does_not_answer() {
+    let t = targets();
+    let log = probe::parse_log(
+        "DNS us-west1-a crdb-check.us-west1-a.svc.cluster.local fail timed out after 5s\n\
+         DNS us-central1-a crdb-check.us-central1-a.svc.cluster.local fail ** server can't find x: NXDOMAIN\n",
+    );
+    let results = prober_results("us-east1-b", &t, &log);
+    let hint = |target: &str| {
+        results
+            .iter()
+            .find(|r| r.target == target)
+            .and_then(|r| r.hint.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        hint("crdb-check.us-west1-a.svc.cluster.local"),
+        "us-east1-b's DNS forwards us-west1-a's names but gets no answer: check the kube-dns-lb address of us-west1-a and that us-east1-b's DNS pods reach it on port 53 (routes, firewall rules)"
+    );
+    assert_eq!(
+        hint("crdb-check.us-central1-a.svc.cluster.local"),
+        "us-east1-b's DNS does not forward us-central1-a's names: run apply, check the kube-dns-lb address of us-central1-a"
+    );
+}
+
+#[test]
 fn script_arguments_are_separate_plain_words() {
     let args = targets().args();
     assert_eq!(
