@@ -489,6 +489,10 @@ pub fn dns_no_answer(message: &str) -> bool {
 /// A readable reason from nslookup's last line, e.g.
 /// `** server can't find NAME: NXDOMAIN`.
 pub fn dns_reason(message: &str) -> String {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("timed out") || lower.contains("no servers could be reached") {
+        return format!("no answer within {DNS_TIMEOUT_SECS}s");
+    }
     let last = message.rsplit(": ").next().unwrap_or(message).trim();
     match last {
         "NXDOMAIN" => "no such name (NXDOMAIN)".to_string(),

@@ -99,7 +99,11 @@ fn reasons_are_readable() {
     assert!(probe::dns_reason("** server can't find a.b.: SERVFAIL").contains("SERVFAIL"));
     assert_eq!(
         probe::dns_reason("timed out after 5s"),
-        "timed out after 5s"
+        "no answer within 5s"
+    );
+    assert_eq!(
+        probe::dns_reason(";; connection timed out; no servers could be reached"),
+        "no answer within 5s"
     );
 }
 
