@@ -508,6 +508,10 @@ fn dns_address_for_an_unknown_zone_exits_2_naming_the_zone() {
     assert_eq!(run.stdout, "");
     assert!(run.stderr.contains("\"us-west9-z\""), "{}", run.stderr);
     work.snapshot("dns_address_unknown_zone", &run.stderr);
+    assert!(
+        !work.path("certs").exists(),
+        "a bad flag is reported before certificates are made"
+    );
 
     for bad in ["us-west1-a", "us-west1-a=not-an-ip", "=10.0.0.1"] {
         let run = work.run(&["plan", "example.toml", "--dns-address", bad]);
@@ -1086,6 +1090,11 @@ fn a_template_override_that_yields_an_invalid_object_exits_2_naming_template_and
         assert!(
             !work.path("generated").exists(),
             "{case}: manifests written"
+        );
+        // A broken template is found before any certificate is created.
+        assert!(
+            !work.path("certs").exists() && !work.path("my-safe-directory").exists(),
+            "{case}: certificates written"
         );
         work.snapshot(&format!("bad_template_{case}"), &run.stderr);
     }

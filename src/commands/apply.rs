@@ -9,12 +9,13 @@ use crate::apply::{self, ApplyOptions, ApplyReport, Progress};
 use crate::certs::{self, CertBundle, CertSettings};
 use crate::cli::{ApplyArgs, ClusterArgs, ReportFormat};
 use crate::cluster::{self, Action};
-use crate::commands::plan::{cert_settings, load_templates, node_identities};
+use crate::commands::plan::{cert_settings, check_templates, load_templates, node_identities};
 use crate::config::Config;
 
 pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
     let config = Config::load(&args.cluster.config)?;
     let templates = load_templates(&config)?;
+    check_templates(&config, &templates)?;
     let dry_run = args.dry_run || diff;
     let progress = Progress {
         quiet: args.cluster.quiet,

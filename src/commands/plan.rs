@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 
 use crate::Exit;
-use crate::certs::{self, CertAction, CertSettings, NodeIdentity};
+use crate::certs::{self, CertAction, CertBundle, CertSettings, NodeCert, NodeIdentity};
 use crate::cli::{PlanArgs, PlanOutput};
 use crate::config::Config;
 use crate::fsutil::write_atomic;
@@ -18,16 +18,6 @@ use crate::render::Templates;
 pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
     let config = Config::load(&args.config)?;
     let templates = load_templates(&config)?;
-    let (bundle, report) = certs::ensure_certs(&cert_settings(&config), &node_identities(&config))
-        .context("preparing certificates")?;
-    eprintln!(
-        "certificates in {}: CA {}",
-        config.certs.dir.display(),
-        action(&report.ca)
-    );
-    for (zone, a) in &report.nodes {
-        eprintln!("  {zone}: node certificate {}", action(a));
-    }
 
     let mut facts = Facts::default();
     for (zone, ip) in &args.dns_addresses {
@@ -49,6 +39,22 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
             .or_default()
             .dns_addresses
             .push(*ip);
+    }
+    // Every mistake in the input is reported before anything is written.
+    check_templates(&config, &templates)?;
+
+    let (bundle, report) = certs::ensure_certs(&cert_settings(&config), &node_identities(&config))
+        .context("preparing certificates")?;
+    eprintln!(
+        "certificates in {}: CA {}, root client certificate {}",
+        config.certs.dir.display(),
+        action(&report.ca),
+        action(&report.client_root)
+    );
+    for zone in &config.zones {
+        if let Some(a) = report.nodes.get(&zone.name) {
+            eprintln!("  {}: node certificate {}", zone.name, action(a));
+        }
     }
 
     let plan = plan::plan(&config, &bundle, &facts, &templates)?;
@@ -76,6 +82,31 @@ pub fn load_templates(config: &Config) -> anyhow::Result<Templates> {
         Some(dir) => Templates::with_overrides(dir)?,
         None => Templates::builtin(),
     })
+}
+
+/// Renders every template for every zone with placeholder certificates, so
+/// that a broken template is reported before certificates are created.
+pub fn check_templates(config: &Config, templates: &Templates) -> anyhow::Result<()> {
+    let placeholder = CertBundle {
+        ca_crt: String::new(),
+        client_root_crt: String::new(),
+        client_root_key: String::new(),
+        nodes: config
+            .zones
+            .iter()
+            .map(|z| {
+                (
+                    z.name.clone(),
+                    NodeCert {
+                        crt: String::new(),
+                        key: String::new(),
+                    },
+                )
+            })
+            .collect(),
+    };
+    plan::plan(config, &placeholder, &Facts::default(), templates)?;
+    Ok(())
 }
 
 pub fn cert_settings(config: &Config) -> CertSettings {
