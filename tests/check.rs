@@ -34,14 +34,22 @@ impl Env {
     fn start(
         configure: impl FnOnce(kube_sim::FederationBuilder) -> kube_sim::FederationBuilder,
     ) -> Env {
+        Env::start_zones(&ZONES, configure)
+    }
+
+    /// Clusters and a config for `zones` (named `<region>-<x>`).
+    fn start_zones(
+        zones: &[&str],
+        configure: impl FnOnce(kube_sim::FederationBuilder) -> kube_sim::FederationBuilder,
+    ) -> Env {
         let builder = Federation::builder()
-            .zones(ZONES)
+            .zones(zones.iter().copied())
             .flavor(Flavor::Gke)
             .lb_delay(Duration::from_millis(100));
         let fed = configure(builder).start().expect("kube-sim starts");
         let dir = tempfile::tempdir().unwrap();
         let mut text = String::from("[dns]\ncloud = \"gke\"\n");
-        for z in ZONES {
+        for z in zones {
             let region = z.rsplit_once('-').map(|(r, _)| r).unwrap();
             text.push_str(&format!(
                 "\n[[zones]]\nname = \"{z}\"\ncontext = \"{z}\"\nregion = \"{region}\"\n"
@@ -858,10 +866,17 @@ fn real_network_available() -> bool {
 fn real_env(
     configure: impl FnOnce(kube_sim::FederationBuilder) -> kube_sim::FederationBuilder,
 ) -> Option<Env> {
+    real_env_zones(&ZONES, configure)
+}
+
+fn real_env_zones(
+    zones: &[&str],
+    configure: impl FnOnce(kube_sim::FederationBuilder) -> kube_sim::FederationBuilder,
+) -> Option<Env> {
     if !real_network_available() {
         return None;
     }
-    Some(Env::start(|b| {
+    Some(Env::start_zones(zones, |b| {
         configure(
             b.network(kube_sim::Network::Real)
                 .pod_ready_delay(Duration::from_millis(20)),
@@ -885,7 +900,8 @@ impl Env {
     /// busybox processes left in the clusters' network namespaces.
     fn probe_processes(&self) -> Vec<String> {
         let mut found = Vec::new();
-        for z in ZONES {
+        for c in self.fed.clusters() {
+            let z = c.zone();
             let Some(netns) = self.fed.netns(z) else {
                 continue;
             };
@@ -1087,5 +1103,40 @@ fn real_blocked_port_fails_tcp_on_that_port_only() {
             .collect::<Vec<_>>()
     );
     assert!(err.contains("firewall rules for TCP 26257"), "{err}");
+    env.assert_clean();
+}
+
+/// Ten clusters, one of them cut off from all the others: its prober has
+/// nine connections that time out (3 s each). Probes run side by side, so
+/// the round takes about one timeout, not nine (nor a hundred).
+#[test]
+fn real_ten_clusters_take_one_probe_round() {
+    let zones: Vec<String> = (0..10).map(|i| format!("region{i}-a")).collect();
+    let zones: Vec<&str> = zones.iter().map(String::as_str).collect();
+    let isolated = zones[0];
+    let others = zones[1..].to_vec();
+    let Some(env) = real_env_zones(&zones, |mut b| {
+        for o in &others {
+            b = b.cut(isolated, *o);
+        }
+        b
+    }) else {
+        return;
+    };
+    let started = Instant::now();
+    let (report, _) = env.real_check(&["--only", "tcp"], 1);
+    let elapsed = started.elapsed();
+    let mut expected: Vec<(String, String)> = others
+        .iter()
+        .flat_map(|o| [pair(isolated, o), pair(o, isolated)])
+        .collect();
+    expected.sort();
+    assert_eq!(failed_pairs(&report, "tcp"), expected);
+    assert_eq!(report["summary"]["passed"], 100 - 18);
+    // Sequential probing would need 9 x 3 s in the isolated cluster alone.
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "a check of ten clusters took {elapsed:?}"
+    );
     env.assert_clean();
 }
