@@ -506,31 +506,8 @@ fn cluster_killed_mid_apply_then_reapply_converges() {
     let config = env.config("config.toml", &ZONES, "");
     let victim = env.fed.cluster("us-west1-a");
     victim.set_lb_delay(Duration::from_secs(3));
-    let child = Command::new(env!("CARGO_BIN_EXE_crdb-multiregion"))
-        .current_dir(env.dir.path())
-        .args([
-            "apply",
-            config.to_str().unwrap(),
-            "--wait-timeout",
-            "20s",
-            "--kubeconfig",
-        ])
-        .arg(env.fed.kubeconfig_path())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait (bounded) until apply has created the victim's DNS LB, then kill the cluster.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while victim
-        .get("v1", "Service", Some("kube-system"), "kube-dns-lb")
-        .is_none()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "apply never reached the victim"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Kill the cluster while apply waits for the load balancers.
+    let child = spawn_apply_until_lb(&env, &config, "us-west1-a");
     victim.set_faults(faults(|f| f.down = true));
     let out = child.wait_with_output().unwrap();
     assert_exit(&out, 2);
@@ -676,25 +653,7 @@ fn diff_shows_changes_without_writing() {
 fn ctrl_c_stops_promptly_and_a_rerun_converges() {
     let env = Env::start(Flavor::Gke, &ZONES, |b| b.lb_delay(Duration::from_secs(30)));
     let config = env.config("config.toml", &ZONES, "");
-    let child = Command::new(env!("CARGO_BIN_EXE_crdb-multiregion"))
-        .current_dir(env.dir.path())
-        .args(["apply", config.to_str().unwrap(), "--kubeconfig"])
-        .arg(env.fed.kubeconfig_path())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let victim = env.fed.cluster("us-east1-b");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while victim
-        .get("v1", "Service", Some("kube-system"), "kube-dns-lb")
-        .is_none()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "apply never got to the load balancers"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = spawn_apply_until_lb(&env, &config, "us-east1-b");
     // SAFETY: signalling our own child process.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let out = child.wait_with_output().unwrap();
@@ -715,6 +674,37 @@ fn ctrl_c_stops_promptly_and_a_rerun_converges() {
     }
     assert_exit(&env.apply(&config, &[]), 0);
     assert_planned_objects_present(&env, &config);
+}
+
+/// Starts `apply` in the background and returns once it has created the DNS
+/// load balancer in `zone` (bounded), i.e. while it waits for addresses.
+fn spawn_apply_until_lb(env: &Env, config: &Path, zone: &str) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_crdb-multiregion"))
+        .current_dir(env.dir.path())
+        .args([
+            "apply",
+            config.to_str().unwrap(),
+            "--wait-timeout",
+            "20s",
+            "--kubeconfig",
+        ])
+        .arg(env.fed.kubeconfig_path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cluster = env.fed.cluster(zone);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while cluster
+        .get("v1", "Service", Some("kube-system"), "kube-dns-lb")
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply never reached {zone}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
