@@ -1140,3 +1140,27 @@ fn real_ten_clusters_take_one_probe_round() {
     );
     env.assert_clean();
 }
+
+#[test]
+fn a_listener_that_stops_during_the_round_is_not_reported_as_a_network_failure() {
+    let env = Env::start(|b| b);
+    let _probers = scripted_runtime(&env, ("", ""));
+    let _dies = Runtime::start(&env, vec![env.fed.cluster("us-west1-a")], |c, pod| {
+        let prober_exists = c
+            .get("v1", "Pod", Some(c.zone()), "crdb-check-prober")
+            .is_some();
+        (pod_name(pod) == "crdb-check-listener" && prober_exists).then(|| {
+            json!({"phase": "Failed", "containerStatuses": [{"name": "probe", "image": "busybox:1.36",
+                "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 127, "reason": "Error"}}}]})
+        })
+    });
+    let out = env.check(&["--only", "tcp"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("us-west1-a: listener crdb-check-listener stopped during the check (Failed)"),
+        "{err}"
+    );
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+}

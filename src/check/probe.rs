@@ -239,6 +239,8 @@ pub const LISTENER_SCRIPT: &str = r#"for p in "$@"; do nc -ll -p "$p" -e true & 
 /// DONE
 /// ```
 ///
+/// or `ERROR <message>` and exit code 3 when a tool it needs is missing.
+///
 /// Latency is measured with `/proc/uptime` (centiseconds: busybox `date` has
 /// no `%N`), so it has a resolution of 10 ms. A refused connection is tried
 /// once more after a second (the listener may still be binding); a
@@ -289,6 +291,14 @@ dns() {
   fi
 }
 echo "BEGIN crdb-check @FORMAT@"
+missing=""
+for tool in nc nslookup timeout sed grep tr cut head tail sleep; do
+  command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+if [ -n "$missing" ]; then
+  echo "ERROR the image lacks:$missing"
+  exit 3
+fi
 while [ $# -gt 0 ]; do
   case $1 in
     tcp) tcp "$2" "$3" "$4" & shift 4 ;;
@@ -393,6 +403,9 @@ pub struct ProbeLog {
     pub done: bool,
     pub tcp: BTreeMap<(String, String, u16), TcpLine>,
     pub dns: BTreeMap<(String, String), DnsLine>,
+    /// `ERROR` lines: the script could not probe at all (e.g. a tool
+    /// missing from the image).
+    pub errors: Vec<String>,
     /// Lines that are not part of the format (e.g. a runtime's own message),
     /// kept for error messages.
     pub other: Vec<String>,
@@ -415,6 +428,7 @@ pub fn parse_log(text: &str) -> ProbeLog {
         match words.as_slice() {
             ["BEGIN", "crdb-check", ..] => log.begun = true,
             ["DONE"] => log.done = true,
+            ["ERROR", rest @ ..] => log.errors.push(rest.join(" ")),
             [
                 "TCP",
                 zone,

@@ -289,6 +289,18 @@ async fn probe_round(
                 if p.targets.is_empty() {
                     continue;
                 }
+                if !p.log.errors.is_empty() {
+                    problems.push(ZoneProblem {
+                        zone: p.zone.clone(),
+                        problem: format!(
+                            "pod {} could not probe: {}",
+                            probe::PROBER_POD,
+                            p.log.errors.join("; ")
+                        ),
+                        hint: "use an image with busybox's sh, nc, nslookup, timeout, sed, grep, tr, cut, head, tail and sleep (--image)".to_string(),
+                    });
+                    continue;
+                }
                 probed = true;
                 any_results |= p.log.has_results();
                 if !p.log.has_results() {
@@ -310,6 +322,14 @@ async fn probe_round(
             Err(p) => problems.push(p),
         }
     }
+    // A listener that died during the round would turn into refused
+    // connections: that is a probe problem, not a network result.
+    problems.extend(
+        futures::future::join_all(connected.iter().map(listener_still_running))
+            .await
+            .into_iter()
+            .flatten(),
+    );
     if !problems.is_empty() {
         return Err(CheckError::Probe(problems));
     }
@@ -643,6 +663,45 @@ async fn start_listener(
             "raise --wait-timeout if the cluster is slow to pull images or to schedule pods",
         )),
     }
+}
+
+/// A problem when the zone's listener is no longer running.
+async fn listener_still_running(c: &Connected) -> Option<ZoneProblem> {
+    let pods: Api<Pod> = Api::namespaced(c.cluster.client.clone(), &c.zone.namespace);
+    let pod = match pods.get(probe::LISTENER_POD).await {
+        Ok(p) => p,
+        Err(e) => {
+            return Some(zone_problem(
+                &c.zone.name,
+                format!("reading pod {}: {}", probe::LISTENER_POD, error_text(&e)),
+                "the context needs rights to get Pods in the zone's namespace",
+            ));
+        }
+    };
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
+    if phase == "Running" {
+        return None;
+    }
+    let log = pods
+        .logs(probe::LISTENER_POD, &LogParams::default())
+        .await
+        .unwrap_or_default();
+    Some(zone_problem(
+        &c.zone.name,
+        format!(
+            "listener {} stopped during the check ({phase}){}",
+            probe::LISTENER_POD,
+            log.lines()
+                .next()
+                .map(|l| format!("; its log says: {l:?}"))
+                .unwrap_or_default()
+        ),
+        "the probe image needs busybox's nc with -l and -e (--image)",
+    ))
 }
 
 /// What became of a probe pod.

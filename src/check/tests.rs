@@ -725,6 +725,25 @@ fn probe_scripts_run_under_busybox() {
         results[1].detail.starts_with("connection refused"),
         "{stdout}"
     );
+    // An image without nc says so instead of reporting network failures.
+    let partial = tempfile::tempdir().unwrap();
+    for applet in [
+        "sh", "nslookup", "timeout", "tr", "cut", "sed", "grep", "head", "tail",
+    ] {
+        std::os::unix::fs::symlink(&busybox, partial.path().join(applet)).unwrap();
+    }
+    let broken = Command::new(partial.path().join("sh"))
+        .args(["-c", &probe::prober_script(), probe::PROBER_POD])
+        .args(targets.args())
+        .env_clear()
+        .env("PATH", partial.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(broken.status.code(), Some(3));
+    let broken = probe::parse_log(&String::from_utf8_lossy(&broken.stdout));
+    assert_eq!(broken.errors, ["the image lacks: nc sleep"]);
+    assert!(!broken.has_results());
     // Whatever the local resolver says, the name gets a line of its own.
     assert_ne!(results[2].detail, "no result", "{stdout}");
 }
