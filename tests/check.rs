@@ -527,39 +527,42 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Ctrl-C, and SIGTERM as a CI runner sends when a job is cancelled.
 #[test]
-fn ctrl_c_while_probing_removes_the_probe_objects() {
-    let env = Env::start(|b| b);
-    let mut child = env
-        .command(&[
-            "check",
-            env.config.to_str().unwrap(),
-            "--probe-timeout",
-            "10m",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until("probers in every cluster", || {
-        env.fed.clusters().iter().all(|c| {
-            c.get("v1", "Pod", Some(c.zone()), "crdb-check-prober")
-                .is_some()
-        })
-    });
-    // SAFETY: signals only the child this test started.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let started = Instant::now();
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert_eq!(status.code(), Some(2), "{err}");
-    assert!(err.contains("error: interrupted"), "{err}");
-    assert!(err.contains("(probe objects were removed)"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
-    for z in ZONES {
-        assert!(!env.namespace_exists(z));
+fn ctrl_c_or_sigterm_while_probing_removes_the_probe_objects() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let env = Env::start(|b| b);
+        let mut child = env
+            .command(&[
+                "check",
+                env.config.to_str().unwrap(),
+                "--probe-timeout",
+                "10m",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until("probers in every cluster", || {
+            env.fed.clusters().iter().all(|c| {
+                c.get("v1", "Pod", Some(c.zone()), "crdb-check-prober")
+                    .is_some()
+            })
+        });
+        // SAFETY: signals only the child this test started.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let started = Instant::now();
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(2), "signal {signal}: {err}");
+        assert!(err.contains("error: interrupted"), "{err}");
+        assert!(err.contains("(probe objects were removed)"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+        for z in ZONES {
+            assert!(!env.namespace_exists(z));
+        }
     }
 }
 

@@ -16,6 +16,22 @@ use crate::config::Config;
 use crate::fsutil::write_atomic;
 use crate::names;
 
+/// Ctrl-C (SIGINT) or SIGTERM, which CI runners send to cancel a job: both
+/// stop the round and still clean up.
+async fn interrupted() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
     let config = Config::load(&args.config)?;
     let checks = check::selected(&args.only, &args.skip);
@@ -49,13 +65,11 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
         let stop = async {
             tokio::select! {
                 () = tokio::time::sleep(timeout) => Stop::Timeout(timeout),
-                _ = tokio::signal::ctrl_c() => Stop::Interrupted,
+                () = interrupted() => Stop::Interrupted,
             }
         };
-        // Polled only once cleanup starts, so it waits for another Ctrl-C.
-        let stop_cleanup = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
+        // Polled only once cleanup starts, so it waits for another signal.
+        let stop_cleanup = interrupted();
         run::check(&config, &kubeconfig, &opts, stop, stop_cleanup, progress).await
     });
 
