@@ -1,9 +1,9 @@
 //! The I/O of `check`: connect to every zone, run one probe round in all
 //! clusters at once, query the DNS load balancers, and always clean up.
 //!
-//! Cancellation: [`check`] races the probe round against a stop signal
-//! (the overall `--timeout`, Ctrl-C). Whatever ends it, the round's future is
-//! dropped first, then cleanup runs with its own bound. Everything cleanup
+//! Cancellation: [`check`] races the probe round against a stop signal (the
+//! overall `--timeout`, Ctrl-C, SIGTERM). Whatever ends it, the round's
+//! future is dropped first, then cleanup runs with its own bound. Everything cleanup
 //! needs (connected clients, the namespaces we created or may have created)
 //! is recorded in a [`Session`] that outlives the round, before the API call
 //! that creates the object is sent.
@@ -926,48 +926,49 @@ async fn run_prober(
             "the context needs rights to create Pods in the zone's namespace",
         )
     })?;
-    match wait_pod(&pods, probe::PROBER_POD, &opts.image, opts, true).await {
-        Ok(PodOutcome::Finished { phase }) => {
-            let text = pods
-                .logs(
-                    probe::PROBER_POD,
-                    &LogParams {
-                        container: Some(probe::CONTAINER.to_string()),
-                        ..LogParams::default()
-                    },
-                )
-                .await
-                .map_err(|e| {
-                    zone_problem(
-                        zone,
-                        format!(
-                            "reading the log of pod {ns}/{}: {}",
-                            probe::PROBER_POD,
-                            error_text(&e)
-                        ),
-                        "the context needs rights to get pods/log in the zone's namespace",
-                    )
-                })?;
-            run.log = probe::parse_log(&text);
-            progress.say(
+    let phase = match wait_pod(&pods, probe::PROBER_POD, &opts.image, opts, true).await {
+        Ok(PodOutcome::Finished { phase }) => phase,
+        Ok(PodOutcome::Running(_)) => "Running".to_string(),
+        Ok(PodOutcome::Problem(p)) => return Err(zone_problem(zone, p.problem, &p.hint)),
+        Err(e) => {
+            return Err(zone_problem(
+                zone,
+                format!("waiting for prober {ns}/{}: {e}", probe::PROBER_POD),
+                "raise --wait-timeout if the cluster is slow to pull images or to schedule pods",
+            ));
+        }
+    };
+    let text = pods
+        .logs(
+            probe::PROBER_POD,
+            &LogParams {
+                container: Some(probe::CONTAINER.to_string()),
+                ..LogParams::default()
+            },
+        )
+        .await
+        .map_err(|e| {
+            zone_problem(
                 zone,
                 format!(
-                    "prober {} ({phase}): {} of {} probes reported",
+                    "reading the log of pod {ns}/{}: {}",
                     probe::PROBER_POD,
-                    run.log.tcp.len() + run.log.dns.len(),
-                    run.targets.tcp.len() + run.targets.dns.len()
+                    error_text(&e)
                 ),
-            );
-            Ok(run)
-        }
-        Ok(PodOutcome::Running(_)) => unreachable!("wait_pod(finish) never returns Running"),
-        Ok(PodOutcome::Problem(p)) => Err(zone_problem(zone, p.problem, &p.hint)),
-        Err(e) => Err(zone_problem(
-            zone,
-            format!("waiting for prober {ns}/{}: {e}", probe::PROBER_POD),
-            "raise --wait-timeout if the cluster is slow to pull images or to schedule pods",
-        )),
-    }
+                "the context needs rights to get pods/log in the zone's namespace",
+            )
+        })?;
+    run.log = probe::parse_log(&text);
+    progress.say(
+        zone,
+        format!(
+            "prober {} ({phase}): {} of {} probes reported",
+            probe::PROBER_POD,
+            run.log.tcp.len() + run.log.dns.len(),
+            run.targets.tcp.len() + run.targets.dns.len()
+        ),
+    );
+    Ok(run)
 }
 
 /// DNS load balancer rows: each zone's load balancer asked for every zone's
