@@ -116,7 +116,7 @@ impl ZoneReport {
             && self
                 .init
                 .as_deref()
-                .is_none_or(|i| !i.starts_with("initialised"))
+                .is_none_or(|i| !(i.starts_with("initialised") || i.starts_with("would")))
     }
 }
 
@@ -247,8 +247,35 @@ async fn removed_zones(
     (zones, domains.into_iter().collect())
 }
 
-/// Runs apply. `Err` means nothing was changed (pre-flight or config-level
-/// problem); per-zone failures after that are in the report.
+/// Refuses (before anything is changed, locally or in a cluster) when the
+/// clusters still forward zones the config no longer has, unless `prune`.
+pub async fn check_removed_zones(
+    config: &Config,
+    clusters: &[(Cluster, ClusterInfo)],
+    prune: bool,
+    progress: Progress,
+) -> Result<(), ApplyError> {
+    let (removed, domains) = removed_zones(config, clusters).await;
+    if removed.is_empty() {
+        return Ok(());
+    }
+    if !prune {
+        return Err(ApplyError::RemovedZones {
+            zones: removed,
+            domains,
+        });
+    }
+    for z in &removed {
+        progress.say(
+            z,
+            "removed from the config: pruning it from DNS forwarding and join lists (--prune)",
+        );
+    }
+    Ok(())
+}
+
+/// Runs apply on connected, pre-flighted clusters. Per-zone failures are in
+/// the report; `Err` is a problem of the whole plan (e.g. a template).
 pub async fn apply(
     config: &Config,
     templates: &Templates,
@@ -258,22 +285,6 @@ pub async fn apply(
     progress: Progress,
 ) -> anyhow::Result<ApplyReport> {
     let started = Instant::now();
-    let (removed, domains) = removed_zones(config, &clusters).await;
-    if !removed.is_empty() {
-        if !opts.prune {
-            return Err(ApplyError::RemovedZones {
-                zones: removed,
-                domains,
-            }
-            .into());
-        }
-        for z in &removed {
-            progress.say(
-                z,
-                "removed from the config: pruning it from DNS forwarding and join lists (--prune)",
-            );
-        }
-    }
 
     let mut facts = Facts::default();
     for (c, info) in &clusters {

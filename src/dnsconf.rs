@@ -73,6 +73,15 @@ fn api_err(configmap: &str, e: &kube::Error) -> DnsConfError {
     }
 }
 
+/// Writes carry our field manager, so the ConfigMap's managedFields show
+/// who changed what.
+fn ours() -> PostParams {
+    PostParams {
+        field_manager: Some(names::FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    }
+}
+
 fn data_of(cm: &Option<ConfigMap>) -> BTreeMap<String, String> {
     cm.as_ref().and_then(|c| c.data.clone()).unwrap_or_default()
 }
@@ -134,7 +143,7 @@ pub async fn configure(
         let result = match current {
             Some(mut cm) => {
                 cm.data = Some(merged);
-                api.replace(name, &PostParams::default(), &cm)
+                api.replace(name, &ours(), &cm)
                     .await
                     .map(|_| DnsChange::Updated)
             }
@@ -148,9 +157,7 @@ pub async fn configure(
                     data: Some(merged),
                     ..ConfigMap::default()
                 };
-                api.create(&PostParams::default(), &cm)
-                    .await
-                    .map(|_| DnsChange::Created)
+                api.create(&ours(), &cm).await.map(|_| DnsChange::Created)
             }
         };
         match result {
@@ -201,7 +208,7 @@ async fn save_backup(
         ])),
         ..ConfigMap::default()
     };
-    match api.create(&PostParams::default(), &backup).await {
+    match api.create(&ours(), &backup).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(api_err(BACKUP_CONFIGMAP, &e)),
@@ -288,9 +295,7 @@ pub async fn restore(client: &Client, provider: DnsProvider) -> Result<Restore, 
                 .map(|_| Restore::Deleted)
         } else {
             cm.data = Some(restored);
-            api.replace(&name, &PostParams::default(), &cm)
-                .await
-                .map(|_| how)
+            api.replace(&name, &ours(), &cm).await.map(|_| how)
         };
         match result {
             Ok(r) => {

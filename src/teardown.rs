@@ -265,6 +265,7 @@ async fn run_zone(
         r?;
     }
     report.deleted = owned.iter().map(Found::describe).collect();
+    let mut deleted = Ok(());
     if owned.is_empty() {
         progress.say(&cluster.zone, "nothing of ours to delete");
     } else {
@@ -275,7 +276,7 @@ async fn run_zone(
                 owned.len()
             ),
         );
-        wait_for(wait_timeout, || {
+        deleted = wait_for(wait_timeout, || {
             let selector = selector.clone();
             async move {
                 let left = list_owned(client, &selector, false).await?;
@@ -292,8 +293,13 @@ async fn run_zone(
             }
         })
         .await
-        .map_err(|e| format!("waiting for deletion: {e}"))?;
-        progress.say(&cluster.zone, "deleted");
+        .map_err(|e| format!("waiting for deletion: {e}"));
+        match &deleted {
+            Ok(()) => progress.say(&cluster.zone, "deleted"),
+            // DNS forwarding is still removed below: it does not depend on
+            // the deletions, and a re-run finishes the rest.
+            Err(e) => progress.say(&cluster.zone, e),
+        }
     }
 
     let provider = dns
@@ -321,6 +327,7 @@ async fn run_zone(
     }
     report.dns = Some(restore);
 
+    deleted?;
     report.left_behind = list_owned(client, &selector, true)
         .await?
         .iter()

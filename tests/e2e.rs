@@ -759,6 +759,11 @@ fn teardown_reports_what_does_not_go_away() {
         "{err}"
     );
     assert!(err.contains("us-east1-b       "), "{err}");
+    // Its DNS forwarding was removed all the same.
+    assert!(!dns::has_ours(
+        DnsProvider::KubeDns,
+        &env.dns_data("us-west1-a", DnsProvider::KubeDns)
+    ));
     // The other zones were torn down completely.
     for zone in ["us-east1-b", "us-central1-a"] {
         assert!(
@@ -810,4 +815,38 @@ fn teardown_with_an_unreachable_cluster_cleans_the_others_and_purge_local_waits(
     for gone in ["certs", "generated", "my-safe-directory/ca.key"] {
         assert!(!env.path(gone).exists(), "{gone} purged");
     }
+}
+
+#[test]
+fn teardown_keeps_dns_changes_made_by_others_after_apply() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    // Someone adds a stub domain of their own after apply, keeping ours.
+    let c = env.fed.cluster("us-east1-b");
+    let mut cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "kube-dns")
+        .unwrap();
+    let stub = cm["data"]["stubDomains"].as_str().unwrap().to_string();
+    let edited = stub.replacen('{', "{\"corp.example\": [\"10.98.0.1\"], ", 1);
+    cm["data"]["stubDomains"] = Value::String(edited);
+    cm["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    c.put(cm, "kubectl-edit").unwrap();
+
+    let out = env.teardown(&config);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("us-east1-b: DNS config: our forwarding removed; changes made by others since apply kept"), "{}", stderr(&out));
+    let data = env.dns_data("us-east1-b", DnsProvider::KubeDns);
+    let forwards = dns::parse_forwards(DnsProvider::KubeDns, &data).unwrap();
+    let domains: Vec<&str> = forwards.iter().map(|f| f.domain.as_str()).collect();
+    assert_eq!(domains.len(), 2, "{domains:?}");
+    assert!(
+        domains.contains(&"corp.example") && domains.contains(&"acme.internal"),
+        "{domains:?}"
+    );
+    assert!(!dns::has_ours(DnsProvider::KubeDns, &data));
+    assert_eq!(env.owned(), Vec::<String>::new());
 }

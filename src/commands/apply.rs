@@ -34,6 +34,7 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
     let report = runtime()?.block_on(with_limits(&args.cluster, async {
         let kubeconfig = cluster::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
         let clusters = apply::connect_all(&config, &kubeconfig, progress).await?;
+        apply::check_removed_zones(&config, &clusters, opts.prune, progress).await?;
         let (bundle, _scratch) = certificates(&config, dry_run, progress)?;
         apply::apply(&config, &templates, &bundle, clusters, &opts, progress).await
     }))??;
@@ -55,13 +56,16 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Runs `work` under the overall timeout, stopping promptly on Ctrl-C.
-/// Local files are only ever replaced atomically, so stopping anywhere
-/// leaves none half-written; a re-run converges.
+/// Runs `work` under the overall timeout, stopping promptly on Ctrl-C or
+/// SIGTERM (a cancelled CI job). Local files are only ever replaced
+/// atomically, so stopping anywhere leaves none half-written; a re-run
+/// converges.
 pub async fn with_limits<T>(
     args: &ClusterArgs,
     work: impl std::future::Future<Output = T>,
 ) -> anyhow::Result<T> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     tokio::select! {
         r = tokio::time::timeout(args.timeout, work) => r.map_err(|_| anyhow::anyhow!(
             "gave up after --timeout {}s; nothing is left half-done locally, re-run to continue",
@@ -69,6 +73,9 @@ pub async fn with_limits<T>(
         )),
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!(
             "interrupted; re-run the same command to continue where it stopped"
+        )),
+        _ = term.recv() => Err(anyhow::anyhow!(
+            "terminated (SIGTERM); re-run the same command to continue where it stopped"
         )),
     }
 }
