@@ -489,11 +489,11 @@ fn load_balancer_that_never_gets_an_address_times_out_naming_the_zone() {
     env.fed
         .cluster("us-central1-a")
         .set_faults(faults(|f| f.lb_never_ready = true));
-    let out = env.run(&["apply", config.to_str().unwrap(), "--wait-timeout", "2s"]);
+    let out = env.run(&["apply", config.to_str().unwrap(), "--wait-timeout", "4s"]);
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
-        err.contains("us-central1-a    FAILED: waiting for the DNS load balancer address: timed out after 2s; last seen: Service kube-system/kube-dns-lb has no load balancer ingress yet"),
+        err.contains("us-central1-a    FAILED: waiting for the DNS load balancer address: timed out after 4s; last seen: Service kube-system/kube-dns-lb has no load balancer ingress yet"),
         "{err}"
     );
     // The other zones cannot forward to it, and say so instead of half-configuring DNS.
@@ -750,12 +750,12 @@ fn teardown_reports_what_does_not_go_away() {
         config.to_str().unwrap(),
         "--yes",
         "--wait-timeout",
-        "1s",
+        "5s",
     ]);
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
-        err.contains("us-west1-a       FAILED: waiting for deletion: timed out after 1s; last seen: 13 object(s) still present: Namespace us-west1-a, "),
+        err.contains("us-west1-a       FAILED: waiting for deletion: timed out after 5s; last seen: 13 object(s) still present: Namespace us-west1-a, "),
         "{err}"
     );
     assert!(err.contains("us-east1-b       "), "{err}");
