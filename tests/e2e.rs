@@ -850,3 +850,33 @@ fn teardown_keeps_dns_changes_made_by_others_after_apply() {
     assert!(!dns::has_ours(DnsProvider::KubeDns, &data));
     assert_eq!(env.owned(), Vec::<String>::new());
 }
+
+#[test]
+fn preflight_reports_missing_rights_and_old_servers_in_every_zone() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    env.fed.cluster("us-east1-b").set_faults(faults(|f| {
+        f.denied = vec!["patch statefulsets".into(), "update configmaps".into()];
+    }));
+    env.fed
+        .cluster("us-central1-a")
+        .set_faults(faults(|f| f.server_minor = Some(24)));
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("pre-flight failed in 2 zone(s)"), "{err}");
+    assert!(
+        err.contains("us-east1-b (context us-east1-b): not allowed to patch apps/statefulsets in namespace us-east1-b (hint: "),
+        "{err}"
+    );
+    assert!(err.contains("us-east1-b (context us-east1-b): not allowed to update configmaps in namespace kube-system"), "{err}");
+    assert!(
+        err.contains("us-central1-a (context us-central1-a): Kubernetes v1.24.0-kube-sim is not supported (hint: upgrade the cluster to 1.26 or newer)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("us-west1-a (context"),
+        "a healthy zone is not reported: {err}"
+    );
+    assert_eq!(changing_writes(&env), Vec::<String>::new());
+}

@@ -63,6 +63,7 @@ fn up(a: UpArgs) -> Result<(), BoxError> {
         down: false,
         lb_never_ready: a.lb_never_ready,
         namespace_delete_delay: Duration::from_millis(a.namespace_delete_delay_ms),
+        ..Faults::default()
     };
     let mut builder = Federation::builder().network(a.network);
     for (x, y) in &a.cut {

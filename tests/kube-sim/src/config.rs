@@ -104,6 +104,13 @@ pub struct Faults {
     /// are removed (`namespace_delete_delay_ms`, default 200).
     #[serde(rename = "namespace_delete_delay_ms", with = "millis")]
     pub namespace_delete_delay: Duration,
+    /// Access reviews (SelfSubjectAccessReview) of these `"<verb> <resource>"`
+    /// pairs, e.g. `"patch services"`, answer not allowed (`denied`); every
+    /// other review is allowed.
+    pub denied: Vec<String>,
+    /// The minor version `/version` reports instead of the simulated 1.36
+    /// (`server_minor`), to try clients against older servers.
+    pub server_minor: Option<u32>,
 }
 
 impl Default for Faults {
@@ -116,6 +123,8 @@ impl Default for Faults {
             down: false,
             lb_never_ready: false,
             namespace_delete_delay: DEFAULT_NAMESPACE_DELETE_DELAY,
+            denied: Vec::new(),
+            server_minor: None,
         }
     }
 }

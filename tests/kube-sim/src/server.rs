@@ -340,10 +340,11 @@ async fn route(
     let server_addr = format!("127.0.0.1:{}", shared.port);
     match segs.as_slice() {
         ["version"] if get => {
+            let minor = shared.faults().server_minor.unwrap_or(36);
             return Ok(Reply::Json(
                 200,
                 json!({
-                    "major": "1", "minor": "36", "gitVersion": "v1.36.0-kube-sim",
+                    "major": "1", "minor": minor.to_string(), "gitVersion": format!("v1.{minor}.0-kube-sim"),
                     "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
                     "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc",
                     "platform": "linux/amd64",
@@ -429,8 +430,17 @@ async fn route(
             let def = resources::def(res);
             if def.create_only {
                 let (mut body, _) = body_json(req, false).await?;
-                body["status"] =
-                    json!({"allowed": true, "reason": "kube-sim allows every request"});
+                let attrs = &body["spec"]["resourceAttributes"];
+                let asked = format!(
+                    "{} {}",
+                    attrs["verb"].as_str().unwrap_or_default(),
+                    attrs["resource"].as_str().unwrap_or_default()
+                );
+                body["status"] = if shared.faults().denied.contains(&asked) {
+                    json!({"allowed": false, "reason": "denied by kube-sim (faults.denied)"})
+                } else {
+                    json!({"allowed": true, "reason": "kube-sim allows every request"})
+                };
                 return Ok(Reply::Json(201, body, false));
             }
             if def.namespaced && ns.is_none() {
