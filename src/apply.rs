@@ -620,8 +620,7 @@ async fn phase_b(
                     zone.dns.provider, info.dns.deployment
                 ),
             );
-            let now = jiff_now();
-            dnsconf::rollout_restart(&cluster.client, &info.dns, &now)
+            dnsconf::rollout_restart(&cluster.client, &info.dns)
                 .await
                 .map_err(|e| e.to_string())?;
             report.dns_restarted = true;
@@ -879,13 +878,6 @@ fn join(ips: &[IpAddr]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The current time as RFC 3339, for the restartedAt annotation.
-fn jiff_now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// A human summary of a report, one line per zone and a closing line.

@@ -318,11 +318,10 @@ pub async fn restore(client: &Client, provider: DnsProvider) -> Result<Restore, 
 
 /// `kubectl rollout restart`: bump the pod template's restartedAt annotation,
 /// so pods are replaced one by one under the Deployment's rollout strategy.
-pub async fn rollout_restart(
-    client: &Client,
-    dns: &DnsServer,
-    now: &str,
-) -> Result<(), DnsConfError> {
+pub async fn rollout_restart(client: &Client, dns: &DnsServer) -> Result<(), DnsConfError> {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
     let api: Api<Deployment> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
     let patch = serde_json::json!({
         "spec": {"template": {"metadata": {"annotations": {

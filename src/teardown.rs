@@ -315,7 +315,7 @@ async fn run_zone(
             format!("DNS config: {}", restore_text(&restore)),
         );
         if let Some(dns) = &dns {
-            dnsconf::rollout_restart(client, dns, &now())
+            dnsconf::rollout_restart(client, dns)
                 .await
                 .map_err(|e| e.to_string())?;
             report.dns_restarted = true;
@@ -348,12 +348,6 @@ fn restore_text(r: &Restore) -> &'static str {
         }
         Restore::Deleted => "deleted the ConfigMap we had created",
     }
-}
-
-fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 pub fn render_summary(report: &TeardownReport) -> String {
