@@ -41,12 +41,6 @@ use crate::plan::{self, DnsStatus, Facts, Object, Stage, ZoneFacts, ZonePlan};
 use crate::render::Templates;
 use crate::resolve;
 
-/// Annotation on the first zone's StatefulSet once `cockroach init` succeeded.
-pub const INITIALIZED_ANNOTATION: &str = "crdb-multiregion/initialized";
-/// Field manager of that annotation (kept apart from the applied fields so
-/// re-applying the StatefulSet never removes it).
-pub const INIT_FIELD_MANAGER: &str = "crdb-multiregion-init";
-
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
     pub dry_run: bool,
@@ -759,7 +753,10 @@ async fn init(
     let marked = set
         .map_err(|e| error_text(&e))?
         .and_then(|s| s.metadata.annotations)
-        .is_some_and(|a| a.get(INITIALIZED_ANNOTATION).is_some_and(|v| v == "true"));
+        .is_some_and(|a| {
+            a.get(names::INITIALIZED_ANNOTATION)
+                .is_some_and(|v| v == "true")
+        });
     if let Some(existing) = existing {
         if job_done(&existing)? {
             if !marked && !opts.dry_run {
@@ -843,11 +840,12 @@ async fn wait_job(jobs: &Api<Job>, name: &str, timeout: Duration) -> Result<(), 
 }
 
 async fn mark_initialised(sets: &Api<StatefulSet>) -> Result<(), String> {
-    let patch = serde_json::json!({"metadata": {"annotations": {INITIALIZED_ANNOTATION: "true"}}});
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {names::INITIALIZED_ANNOTATION: "true"}}});
     sets.patch(
         names::STATEFULSET,
         &PatchParams {
-            field_manager: Some(INIT_FIELD_MANAGER.to_string()),
+            field_manager: Some(names::INIT_FIELD_MANAGER.to_string()),
             ..PatchParams::default()
         },
         &Patch::Merge(&patch),

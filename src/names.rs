@@ -5,6 +5,11 @@
 
 /// Field manager for server-side apply; one for every write we make.
 pub const FIELD_MANAGER: &str = "crdb-multiregion";
+/// Field manager of the "initialised" annotation only, kept apart from the
+/// applied fields so re-applying the StatefulSet never removes it.
+pub const INIT_FIELD_MANAGER: &str = "crdb-multiregion-init";
+/// Annotation on the first zone's StatefulSet once `cockroach init` succeeded.
+pub const INITIALIZED_ANNOTATION: &str = "crdb-multiregion/initialized";
 
 /// `app.kubernetes.io/managed-by` value on everything we create.
 pub const MANAGED_BY_KEY: &str = "app.kubernetes.io/managed-by";
