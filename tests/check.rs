@@ -473,9 +473,14 @@ fn before_apply_dns_is_skipped_and_pod_to_pod_is_reported() {
             assert_eq!(r["detail"], "no DNS load balancer (run apply)");
         }
     }
+    // cidr runs in the default set too: kube-sim's pod ranges are distinct.
+    let cidr = statuses(&report, "cidr");
+    assert_eq!(cidr.len(), 6);
+    assert!(cidr.values().all(|s| s == &["pass"]));
     let err = stderr(&out);
     assert!(err.contains("TCP 26257, pod to pod"), "{err}");
-    assert!(err.contains("check passed: 18 passed, 0 failed"), "{err}");
+    assert!(err.contains("Pod CIDRs, overlap between clusters"), "{err}");
+    assert!(err.contains("check passed: 24 passed, 0 failed"), "{err}");
     assert_eq!(env.probe_leftovers(), Vec::<String>::new());
 }
 
@@ -609,6 +614,186 @@ fn nothing_to_check_is_a_usage_error() {
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("nothing to check"));
     assert!(env.fed.cluster("us-east1-b").requests().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Pod CIDRs: read from the Nodes kube-sim seeds (one per cluster, with
+// `spec.podCIDR(s)` = 10.(100+k).0.0/16), and from Nodes a test adds.
+
+/// Runs `check --only cidr -o json` and returns the exit code, the JSON
+/// report (validated) and stderr, after asserting that the check only read:
+/// no object was created, changed or deleted in any cluster (so no probe pod
+/// or namespace existed even for a moment), and every cluster's Nodes were
+/// listed.
+fn cidr_check(env: &Env) -> (i32, Value, String) {
+    for c in env.fed.clusters() {
+        c.clear_requests();
+    }
+    let out = env.check(&["--only", "cidr", "-o", "json"]);
+    let code = out.status.code().unwrap_or(-1);
+    assert!(code == 0 || code == 1, "stderr:\n{}", stderr(&out));
+    for c in env.fed.clusters() {
+        let requests = c.requests();
+        let writes: Vec<String> = requests
+            .iter()
+            .filter(|r| r.method != "GET")
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(writes, Vec::<String>::new(), "{}: not only reads", c.zone());
+        assert!(
+            requests.iter().any(|r| r.path == "/api/v1/nodes"),
+            "{}: Nodes not listed: {requests:#?}",
+            c.zone()
+        );
+    }
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate(&report);
+    (code, report, stderr(&out))
+}
+
+fn node(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "spec": spec,
+    })
+}
+
+#[test]
+fn cidr_only_passes_on_distinct_pod_ranges_and_creates_nothing() {
+    let env = Env::start(|b| b);
+    let (code, report, err) = cidr_check(&env);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report["ports"], json!([]));
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6, "{report:#}");
+    assert!(results.iter().all(|r| r["check"] == "cidr"));
+    let cidr = statuses(&report, "cidr");
+    assert_eq!(cidr.len(), 6);
+    assert!(
+        cidr.iter()
+            .all(|((from, to), s)| from != to && s == &["pass"])
+    );
+    let east_west = results
+        .iter()
+        .find(|r| r["from"] == "us-east1-b" && r["to"] == "us-west1-a")
+        .unwrap();
+    assert_eq!(
+        east_west["detail"],
+        "no overlap: us-east1-b uses 10.100.0.0/16, us-west1-a uses 10.101.0.0/16"
+    );
+    assert!(err.contains("us-east1-b: pod CIDRs 10.100.0.0/16"), "{err}");
+    assert!(err.contains("Pod CIDRs, overlap between clusters"), "{err}");
+    assert!(
+        err.contains("check passed: 6 passed, 0 failed, 0 skipped"),
+        "{err}"
+    );
+    assert!(!err.contains("listener"), "{err}");
+    for z in ZONES {
+        assert!(!env.namespace_exists(z));
+    }
+}
+
+#[test]
+fn overlapping_pod_ranges_fail_exactly_the_pairs_of_those_two_clusters() {
+    let env = Env::start(|b| b);
+    // A second Node in us-west1-a whose range lies inside us-east1-b's
+    // 10.100.0.0/16 (given both ways, as a dual-stack-aware API server does).
+    env.fed
+        .cluster("us-west1-a")
+        .put(
+            node(
+                "gke-us-west1-a-extra",
+                json!({"podCIDR": "10.100.128.0/24", "podCIDRs": ["10.100.128.0/24"]}),
+            ),
+            "test",
+        )
+        .unwrap();
+    let (code, report, err) = cidr_check(&env);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(report["ok"], false);
+    assert_eq!(
+        report["summary"],
+        json!({"passed": 4, "failed": 2, "skipped": 0})
+    );
+    assert_eq!(
+        failed_pairs(&report, "cidr"),
+        [
+            pair("us-east1-b", "us-west1-a"),
+            pair("us-west1-a", "us-east1-b")
+        ]
+    );
+    let failed = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["from"] == "us-west1-a" && r["to"] == "us-east1-b")
+        .unwrap();
+    assert_eq!(
+        failed["detail"],
+        "us-west1-a's pod range 10.100.128.0/24 overlaps us-east1-b's 10.100.0.0/16"
+    );
+    assert_eq!(
+        failed["hint"],
+        "clusters us-west1-a and us-east1-b use overlapping pod ranges (10.100.128.0/24, 10.100.0.0/16): pod IPs cannot be routed between them; recreate one cluster with a distinct pod CIDR"
+    );
+    assert!(
+        err.contains("us-west1-a: pod CIDRs 10.100.128.0/24, 10.101.0.0/16"),
+        "{err}"
+    );
+    assert!(
+        err.contains("cidr us-east1-b -> us-west1-a pod CIDRs: us-east1-b's pod range 10.100.0.0/16 overlaps us-west1-a's 10.100.128.0/24"),
+        "{err}"
+    );
+    assert!(err.contains("check FAILED: 4 passed, 2 failed"), "{err}");
+}
+
+#[test]
+fn a_cluster_whose_nodes_have_no_pod_cidr_is_skipped_with_the_reason() {
+    let env = Env::start(|b| b);
+    // As on EKS with the AWS VPC CNI: Nodes without spec.podCIDR.
+    let central = env.fed.cluster("us-central1-a");
+    for n in central.list("v1", "Node", None) {
+        central
+            .delete("v1", "Node", None, n["metadata"]["name"].as_str().unwrap())
+            .unwrap();
+    }
+    central
+        .put(node("ip-10-0-1-23.ec2.internal", json!({})), "test")
+        .unwrap();
+    assert!(
+        central
+            .list("v1", "Node", None)
+            .iter()
+            .all(|n| n.pointer("/spec/podCIDR").is_none())
+    );
+    let (code, report, err) = cidr_check(&env);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        report["summary"],
+        json!({"passed": 2, "failed": 0, "skipped": 4})
+    );
+    for r in report["results"].as_array().unwrap() {
+        let involved = r["from"] == "us-central1-a" || r["to"] == "us-central1-a";
+        assert_eq!(r["status"], if involved { "skip" } else { "pass" }, "{r:#}");
+        if involved {
+            let detail = r["detail"].as_str().unwrap();
+            assert!(
+                detail.starts_with("no Node of us-central1-a has a podCIDR")
+                    && detail.contains("AWS VPC CNI"),
+                "{detail}"
+            );
+        }
+    }
+    assert!(
+        err.contains("us-central1-a: no pod CIDR on its Nodes"),
+        "{err}"
+    );
+    assert!(
+        err.contains("4 skipped:\n  cidr (4 probe(s): us-east1-b -> us-central1-a, us-west1-a -> us-central1-a, us-central1-a -> us-east1-b, us-central1-a -> us-west1-a): no Node of us-central1-a has a podCIDR"),
+        "{err}"
+    );
 }
 
 /// A stand-in for the zones' DNS load balancers, reachable from the test:
@@ -970,6 +1155,8 @@ fn real_before_apply_pod_to_pod_is_reported_and_dns_skipped() {
     for r in report["results"].as_array().unwrap() {
         if r["check"] == "tcp" {
             assert!(r["latency_ms"].is_u64());
+        } else if r["check"] == "cidr" {
+            assert_eq!(r["status"], "pass");
         } else {
             assert_eq!(r["check"], "dns");
             assert_eq!(r["status"], "skip");
@@ -978,10 +1165,10 @@ fn real_before_apply_pod_to_pod_is_reported_and_dns_skipped() {
     }
     assert_eq!(
         report["summary"],
-        json!({"passed": 18, "failed": 0, "skipped": 12})
+        json!({"passed": 18 + 6, "failed": 0, "skipped": 12})
     );
     assert!(
-        err.contains("check passed: 18 passed, 0 failed, 12 skipped"),
+        err.contains("check passed: 24 passed, 0 failed, 12 skipped"),
         "{err}"
     );
     env.assert_clean();
@@ -1000,8 +1187,9 @@ fn real_healthy_federation_after_apply_passes() {
     let suites = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes()))
         .unwrap_or_else(|e| panic!("{e}\n{xml}"));
     let cases: Vec<&junit_parser::TestCase> = suites.suites.iter().flat_map(|s| &s.cases).collect();
-    // 9 TCP pairs, 6 DNS pairs x 2 names (the not-ready pod's own name too).
-    assert_eq!(cases.len(), 9 + 12);
+    // 9 TCP pairs, 6 DNS pairs x 2 names (the not-ready pod's own name
+    // too), 6 pod CIDR pairs.
+    assert_eq!(cases.len(), 9 + 12 + 6);
     assert!(cases.iter().all(|c| c.status.is_success()), "{xml}");
     assert!(cases.iter().any(|c| c.original_name
         == "us-east1-b -> us-central1-a crdb-check-0.crdb-check.us-central1-a.svc.cluster.local"));

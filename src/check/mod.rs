@@ -1,11 +1,13 @@
 //! `check`: proves, from inside every cluster, what a multi-region
 //! CockroachDB needs from the network: pod IPs reachable between every pair
 //! of clusters on the CockroachDB ports, each cluster's DNS forwarding the
-//! other zones' names, and the DNS load balancers answering from where the
-//! check runs.
+//! other zones' names, the DNS load balancers answering from where the
+//! check runs, and pod ranges that do not overlap between clusters.
 //!
 //! ```text
-//! connect (all zones): version, DNS server + its forwarding, DNS LB address
+//! connect (all zones): version, DNS server + its forwarding, DNS LB address,
+//!   the Nodes' pod CIDRs -> the cidr results (no probe pods needed; with
+//!   `--only cidr` the round ends here)
 //!   -> per zone: namespace (created if missing), headless Service, listener
 //!      pod (never ready); wait until every listener has an IP
 //!   -> per zone: one prober pod probing every listener (TCP) and every other
@@ -16,8 +18,8 @@
 //! ```
 //!
 //! The objects and the scripts are built by [`probe`] (pure); the report is
-//! rendered by [`report`] (pure); [`run`] does the API calls, [`lb`] the DNS
-//! queries. This module holds the data model and turns probe output into
+//! rendered by [`report`] (pure); the pod ranges are compared by [`cidr`]
+//! (pure); [`run`] does the API calls, [`lb`] the DNS queries. This module holds the data model and turns probe output into
 //! results; it does no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +27,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub mod cidr;
 pub mod lb;
 pub mod probe;
 pub mod report;
@@ -61,16 +64,28 @@ pub enum Check {
     Dns,
     /// Each zone's DNS load balancer, queried from where the check runs.
     DnsLb,
+    /// The pod CIDRs of every pair of clusters do not overlap (read from
+    /// the Nodes' spec.podCIDRs; needs no probe pods).
+    Cidr,
 }
 
 impl Check {
-    pub const ALL: [Check; 3] = [Check::Tcp, Check::Dns, Check::DnsLb];
+    pub const ALL: [Check; 4] = [Check::Tcp, Check::Dns, Check::DnsLb, Check::Cidr];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Check::Tcp => "tcp",
             Check::Dns => "dns",
             Check::DnsLb => "dns-lb",
+            Check::Cidr => "cidr",
+        }
+    }
+
+    /// Whether the check needs the probe pods (listeners, probers).
+    pub fn needs_probes(self) -> bool {
+        match self {
+            Check::Tcp | Check::Dns | Check::DnsLb => true,
+            Check::Cidr => false,
         }
     }
 }
@@ -96,9 +111,11 @@ pub struct CheckResult {
     /// The zone the probe ran from (for `dns-lb`: the zone whose DNS load
     /// balancer was asked).
     pub from: String,
-    /// The zone probed (whose listener, or whose names).
+    /// The zone probed (whose listener, or whose names; for `cidr`: whose
+    /// pod ranges are compared with those of `from`).
     pub to: String,
-    /// `IP:PORT` for `tcp`, the DNS name asked for `dns` and `dns-lb`.
+    /// `IP:PORT` for `tcp`, the DNS name asked for `dns` and `dns-lb`,
+    /// [`cidr::TARGET`] for `cidr`.
     pub target: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,

@@ -7,8 +7,8 @@ use std::fmt::Write;
 
 use super::{Check, CheckReport, CheckResult, Status};
 
-/// The report for people: one matrix per TCP port, the DNS and DNS load
-/// balancer matrices, every failure with its hint, the skips grouped by
+/// The report for people: one matrix per TCP port, the DNS, DNS load
+/// balancer and pod CIDR matrices, every failure with its hint, the skips grouped by
 /// reason, and a closing line.
 pub fn render_text(report: &CheckReport) -> String {
     let mut out = String::new();
@@ -38,6 +38,15 @@ pub fn render_text(report: &CheckReport) -> String {
         matrix(
             &mut out,
             "DNS load balancers, asked from here (row: load balancer of, column: names of)",
+            &report.zones,
+            &cells,
+        );
+    }
+    if has(Check::Cidr) {
+        let cells = cells(report, |r| r.check == Check::Cidr);
+        matrix(
+            &mut out,
+            "Pod CIDRs, overlap between clusters (row: from, column: to; FAIL: the ranges overlap)",
             &report.zones,
             &cells,
         );

@@ -1,5 +1,7 @@
-//! The I/O of `check`: connect to every zone, run one probe round in all
-//! clusters at once, query the DNS load balancers, and always clean up.
+//! The I/O of `check`: connect to every zone (and list its Nodes for their
+//! pod CIDRs), run one probe round in all clusters at once, query the DNS
+//! load balancers, and always clean up. When only checks without probe pods
+//! are selected (`--only cidr`), no probe object is created at all.
 //!
 //! Cancellation: [`check`] races the probe round against a stop signal (the
 //! overall `--timeout`, Ctrl-C, SIGTERM). Whatever ends it, the round's
@@ -13,11 +15,12 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::config::Kubeconfig;
 use serde::Serialize;
 
+use super::cidr::{self, PodCidrs};
 use super::lb::{self, Answer, Transport};
 use super::probe::{self, DnsTarget, ProbeLog, ProberTargets, TcpTarget};
 use super::{Check, CheckReport, CheckResult, NOT_FORWARDED, Status};
@@ -232,6 +235,8 @@ struct Connected {
     /// Domains the cluster's DNS forwards (when the DNS check runs).
     forwarded: Option<BTreeSet<String>>,
     lb: LbAddress,
+    /// The Nodes' pod ranges (when the cidr check runs).
+    pod_cidrs: Option<PodCidrs>,
 }
 
 enum LbAddress {
@@ -249,6 +254,20 @@ async fn probe_round(
     progress: Progress,
 ) -> Result<CheckReport, CheckError> {
     let connected = connect_all(config, kubeconfig, opts, session, progress).await?;
+    let zones: Vec<String> = config.zones.iter().map(|z| z.name.clone()).collect();
+    let ports = if opts.checks.contains(&Check::Tcp) {
+        opts.ports.clone()
+    } else {
+        Vec::new()
+    };
+    let cidr_zones: Vec<(String, PodCidrs)> = connected
+        .iter()
+        .filter_map(|c| Some((c.zone.name.clone(), c.pod_cidrs.clone()?)))
+        .collect();
+    let cidr_results = cidr::results(&cidr_zones);
+    if !opts.checks.iter().any(|c| c.needs_probes()) {
+        return Ok(CheckReport::new(zones, ports, cidr_results));
+    }
 
     let started = futures::future::join_all(connected.iter().map(|c| async move {
         start_listener(config, c, opts, session, progress)
@@ -278,6 +297,7 @@ async fn probe_round(
     let (probers, lb_results) = futures::future::join(probers, lb_checks).await;
 
     let mut results = lb_results;
+    results.extend(cidr_results);
     let mut problems = Vec::new();
     let mut silent = Vec::new();
     let mut any_results = false;
@@ -336,12 +356,6 @@ async fn probe_round(
     if probed && !any_results {
         return Err(CheckError::NoResults(silent));
     }
-    let zones = config.zones.iter().map(|z| z.name.clone()).collect();
-    let ports = if opts.checks.contains(&Check::Tcp) {
-        opts.ports.clone()
-    } else {
-        Vec::new()
-    };
     Ok(CheckReport::new(zones, ports, results))
 }
 
@@ -442,16 +456,43 @@ async fn connect_zone(
     } else {
         LbAddress::NotChecked
     };
+    let pod_cidrs = if opts.checks.contains(&Check::Cidr) {
+        Some(pod_cidrs(&cluster).await)
+    } else {
+        None
+    };
     progress.say(
         &zone.name,
         format!("connected (Kubernetes {})", version.git_version),
     );
+    match &pod_cidrs {
+        Some(PodCidrs::Ranges(r)) => {
+            progress.say(&zone.name, format!("pod CIDRs {}", cidr::list(r)));
+        }
+        Some(PodCidrs::Missing) => progress.say(&zone.name, "no pod CIDR on its Nodes"),
+        _ => {}
+    }
     Ok(Connected {
         zone: zone.clone(),
         cluster,
         forwarded,
         lb,
+        pod_cidrs,
     })
+}
+
+/// The pod ranges of the cluster's Nodes. A Node list that cannot be read
+/// is not a reason to stop the other checks: its pairs are skipped.
+async fn pod_cidrs(cluster: &Cluster) -> PodCidrs {
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    match nodes.list(&ListParams::default()).await {
+        Ok(list) => cidr::from_nodes(&list.items),
+        Err(kube::Error::Api(s)) if s.code == 403 => PodCidrs::Unlisted(format!(
+            "{} (the context needs the right to list Nodes, cluster-wide)",
+            s.message
+        )),
+        Err(e) => PodCidrs::Unlisted(error_text(&e)),
+    }
 }
 
 async fn dns_lb_address(cluster: &Cluster, opts: &CheckOptions) -> LbAddress {

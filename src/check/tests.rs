@@ -329,7 +329,19 @@ fn dns_is_skipped_before_apply_and_probed_once_any_forwarding_exists() {
 
 #[test]
 fn selection_of_checks() {
-    assert_eq!(selected(&[], &[]).len(), 3);
+    assert_eq!(selected(&[], &[]).len(), 4);
+    assert!(selected(&[], &[]).contains(&Check::Cidr));
+    assert_eq!(
+        selected(&[], &[Check::Tcp, Check::Dns, Check::DnsLb]),
+        [Check::Cidr].into()
+    );
+    assert!(!Check::Cidr.needs_probes());
+    assert!(
+        Check::ALL
+            .iter()
+            .filter(|c| **c != Check::Cidr)
+            .all(|c| c.needs_probes())
+    );
     assert_eq!(
         selected(&[Check::Tcp, Check::Dns], &[Check::Dns]),
         [Check::Tcp].into()
@@ -388,7 +400,8 @@ fn image_pull_and_scheduling_problems_are_recognised() {
 
 /// Three zones: us-central1-a cut off from us-east1-b in both directions,
 /// port 8080 blocked into us-west1-a, us-central1-a without forwarding yet,
-/// one stale DNS answer, and DNS load balancers reachable only partly.
+/// one stale DNS answer, DNS load balancers reachable only partly, and the
+/// pod range of us-central1-a inside that of us-east1-b.
 fn sample_report() -> CheckReport {
     let mut results = Vec::new();
     let ips = ["10.100.2.10", "10.101.2.10", "10.102.2.10"];
@@ -483,6 +496,13 @@ fn sample_report() -> CheckReport {
             }
         }
     }
+    let pod_cidrs =
+        |list: &[&str]| cidr::PodCidrs::Ranges(list.iter().map(|c| c.parse().unwrap()).collect());
+    results.extend(cidr::results(&[
+        ("us-east1-b".into(), pod_cidrs(&["10.100.0.0/16"])),
+        ("us-west1-a".into(), pod_cidrs(&["10.101.0.0/16"])),
+        ("us-central1-a".into(), pod_cidrs(&["10.100.128.0/17"])),
+    ]));
     CheckReport::new(
         ZONES.iter().map(|z| z.to_string()).collect(),
         vec![8080, 26257],
@@ -500,12 +520,12 @@ fn text_report() {
 #[test]
 fn results_are_sorted_and_counted() {
     let report = sample_report();
-    assert_eq!(report.results.len(), 18 + 12 + 18);
+    assert_eq!(report.results.len(), 18 + 12 + 18 + 6);
     assert_eq!(
         report.summary,
         Summary {
-            passed: 12 + 7 + 6,
-            failed: 6 + 1,
+            passed: 12 + 7 + 6 + 4,
+            failed: 6 + 1 + 2,
             skipped: 4 + 12,
         }
     );
@@ -567,7 +587,7 @@ fn junit_report_is_read_by_a_junit_consumer() {
     let xml = report::render_junit(&report);
     let suites = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes()))
         .unwrap_or_else(|e| panic!("{e}\n{xml}"));
-    assert_eq!(suites.suites.len(), 3);
+    assert_eq!(suites.suites.len(), 4);
     let total: usize = suites.suites.iter().map(|s| s.cases.len()).sum();
     assert_eq!(total, report.results.len());
     let names: Vec<&str> = suites.suites.iter().map(|s| s.name.as_str()).collect();
@@ -576,7 +596,8 @@ fn junit_report_is_read_by_a_junit_consumer() {
         [
             "crdb-multiregion.check.tcp",
             "crdb-multiregion.check.dns",
-            "crdb-multiregion.check.dns-lb"
+            "crdb-multiregion.check.dns-lb",
+            "crdb-multiregion.check.cidr"
         ]
     );
     for (suite, check) in suites.suites.iter().zip(Check::ALL) {
