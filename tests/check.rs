@@ -1034,34 +1034,17 @@ fn dns_load_balancers_are_asked_over_udp_and_tcp_separately() {
 // reachable inside that network, so these tests skip `dns-lb` (covered above
 // against stand-ins the test can reach).
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args([
-            "-c",
-            &format!("PATH=$PATH:/usr/sbin:/sbin command -v {tool}"),
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Whether the real network can run here; in CI (`CI=true`) it must.
 fn real_network_available() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let missing: Vec<&str> = ["ip", "busybox", "dnsmasq", "iptables"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    if root && missing.is_empty() {
-        return true;
+    match kube_sim::real_network_support() {
+        Ok(()) => true,
+        Err(why) => {
+            let why = format!("the real network cannot run here: {why}");
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+            eprintln!("skipped: {why}");
+            false
+        }
     }
-    let why =
-        format!("real-probe tests need root (root: {root}) and these tools: missing {missing:?}");
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-    eprintln!("skipped: {why}");
-    false
 }
 
 fn real_env(

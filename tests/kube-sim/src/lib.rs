@@ -53,6 +53,7 @@ pub use error::{ApiError, StartError};
 pub use flavors::{STANDARD_COREFILE, USER_STUB_DOMAIN, USER_STUB_SERVER, user_server_block};
 pub use network::{
     MAX_REAL_ZONES, NetRule, Network, NetworkError, cleanup as cleanup_real_networks,
+    real_network_support,
 };
 
 use cluster::{ClusterShared, Timing};

@@ -254,6 +254,17 @@ impl Tools {
     }
 }
 
+/// Whether this machine can run the real network: root, and `ip`,
+/// `busybox`, `dnsmasq` and `iptables` installed. Tests use it to skip
+/// (outside CI) with the reason.
+pub fn real_network_support() -> Result<(), NetworkError> {
+    if !is_root() {
+        return Err(NetworkError::NotRoot);
+    }
+    Tools::find()?.iptables()?;
+    Ok(())
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }

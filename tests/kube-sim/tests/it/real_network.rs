@@ -31,24 +31,17 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Whether the real network can run here; panics in CI when it cannot.
+/// Whether the real network can run here; in CI (`CI=true`) it must.
 fn real_network_available() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let missing: Vec<&str> = ["ip", "busybox", "dnsmasq", "iptables"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    if root && missing.is_empty() {
-        return true;
+    match kube_sim::real_network_support() {
+        Ok(()) => true,
+        Err(why) => {
+            let why = format!("the real network cannot run here: {why}");
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+            eprintln!("skipped: {why}");
+            false
+        }
     }
-    let why =
-        format!("real network tests need root (root: {root}) and these tools: missing {missing:?}");
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-    eprintln!("skipped: {why}");
-    false
 }
 
 fn real(zones: &[&str], flavor: Flavor) -> kube_sim::FederationBuilder {
