@@ -16,7 +16,9 @@ flavor=${FLAVOR:-gke}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 cargo build --quiet -p crdb-multiregion -p kube-sim --bins
-bin="$repo/target/debug"
+target=${CARGO_TARGET_DIR:-target}
+case "$target" in /*) ;; *) target="$repo/$target" ;; esac
+bin="$target/debug"
 
 work=$(mktemp -d)
 sim_pid=
