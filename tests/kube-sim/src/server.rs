@@ -475,20 +475,8 @@ async fn route(
             };
             match sub.as_deref() {
                 Some("scale") => {
-                    let replicas = body.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
-                    let patch = json!({"spec": {"replicas": replicas}});
                     let mut store = shared.store();
-                    let w = store.patch(
-                        res,
-                        &ns,
-                        &name,
-                        PatchKind::Merge,
-                        &patch,
-                        false,
-                        false,
-                        ctx,
-                    )?;
-                    Ok(Reply::Json(200, scale_of(res, &w.obj), w.changed))
+                    set_replicas(&mut store, res, &ns, &name, &body, ctx)
                 }
                 Some("finalize") => {
                     let mut store = shared.store();
@@ -536,18 +524,7 @@ async fn route(
                         PatchKind::Json => crate::patch::json_patch(&mut scale, &body)?,
                         _ => crate::patch::merge_patch(&mut scale, &body),
                     }
-                    let patch = json!({"spec": {"replicas": scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0))}});
-                    let w = store.patch(
-                        res,
-                        &ns,
-                        &name,
-                        PatchKind::Merge,
-                        &patch,
-                        false,
-                        false,
-                        ctx,
-                    )?;
-                    Ok(Reply::Json(200, scale_of(res, &w.obj), w.changed))
+                    set_replicas(&mut store, res, &ns, &name, &scale, ctx)
                 }
                 Some("log") | Some("finalize") => Err(ApiError::method_not_allowed()),
                 s => {
@@ -600,6 +577,22 @@ fn written(code: u16, w: Written) -> Reply {
 }
 
 /// The autoscaling/v1 Scale view of a workload.
+/// Writes `scale.spec.replicas` into the object behind a scale subresource
+/// (PUT and PATCH of `/scale` alike) and answers with the new Scale.
+fn set_replicas(
+    store: &mut crate::store::Store,
+    res: usize,
+    ns: &str,
+    name: &str,
+    scale: &Value,
+    ctx: WriteCtx,
+) -> Result<Reply, ApiError> {
+    let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+    let patch = json!({"spec": {"replicas": replicas}});
+    let w = store.patch(res, ns, name, PatchKind::Merge, &patch, false, false, ctx)?;
+    Ok(Reply::Json(200, scale_of(res, &w.obj), w.changed))
+}
+
 fn scale_of(_res: usize, obj: &Value) -> Value {
     let selector = obj
         .pointer("/spec/selector")
