@@ -16,7 +16,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Exit codes: 0 success, 1 a check or verification failed, 2 could not run
 /// (bad config, unreachable cluster, timeout).
 #[derive(Debug, Parser)]
-#[command(name = "crdb-multiregion", version, max_term_width = 100)]
+#[command(
+    name = "crdb-multiregion",
+    version = env!("CRDB_MULTIREGION_VERSION"),
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -80,6 +84,25 @@ pub enum Command {
     ///
     /// Example: crdb-multiregion check config.toml -o junit --report check.xml
     Check(CheckArgs),
+
+    /// Print a shell completion script on stdout.
+    ///
+    /// Example (bash): crdb-multiregion completions bash > ~/.local/share/bash-completion/completions/crdb-multiregion
+    ///
+    /// Example (zsh): crdb-multiregion completions zsh > ~/.zfunc/_crdb-multiregion
+    Completions(CompletionsArgs),
+
+    /// Print the manual page (roff) on stdout.
+    ///
+    /// Example: crdb-multiregion man | man -l -
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Options shared by the commands that talk to clusters.

@@ -68,6 +68,8 @@ pub fn main() -> ExitCode {
         cli::Command::Diff(args) => commands::apply::run(args, true),
         cli::Command::Teardown(args) => commands::teardown::run(args),
         cli::Command::Check(args) => commands::check::run(args),
+        cli::Command::Completions(args) => commands::docs::completions(args.shell),
+        cli::Command::Man => commands::docs::man(),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

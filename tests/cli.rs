@@ -1140,29 +1140,153 @@ fn help_and_version_exit_0_on_stdout() {
     assert_eq!(help_plan.stdout, plan_help.stdout);
 
     let version = work.ok(&["--version"]);
-    assert_eq!(
-        version.stdout.trim(),
-        format!("crdb-multiregion {}", env!("CARGO_PKG_VERSION"))
+    assert!(
+        version
+            .stdout
+            .starts_with(&format!("crdb-multiregion {}", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        version.stdout
     );
 }
 
+/// `git log -1` of this checkout, in the format `--version` shows, or None
+/// when the sources are not a git checkout (a tarball).
+fn git_head() -> Option<String> {
+    let out = Command::new("git")
+        .args(["log", "-1", "--format=%h %cs"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 #[test]
-fn usage_errors_exit_2_on_stderr() {
+fn version_names_the_git_commit_and_its_date() {
+    let version = Work::new().ok(&["--version"]).stdout;
+    match git_head() {
+        Some(head) => assert_eq!(
+            version.trim(),
+            format!("crdb-multiregion {} ({head})", env!("CARGO_PKG_VERSION"))
+        ),
+        None => assert_eq!(
+            version.trim(),
+            format!("crdb-multiregion {}", env!("CARGO_PKG_VERSION"))
+        ),
+    }
+}
+
+#[test]
+fn completions_are_valid_scripts_that_know_every_command() {
     let work = Work::new();
-    for args in [
-        &[][..],
-        &["plan"][..],
-        &["no-such-command"][..],
-        &["plan", "example.toml", "-o", "json"][..],
+    let bash = work.ok(&["completions", "bash"]).stdout;
+    for word in [
+        "plan",
+        "apply",
+        "diff",
+        "teardown",
+        "check",
+        "--wait-timeout",
+        "--purge-local",
     ] {
-        let run = work.run(args);
-        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
-        assert_eq!(run.stdout, "", "{args:?}");
-        // clap: a usage error, or the help when no command is given.
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    work.write("completion.bash", &bash);
+    let syntax = Command::new("bash")
+        .args(["-n", "completion.bash"])
+        .current_dir(work.dir.path())
+        .output()
+        .expect("run bash -n");
+    assert!(
+        syntax.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    // Loaded into a real bash, it registers a completion for the binary.
+    let loaded = Command::new("bash")
+        .args([
+            "-c",
+            "source completion.bash && complete -p crdb-multiregion",
+        ])
+        .current_dir(work.dir.path())
+        .output()
+        .expect("run bash");
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+
+    assert!(
+        work.ok(&["completions", "zsh"])
+            .stdout
+            .starts_with("#compdef crdb-multiregion")
+    );
+    assert!(
+        work.ok(&["completions", "fish"])
+            .stdout
+            .contains("complete -c crdb-multiregion")
+    );
+    let bad = work.run(&["completions", "tcsh"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("possible values"), "{}", bad.stderr);
+}
+
+#[test]
+fn man_page_documents_every_command_and_renders_without_warnings() {
+    let work = Work::new();
+    let page = work.ok(&["man"]).stdout;
+    assert!(page.contains(".TH crdb-multiregion 1"), "{page}");
+    for section in ["PLAN", "APPLY", "DIFF", "TEARDOWN", "CHECK", "COMPLETIONS"] {
         assert!(
-            run.stderr.starts_with("error: ") || run.stderr.contains("Usage: crdb-multiregion"),
-            "{args:?}: {}",
-            run.stderr
+            page.contains(&format!(".SH \"CRDB-MULTIREGION {section}\"")),
+            "no section for {section}"
         );
+    }
+    // Every subcommand's flags are there, with roff's escaped hyphens kept
+    // literal inside the no-fill blocks.
+    assert!(page.contains("--purge-local") && page.contains("--probe-timeout"));
+
+    // Rendered by a real man(1), when the machine has one: no warnings.
+    work.write("crdb-multiregion.1", &page);
+    let Ok(out) = Command::new("man")
+        .args(["--warnings", "-l", "crdb-multiregion.1"])
+        .env("MANWIDTH", "100")
+        .current_dir(work.dir.path())
+        .stdin(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "man warnings");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("CRDB-MULTIREGION TEARDOWN"), "{text}");
+}
+
+#[test]
+fn man_and_completions_into_a_closed_pipe_exit_0_quietly() {
+    let work = Work::new();
+    for args in [&["man"][..], &["completions", "bash"][..]] {
+        // A pipe whose reading end is already closed: every write fails
+        // with EPIPE, as when `| head` has exited.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(work.dir.path())
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run crdb-multiregion");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
     }
 }

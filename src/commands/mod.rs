@@ -4,5 +4,6 @@
 
 pub mod apply;
 pub mod check;
+pub mod docs;
 pub mod plan;
 pub mod teardown;
