@@ -522,7 +522,19 @@ async fn phase_a(
     };
     let mut addresses = ips;
     for host in &hosts {
-        let resolved = resolve::resolve_host(host, opts.resolver).await?;
+        let zone_name = &cluster.zone;
+        let resolved =
+            resolve::resolve_until(host, opts.resolver, opts.wait_timeout, |e, waited| {
+                progress.say(
+                    zone_name,
+                    format!(
+                        "DNS load balancer {host} does not resolve yet ({}s): {e}",
+                        waited.as_secs()
+                    ),
+                )
+            })
+            .await
+            .map_err(|e| format!("{e}\n      hint: {}", e.hint()))?;
         progress.say(
             &cluster.zone,
             format!("DNS load balancer {host} resolves to {}", join(&resolved)),

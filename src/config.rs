@@ -86,6 +86,40 @@ pub enum Protocol {
     Tcp,
 }
 
+/// The DNS load balancer's protocols when the config names none: one
+/// protocol where the cloud's load balancer refuses two on one Service.
+///
+/// - gke: UDP. The GCP cloud provider refuses mixed-protocol LoadBalancer
+///   Services (kubernetes/cloud-provider-gcp, `TestCheckMixedProtocol`).
+/// - eks: TCP (forwarded with `force_tcp`), as CockroachDB's own EKS
+///   manifests do. The in-tree AWS provider refuses mixed protocols
+///   (kubernetes/kubernetes#105361) and the AWS Load Balancer Controller
+///   makes one listener per port.
+/// - aks, generic: UDP and TCP (Azure's load balancer accepts both; mixed
+///   protocol Services are GA since Kubernetes 1.26).
+pub fn default_protocols(cloud: Cloud) -> Vec<Protocol> {
+    match cloud {
+        Cloud::Gke => vec![Protocol::Udp],
+        Cloud::Eks => vec![Protocol::Tcp],
+        Cloud::Aks | Cloud::Generic => vec![Protocol::Udp, Protocol::Tcp],
+    }
+}
+
+/// Why `cloud` cannot serve UDP and TCP on one load balancer Service, if it
+/// cannot. GKE documents mixed protocols only for internal passthrough load
+/// balancers (with GKE subsetting), so an internal one on gke is allowed.
+pub fn mixed_protocol_refused(cloud: Cloud, lb: LoadBalancer) -> Option<&'static str> {
+    match (cloud, lb) {
+        (Cloud::Eks, _) => Some(
+            "AWS load balancers refuse a Service with both UDP and TCP on port 53 (the in-tree provider rejects it; the AWS Load Balancer Controller makes one listener); use [\"TCP\"] (the eks default, forwarded with force_tcp)",
+        ),
+        (Cloud::Gke, LoadBalancer::Public) => Some(
+            "GKE refuses a public load balancer Service with both UDP and TCP; use [\"UDP\"] (the gke default) or load_balancer = \"internal\" (mixed protocols need GKE subsetting there)",
+        ),
+        _ => None,
+    }
+}
+
 impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -104,6 +138,9 @@ pub struct DnsConfig {
     pub protocols: Vec<Protocol>,
     /// Extra annotations for the DNS load balancer Service.
     pub annotations: BTreeMap<String, String>,
+    /// DNS server for resolving load balancer host names (`--lb-resolver`
+    /// overrides it); the system resolver when unset.
+    pub lb_resolver: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -211,6 +248,7 @@ const DNS_KEYS: &[&str] = &[
     "cloud",
     "protocols",
     "annotations",
+    "lb_resolver",
 ];
 const ZONE_KEYS: &[&str] = &["name", "context", "region", "namespace", "replicas"];
 
@@ -447,8 +485,9 @@ impl<'t> Checker<'t> {
             provider: ProviderChoice::Auto,
             load_balancer: LoadBalancer::Internal,
             cloud: Cloud::Gke,
-            protocols: vec![Protocol::Udp, Protocol::Tcp],
+            protocols: default_protocols(Cloud::Gke),
             annotations: BTreeMap::new(),
+            lb_resolver: None,
         };
         let Some(t) = self.table(top, "dns", "dns") else {
             return out;
@@ -490,6 +529,7 @@ impl<'t> Checker<'t> {
             ],
         ) {
             out.cloud = c;
+            out.protocols = default_protocols(c);
         }
         if let Some(v) = t.get("protocols") {
             let span = v.span();
@@ -515,12 +555,17 @@ impl<'t> Checker<'t> {
                     }
                     if items.is_empty() {
                         self.problem(
-                            span,
+                            span.clone(),
                             "dns.protocols: must name at least one of \"UDP\", \"TCP\"",
                         );
                     }
                     if !set.is_empty() {
                         out.protocols = set.into_iter().collect();
+                    }
+                    if let Some(why) = mixed_protocol_refused(out.cloud, out.load_balancer)
+                        && out.protocols.len() > 1
+                    {
+                        self.problem(span, format!("dns.protocols: {why}"));
                     }
                 }
                 other => self.problem(
@@ -528,6 +573,17 @@ impl<'t> Checker<'t> {
                     format!(
                         "dns.protocols: expected an array such as [\"UDP\", \"TCP\"], found {}",
                         other.type_str()
+                    ),
+                ),
+            }
+        }
+        if let Some(s) = self.string(t, "lb_resolver", "dns.lb_resolver") {
+            match s.parse::<std::net::SocketAddr>() {
+                Ok(addr) => out.lb_resolver = Some(addr),
+                Err(_) => self.problem(
+                    span_of(t, "lb_resolver").unwrap_or(0..0),
+                    format!(
+                        "dns.lb_resolver: {s:?} is not an IP:PORT (e.g. \"10.0.0.2:53\", \"[fd00::2]:53\")"
                     ),
                 ),
             }

@@ -48,7 +48,7 @@ impl Env {
             .lb_delay(Duration::from_millis(100));
         let fed = configure(builder).start().expect("kube-sim starts");
         let dir = tempfile::tempdir().unwrap();
-        let mut text = String::from("[dns]\ncloud = \"gke\"\n");
+        let mut text = String::from("[dns]\ncloud = \"gke\"\nprotocols = [\"UDP\", \"TCP\"]\n");
         for z in zones {
             let region = z.rsplit_once('-').map(|(r, _)| r).unwrap();
             text.push_str(&format!(

@@ -520,7 +520,7 @@ async fn dns_lb_address(cluster: &Cluster, opts: &CheckOptions) -> LbAddress {
     for host in ingress.iter().filter_map(|i| i.hostname.as_deref()) {
         match resolve::resolve_host(host, opts.resolver).await {
             Ok(found) => ips.extend(found),
-            Err(e) => return LbAddress::Unresolved(e),
+            Err(e) => return LbAddress::Unresolved(e.to_string()),
         }
     }
     ips.sort();

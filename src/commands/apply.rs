@@ -29,7 +29,7 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
         } else {
             args.cluster.concurrency
         },
-        resolver: args.lb_resolver,
+        resolver: args.lb_resolver.or(config.dns.lb_resolver),
     };
     let report = runtime()?.block_on(with_limits(&args.cluster, async {
         let kubeconfig = cluster::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;

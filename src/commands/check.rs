@@ -55,7 +55,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
         probe_timeout: args.probe_timeout,
         cleanup_timeout: run::CLEANUP_TIMEOUT,
         lb_timeout: run::LB_QUERY_TIMEOUT,
-        resolver: args.lb_resolver,
+        resolver: args.lb_resolver.or(config.dns.lb_resolver),
     };
     let progress = Progress { quiet: args.quiet };
     let kubeconfig = cluster::load_kubeconfig(args.kubeconfig.as_deref())?;

@@ -28,7 +28,8 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(c.generated_dir, PathBuf::from("generated"));
     assert_eq!(c.dns.provider, ProviderChoice::Auto);
     assert_eq!(c.dns.load_balancer, LoadBalancer::Internal);
-    assert_eq!(c.dns.protocols, vec![Protocol::Udp, Protocol::Tcp]);
+    assert_eq!(c.dns.protocols, vec![Protocol::Udp]);
+    assert_eq!(c.dns.lb_resolver, None);
     let z = &c.zones[0];
     assert_eq!(z.namespace, "us-east1-b");
     assert_eq!(z.replicas, 3);
@@ -236,5 +237,62 @@ fn never_panics_on_arbitrary_input() {
         "\u{0}\u{feff}",
     ] {
         assert!(parse(hostile).is_err(), "{hostile}");
+    }
+}
+
+fn with_dns(dns: &str) -> String {
+    format!("[dns]\n{dns}\n{MINIMAL}")
+}
+
+#[test]
+fn dns_protocols_default_to_what_each_cloud_accepts() {
+    for (cloud, want) in [
+        ("gke", vec![Protocol::Udp]),
+        ("eks", vec![Protocol::Tcp]),
+        ("aks", vec![Protocol::Udp, Protocol::Tcp]),
+        ("generic", vec![Protocol::Udp, Protocol::Tcp]),
+    ] {
+        let text = with_dns(&format!("cloud = \"{cloud}\"\nload_balancer = \"public\""));
+        assert_eq!(parse(&text).unwrap().dns.protocols, want, "{cloud}");
+    }
+}
+
+#[test]
+fn mixed_protocol_dns_lb_is_refused_where_the_cloud_refuses_it() {
+    let eks = errors(&with_dns("cloud = \"eks\"\nprotocols = [\"UDP\", \"TCP\"]"));
+    assert!(
+        eks.contains("test.toml:3:") && eks.contains("dns.protocols: AWS load balancers refuse"),
+        "{eks}"
+    );
+    let gke_public = errors(&with_dns(
+        "cloud = \"gke\"\nload_balancer = \"public\"\nprotocols = [\"TCP\", \"UDP\"]",
+    ));
+    assert!(
+        gke_public.contains("dns.protocols: GKE refuses"),
+        "{gke_public}"
+    );
+    // Accepted: GKE's internal load balancer (with subsetting), AKS, one
+    // protocol anywhere.
+    for ok in [
+        "cloud = \"gke\"\nprotocols = [\"UDP\", \"TCP\"]",
+        "cloud = \"aks\"\nprotocols = [\"UDP\", \"TCP\"]",
+        "cloud = \"eks\"\nprotocols = [\"UDP\"]",
+    ] {
+        parse(&with_dns(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}
+
+#[test]
+fn lb_resolver_is_an_ip_and_port() {
+    let c = parse(&with_dns("lb_resolver = \"10.0.0.2:53\"")).unwrap();
+    assert_eq!(c.dns.lb_resolver, Some("10.0.0.2:53".parse().unwrap()));
+    let c = parse(&with_dns("lb_resolver = \"[fd00::2]:5353\"")).unwrap();
+    assert_eq!(c.dns.lb_resolver, Some("[fd00::2]:5353".parse().unwrap()));
+    for bad in ["\"10.0.0.2\"", "\"dns.example:53\"", "53"] {
+        let e = errors(&with_dns(&format!("lb_resolver = {bad}")));
+        assert!(
+            e.contains("test.toml:2:") && e.contains("dns.lb_resolver"),
+            "{bad}: {e}"
+        );
     }
 }
