@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Event, Pod, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde::Serialize;
 use serde_json::Value;
@@ -36,6 +36,7 @@ use crate::cluster::{
 use crate::config::{Config, ProviderChoice};
 use crate::dns::DnsProvider;
 use crate::dnsconf::{self, DnsChange};
+use crate::lb;
 use crate::names;
 use crate::plan::{self, DnsStatus, Facts, Object, Stage, ZoneFacts, ZonePlan};
 use crate::render::Templates;
@@ -478,36 +479,40 @@ async fn phase_a(
 
     let t = Instant::now();
     let services: Api<Service> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
-    let lb = |svc: &Service| -> (Vec<IpAddr>, Vec<String>) {
-        let ingress = svc
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|l| l.ingress.clone())
-            .unwrap_or_default();
-        let ips = ingress
-            .iter()
-            .filter_map(|i| i.ip.as_ref()?.parse().ok())
-            .collect();
-        let hosts = ingress.iter().filter_map(|i| i.hostname.clone()).collect();
-        (ips, hosts)
-    };
     let (ips, hosts) = if opts.dry_run {
         match services.get_opt(names::DNS_LB_SERVICE).await {
-            Ok(Some(svc)) => lb(&svc),
+            Ok(Some(svc)) => lb::ingress(&svc),
             _ => (Vec::new(), Vec::new()),
         }
     } else {
         progress.say(&cluster.zone, "waiting for the DNS load balancer address");
+        let events: Api<Event> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
         wait_for(opts.wait_timeout, || {
             let services = services.clone();
+            let events = events.clone();
             async move {
                 let svc = services
                     .get(names::DNS_LB_SERVICE)
                     .await
                     .map_err(|e| error_text(&e))?;
-                let (ips, hosts) = lb(&svc);
+                let (ips, hosts) = lb::ingress(&svc);
                 if ips.is_empty() && hosts.is_empty() {
+                    // The cloud may have refused the Service for good; say
+                    // why now instead of waiting out the timeout. Events
+                    // that cannot be read only cost the early answer.
+                    let fields = format!(
+                        "involvedObject.kind=Service,involvedObject.name={},type=Warning",
+                        names::DNS_LB_SERVICE
+                    );
+                    if let Ok(list) = events.list(&ListParams::default().fields(&fields)).await
+                        && let Some(why) = lb::refusal(&svc, &list.items)
+                    {
+                        return Err(format!(
+                            "the cloud refused load balancer Service kube-system/{}: {why}\n      hint: `kubectl -n kube-system describe service {}` shows the cloud's events; check dns.protocols, dns.load_balancer and [dns.annotations] for this cloud",
+                            names::DNS_LB_SERVICE,
+                            names::DNS_LB_SERVICE
+                        ));
+                    }
                     Ok(Err(format!(
                         "Service kube-system/{} has no load balancer ingress yet",
                         names::DNS_LB_SERVICE

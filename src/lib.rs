@@ -30,6 +30,7 @@ pub mod config;
 pub mod dns;
 pub mod dnsconf;
 pub mod fsutil;
+pub mod lb;
 pub mod names;
 pub mod output;
 pub mod plan;

@@ -501,6 +501,43 @@ fn load_balancer_that_never_gets_an_address_times_out_naming_the_zone() {
 }
 
 #[test]
+fn load_balancer_refused_by_the_cloud_fails_early_with_the_clouds_reason() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    let zone = "us-central1-a";
+    env.fed
+        .cluster(zone)
+        .set_faults(faults(|f| f.lb_never_ready = true));
+    let child = spawn_apply_until_lb(&env, &config, zone);
+    // What the cloud-controller-manager's service controller records when
+    // it gives up on a Service (k8s.io/cloud-provider controllers/service).
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let event = serde_json::json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "kube-dns-lb.1", "namespace": "kube-system"},
+        "involvedObject": {"kind": "Service", "namespace": "kube-system", "name": "kube-dns-lb", "apiVersion": "v1"},
+        "type": "Warning",
+        "reason": "SyncLoadBalancerFailed",
+        "message": "Error syncing load balancer: failed to ensure load balancer: mixed protocol is not supported for LoadBalancer",
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        "source": {"component": "service-controller"}
+    });
+    env.fed
+        .cluster(zone)
+        .put(event, "cloud-controller-manager")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    // The refusal, not the --wait-timeout (20s) timeout, ended the wait.
+    assert!(
+        err.contains("us-central1-a    FAILED: waiting for the DNS load balancer address: the cloud refused load balancer Service kube-system/kube-dns-lb: SyncLoadBalancerFailed: Error syncing load balancer: failed to ensure load balancer: mixed protocol is not supported for LoadBalancer"),
+        "{err}"
+    );
+    assert!(!err.contains("timed out"), "{err}");
+}
+
+#[test]
 fn cluster_killed_mid_apply_then_reapply_converges() {
     let env = Env::start(Flavor::Gke, &ZONES, |b| b);
     let config = env.config("config.toml", &ZONES, "");

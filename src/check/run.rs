@@ -508,16 +508,8 @@ async fn dns_lb_address(cluster: &Cluster, opts: &CheckOptions) -> LbAddress {
             ));
         }
     };
-    let ingress = svc
-        .status
-        .and_then(|s| s.load_balancer)
-        .and_then(|l| l.ingress)
-        .unwrap_or_default();
-    let mut ips: Vec<IpAddr> = ingress
-        .iter()
-        .filter_map(|i| i.ip.as_ref()?.parse().ok())
-        .collect();
-    for host in ingress.iter().filter_map(|i| i.hostname.as_deref()) {
+    let (mut ips, hosts) = crate::lb::ingress(&svc);
+    for host in &hosts {
         match resolve::resolve_host(host, opts.resolver).await {
             Ok(found) => ips.extend(found),
             Err(e) => return LbAddress::Unresolved(e.to_string()),

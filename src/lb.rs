@@ -1,0 +1,89 @@
+//! What a DNS load balancer Service's status and events say: its addresses,
+//! and whether the cloud refused to provision it. Pure: the I/O layers read
+//! the Service and its Events and ask here.
+
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{Event, Service};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::names;
+
+/// Warning reasons after which waiting longer does not help: the cloud's
+/// controller gave up on this Service as it is (a mixed-protocol Service, an
+/// unknown annotation, a quota), and only a change of the Service or the
+/// account fixes it. The cloud-controller-manager's service controller
+/// reports `SyncLoadBalancerFailed` (k8s.io/cloud-provider,
+/// controllers/service); the AWS Load Balancer Controller reports
+/// `FailedBuildModel` and `FailedDeployModel`.
+pub const REFUSAL_REASONS: &[&str] = &[
+    "SyncLoadBalancerFailed",
+    "FailedBuildModel",
+    "FailedDeployModel",
+];
+
+/// IP addresses and host names in the Service's load balancer ingress.
+pub fn ingress(svc: &Service) -> (Vec<IpAddr>, Vec<String>) {
+    let ingress = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|l| l.ingress.as_deref())
+        .unwrap_or_default();
+    let ips = ingress
+        .iter()
+        .filter_map(|i| i.ip.as_ref()?.parse().ok())
+        .collect();
+    let hosts = ingress.iter().filter_map(|i| i.hostname.clone()).collect();
+    (ips, hosts)
+}
+
+/// The cloud's refusal of `svc`, from its Warning `events`, as
+/// `Reason: message`: the newest event with a [`REFUSAL_REASONS`] reason
+/// that is not older than our last change of the Service (an older one is
+/// about a version of the Service that no longer exists).
+pub fn refusal(svc: &Service, events: &[Event]) -> Option<String> {
+    let changed = ours_changed_at(svc);
+    events
+        .iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .filter(|e| {
+            e.reason
+                .as_deref()
+                .is_some_and(|r| REFUSAL_REASONS.contains(&r))
+        })
+        .filter_map(|e| Some((event_time(e)?, e)))
+        .filter(|(at, _)| changed.is_none_or(|c| *at >= c))
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, e)| {
+            format!(
+                "{}: {}",
+                e.reason.as_deref().unwrap_or_default(),
+                e.message.as_deref().unwrap_or("(no message)").trim()
+            )
+        })
+}
+
+/// When our field manager last changed the Service (server time), if known.
+fn ours_changed_at(svc: &Service) -> Option<Timestamp> {
+    svc.metadata
+        .managed_fields
+        .as_deref()?
+        .iter()
+        .filter(|m| m.manager.as_deref() == Some(names::FIELD_MANAGER))
+        .filter_map(|m| Some(m.time.as_ref()?.0))
+        .max()
+}
+
+/// The last time an event happened: `lastTimestamp` (core/v1 events),
+/// `eventTime` (events.k8s.io writers), or its creation.
+fn event_time(e: &Event) -> Option<Timestamp> {
+    e.last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| e.event_time.as_ref().map(|t| t.0))
+        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+#[cfg(test)]
+mod tests;
