@@ -366,6 +366,27 @@ fn check_immutable(res: usize, old: &Value, cand: &Value) -> Result<(), ApiError
                     &format!("Invalid value: {new_ip:?}: may not change once set"),
                 ));
             }
+            // ValidateServiceUpdate: the class may only change together
+            // with a change of type away from LoadBalancer.
+            let old_class = old
+                .pointer("/spec/loadBalancerClass")
+                .filter(|v| !v.is_null());
+            let new_class = cand
+                .pointer("/spec/loadBalancerClass")
+                .filter(|v| !v.is_null());
+            let still_lb =
+                cand.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
+            if old_class.is_some() && still_lb && new_class != old_class {
+                let shown = new_class
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "\"null\"".into());
+                return Err(ApiError::invalid(
+                    def,
+                    name_of(old),
+                    "spec.loadBalancerClass",
+                    &format!("Invalid value: {shown}: may not change once set"),
+                ));
+            }
         }
         idx::CONFIGMAP | idx::SECRET if old.get("immutable") == Some(&json!(true)) => {
             for field in ["data", "binaryData", "stringData"] {
@@ -431,7 +452,19 @@ fn check_immutable_after_defaults(res: usize, old: &Value, cand: &Value) -> Resu
     Ok(())
 }
 
+/// What admission plugins and webhooks of the simulated cluster do to
+/// API writes (not to controller writes, which go through [`Store::admit_pod`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Admission {
+    /// A mutating webhook sets `spec.loadBalancerClass` to this on every
+    /// new LoadBalancer Service that has none (the AWS Load Balancer Controller's).
+    pub lb_class: Option<&'static str>,
+    /// The cluster-wide Pod Security `enforce` level.
+    pub pod_security: crate::config::PodSecurityLevel,
+}
+
 pub struct Store {
+    pub admission: Admission,
     objects: BTreeMap<ObjKey, Arc<Value>>,
     rv: u64,
     log: VecDeque<Arc<Event>>,
@@ -445,6 +478,7 @@ impl Store {
     pub fn new(cluster: u8) -> Self {
         let (tx, _) = broadcast::channel(8192);
         Store {
+            admission: Admission::default(),
             objects: BTreeMap::new(),
             rv: 1000,
             log: VecDeque::new(),
@@ -452,6 +486,21 @@ impl Store {
             tx,
             seq: 0,
             net: Net::new(cluster),
+        }
+    }
+
+    /// Pod Security admission of a new pod in `ns`: the refusal the API
+    /// server answers when the pod violates the namespace's enforced level.
+    pub fn admit_pod(&self, ns: &str, pod: &Value) -> Result<(), ApiError> {
+        let ns_obj = self.get(idx::NAMESPACE, "", ns);
+        let level =
+            crate::podsecurity::level_for(ns, ns_obj.as_deref(), self.admission.pod_security);
+        let spec = pod.get("spec").cloned().unwrap_or(json!({}));
+        let v = crate::podsecurity::violations(&spec, level);
+        if v.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::podsecurity::refusal(name_of(pod), level, &v))
         }
     }
 
@@ -765,6 +814,11 @@ impl Store {
         if self.get(res, ns, &name).is_some() {
             return Err(ApiError::already_exists(def, &name));
         }
+        if res == idx::POD && ctx.ownership != Ownership::Internal {
+            let mut named = obj.clone();
+            meta(&mut named).insert("name".into(), json!(name));
+            self.admit_pod(ns, &named)?;
+        }
         Self::set_identity(def, &mut obj, ns, &name);
         let uid = self.new_uid();
         {
@@ -783,6 +837,19 @@ impl Store {
         self.apply_defaults(res, &mut obj, None);
         if let Ownership::Update(manager) = ctx.ownership {
             managed::track_update(None, &mut obj, manager, &def.api_version(), &now_rfc3339());
+        }
+        // A mutating webhook runs after the request's fields were recorded,
+        // so no manager owns what it sets.
+        if res == idx::SERVICE
+            && ctx.ownership != Ownership::Internal
+            && let Some(class) = self.admission.lb_class
+            && obj.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer")
+            && obj
+                .pointer("/spec/loadBalancerClass")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
+            obj["spec"]["loadBalancerClass"] = json!(class);
         }
         if ctx.dry_run {
             return Ok(Written {

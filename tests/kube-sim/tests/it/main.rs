@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod cloud;
 mod common;
 mod controllers;
 mod faults;
