@@ -33,6 +33,7 @@ mod controllers;
 mod dns;
 mod error;
 mod events;
+mod fieldcheck;
 mod flavors;
 mod managed;
 mod netdns;

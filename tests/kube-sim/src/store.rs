@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use crate::error::ApiError;
+use crate::fieldcheck::{self, FieldValidation};
 use crate::managed::{self, ApplyOutcome};
 use crate::patch;
 use crate::resources::{self, ResourceDef, idx};
@@ -66,6 +67,9 @@ pub enum Ownership<'a> {
 pub struct WriteCtx<'a> {
     pub ownership: Ownership<'a>,
     pub dry_run: bool,
+    /// How unknown fields of an API write are handled (`fieldValidation`);
+    /// controller writes are not validated.
+    pub validation: FieldValidation,
 }
 
 impl WriteCtx<'_> {
@@ -73,6 +77,7 @@ impl WriteCtx<'_> {
         WriteCtx {
             ownership: Ownership::Internal,
             dry_run: false,
+            validation: FieldValidation::Ignore,
         }
     }
 }
@@ -82,6 +87,8 @@ pub struct Written {
     pub obj: Value,
     pub changed: bool,
     pub created: bool,
+    /// Warnings for the response (`unknown field "…"`).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -820,6 +827,14 @@ impl Store {
             self.admit_pod(ns, &named)?;
         }
         Self::set_identity(def, &mut obj, ns, &name);
+        let mut warnings = Vec::new();
+        if matches!(ctx.ownership, Ownership::Update(_)) {
+            let checked = fieldcheck::validate_write(def, res, &obj, None, ctx.validation)?;
+            if let Some(o) = checked.obj {
+                obj = o;
+            }
+            warnings = checked.warnings;
+        }
         let uid = self.new_uid();
         {
             let m = meta(&mut obj);
@@ -856,6 +871,7 @@ impl Store {
                 obj,
                 changed: false,
                 created: true,
+                warnings: warnings.clone(),
             });
         }
         let stored = self
@@ -865,6 +881,7 @@ impl Store {
             obj: (*stored).clone(),
             changed: true,
             created: true,
+            warnings,
         })
     }
 
@@ -910,6 +927,14 @@ impl Store {
             }
         }
         Self::set_identity(def, &mut cand, &ns, &name);
+        let mut warnings = Vec::new();
+        if matches!(ctx.ownership, Ownership::Update(_)) && !status_only {
+            let checked = fieldcheck::validate_write(def, res, &cand, Some(old), ctx.validation)?;
+            if let Some(o) = checked.obj {
+                cand = o;
+            }
+            warnings = checked.warnings;
+        }
         {
             let om = old["metadata"].as_object().cloned().unwrap_or_default();
             let m = meta(&mut cand);
@@ -966,6 +991,7 @@ impl Store {
                 obj: old.clone(),
                 changed: false,
                 created: false,
+                warnings: warnings.clone(),
             });
         }
         if ctx.dry_run {
@@ -973,6 +999,7 @@ impl Store {
                 obj: cand,
                 changed: false,
                 created: false,
+                warnings: warnings.clone(),
             });
         }
         let stored = self
@@ -982,6 +1009,7 @@ impl Store {
             obj: (*stored).clone(),
             changed: true,
             created: false,
+            warnings,
         })
     }
 
@@ -1098,13 +1126,17 @@ impl Store {
         let ctx = WriteCtx {
             ownership: Ownership::Precomputed,
             dry_run,
+            validation: FieldValidation::Ignore,
         };
         match managed::apply(old, body, manager, force, &def.api_version(), &now) {
             ApplyOutcome::Conflicts(c) => Err(ApiError::apply_conflict(def, name, &c)),
-            ApplyOutcome::Ok(obj) => match old {
-                None => self.create(res, ns, obj, ctx),
-                Some(old) => self.write_existing(res, old, obj, false, ctx),
-            },
+            ApplyOutcome::Ok(obj) => {
+                fieldcheck::validate_apply(def, res, ns, name, &obj, old)?;
+                match old {
+                    None => self.create(res, ns, obj, ctx),
+                    Some(old) => self.write_existing(res, old, obj, false, ctx),
+                }
+            }
         }
     }
 
@@ -1145,6 +1177,7 @@ impl Store {
                     obj: (*old).clone(),
                     changed: false,
                     created: false,
+                    warnings: Vec::new(),
                 });
             }
             let mut cand = (*old).clone();
@@ -1155,6 +1188,7 @@ impl Store {
                     obj: cand,
                     changed: false,
                     created: false,
+                    warnings: Vec::new(),
                 });
             }
             let stored = self
@@ -1164,6 +1198,7 @@ impl Store {
                 obj: (*stored).clone(),
                 changed: true,
                 created: false,
+                warnings: Vec::new(),
             });
         }
         if dry_run {
@@ -1171,6 +1206,7 @@ impl Store {
                 obj: (*old).clone(),
                 changed: false,
                 created: false,
+                warnings: Vec::new(),
             });
         }
         let uid = uid_of(&old).to_string();
@@ -1197,6 +1233,7 @@ impl Store {
             obj: (*stored).clone(),
             changed: true,
             created: false,
+            warnings: Vec::new(),
         })
     }
 
@@ -1236,6 +1273,7 @@ impl Store {
         let ctx = WriteCtx {
             ownership: Ownership::Update(manager),
             dry_run: false,
+            validation: FieldValidation::Ignore,
         };
         match self.get(res, ns, &name) {
             Some(old) => self.write_existing(res, &old, obj, false, ctx),
@@ -1297,6 +1335,7 @@ mod tests {
         WriteCtx {
             ownership: Ownership::Update(m),
             dry_run: false,
+            validation: FieldValidation::Warn,
         }
     }
 

@@ -11,3 +11,4 @@ mod faults;
 mod kube_rs;
 mod kubectl;
 mod real_network;
+mod validation;
