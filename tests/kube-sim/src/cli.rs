@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Flavor;
+use crate::config::{Flavor, PodSecurityLevel};
 use crate::network::Network;
 
 /// A simulated federation of Kubernetes API servers on 127.0.0.1.
@@ -76,6 +76,25 @@ pub struct UpArgs {
     /// How long a Job's pod runs, in milliseconds.
     #[arg(long, default_value_t = 300)]
     pub job_duration_ms: u64,
+    /// Load balancers follow the flavour's cloud: gke and eks refuse
+    /// Services that mix protocols, eks (in-tree) refuses UDP without the
+    /// `nlb` type annotation; refused Services get no address and a
+    /// Warning Event `SyncLoadBalancerFailed`.
+    #[arg(long)]
+    pub cloud_lb_rules: bool,
+    /// eks only: the AWS Load Balancer Controller is installed (sets
+    /// `spec.loadBalancerClass: service.k8s.aws/nlb` on new LoadBalancer
+    /// Services, one NLB listener per port).
+    #[arg(long)]
+    pub eks_lb_controller: bool,
+    /// LB host names answer NXDOMAIN for this long after the address is
+    /// published, in milliseconds (as new AWS load balancer names do).
+    #[arg(long, default_value_t = 0)]
+    pub lb_dns_delay_ms: u64,
+    /// Pod Security level enforced in every namespace without a
+    /// `pod-security.kubernetes.io/enforce` label: privileged, baseline or restricted.
+    #[arg(long, default_value = "privileged")]
+    pub pod_security: PodSecurityLevel,
     /// Seed user DNS customisations (stub domain acme.internal -> 10.99.0.10).
     #[arg(long)]
     pub seed_user_dns: bool,

@@ -4,12 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::{Faults, Flavor, RequestRecord};
+use crate::config::{CloudRules, Faults, Flavor, RequestRecord};
+use crate::dns::LbNames;
 use crate::store::Store;
 
 const MAX_REQUESTS: usize = 100_000;
@@ -41,6 +42,10 @@ pub struct ClusterShared {
     /// Real network mode: busybox pods are run by [`crate::pods::Kubelet`],
     /// not by the simulated controllers.
     pub runs_pods: AtomicBool,
+    /// What the simulated cloud refuses (fixed at start).
+    pub rules: CloudRules,
+    /// Published LB host names, shared with the federation's DNS responder.
+    pub lb_names: Arc<LbNames>,
     rng: Mutex<u64>,
 }
 
@@ -76,6 +81,8 @@ impl ClusterShared {
         port: u16,
         faults: Faults,
         timing: Timing,
+        rules: CloudRules,
+        lb_names: Arc<LbNames>,
     ) -> Self {
         let seed = crate::store::fnv(token.as_bytes()) | 1;
         ClusterShared {
@@ -95,6 +102,8 @@ impl ClusterShared {
             pod_logs: Mutex::new(HashMap::new()),
             listening: AtomicBool::new(false),
             runs_pods: AtomicBool::new(false),
+            rules,
+            lb_names,
             rng: Mutex::new(seed),
         }
     }

@@ -11,7 +11,7 @@ use clap::Parser;
 use serde_json::{Value, json};
 
 use crate::cli::{CleanupArgs, Cli, Command, FaultArgs, RequestArgs, UpArgs};
-use crate::config::Faults;
+use crate::config::{CloudRules, Faults, Flavor};
 use crate::{Federation, StartError};
 
 /// Exit code when the simulator could not run (bad arguments, bind failure).
@@ -65,6 +65,18 @@ fn up(a: UpArgs) -> Result<(), BoxError> {
         namespace_delete_delay: Duration::from_millis(a.namespace_delete_delay_ms),
         ..Faults::default()
     };
+    if a.eks_lb_controller && a.flavor != Flavor::Eks {
+        return Err(format!(
+            "--eks-lb-controller models an EKS add-on: it needs --flavor eks (got --flavor {})",
+            a.flavor
+        )
+        .into());
+    }
+    let rules = CloudRules {
+        lb_protocols: a.cloud_lb_rules,
+        eks_lb_controller: a.eks_lb_controller,
+        pod_security: a.pod_security,
+    };
     let mut builder = Federation::builder().network(a.network);
     for (x, y) in &a.cut {
         builder = builder.cut(x, y);
@@ -83,6 +95,8 @@ fn up(a: UpArgs) -> Result<(), BoxError> {
         .pod_ready_delay(Duration::from_millis(a.pod_ready_delay_ms))
         .job_duration(Duration::from_millis(a.job_duration_ms))
         .seed_user_dns(a.seed_user_dns)
+        .rules(rules)
+        .lb_dns_delay(Duration::from_millis(a.lb_dns_delay_ms))
         .kubeconfig(a.kubeconfig.clone())
         .control_addr(a.control_addr)
         .dns_addr(a.dns_addr)

@@ -49,6 +49,63 @@ impl fmt::Display for Flavor {
     }
 }
 
+/// A Pod Security Standards profile (k8s.io/pod-security-admission).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PodSecurityLevel {
+    /// Unrestricted: the API server's default when nothing is configured.
+    #[default]
+    Privileged,
+    /// Prevents known privilege escalations.
+    Baseline,
+    /// Pod hardening best practices.
+    Restricted,
+}
+
+impl FromStr for PodSecurityLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "privileged" => Ok(PodSecurityLevel::Privileged),
+            "baseline" => Ok(PodSecurityLevel::Baseline),
+            "restricted" => Ok(PodSecurityLevel::Restricted),
+            other => Err(format!(
+                "unknown Pod Security level {other:?}: expected privileged, baseline or restricted"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for PodSecurityLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PodSecurityLevel::Privileged => "privileged",
+            PodSecurityLevel::Baseline => "baseline",
+            PodSecurityLevel::Restricted => "restricted",
+        })
+    }
+}
+
+/// What the simulated cloud and cluster refuse, beyond the API server's
+/// own rules. Fixed for the life of a federation; every rule is off by
+/// default so that a federation behaves as before unless asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CloudRules {
+    /// The flavour's cloud load-balancer controller refuses what the real
+    /// one refuses (gke and eks: mixed-protocol Services; eks in-tree: UDP
+    /// without the `nlb` type annotation). Off: every LoadBalancer gets an address.
+    pub lb_protocols: bool,
+    /// eks: the AWS Load Balancer Controller is installed. Its webhook sets
+    /// `spec.loadBalancerClass: service.k8s.aws/nlb` on every new
+    /// LoadBalancer Service and it creates one NLB listener per port
+    /// (`TCP_UDP` when both protocols share a port).
+    pub eks_lb_controller: bool,
+    /// The cluster-wide Pod Security `enforce` level (namespaces may
+    /// override it with the `pod-security.kubernetes.io/enforce` label).
+    pub pod_security: PodSecurityLevel,
+}
+
 /// Default delay before a terminating namespace is emptied and removed.
 pub const DEFAULT_NAMESPACE_DELETE_DELAY: Duration = Duration::from_millis(200);
 
@@ -171,5 +228,16 @@ mod tests {
     fn flavor_parses() {
         assert_eq!("GKE".parse::<Flavor>().unwrap(), Flavor::Gke);
         assert!("k3s".parse::<Flavor>().is_err());
+    }
+
+    #[test]
+    fn pod_security_levels_parse_and_order() {
+        assert_eq!(
+            "restricted".parse::<PodSecurityLevel>().unwrap(),
+            PodSecurityLevel::Restricted
+        );
+        assert!("Restricted".parse::<PodSecurityLevel>().is_err());
+        assert!(PodSecurityLevel::Restricted > PodSecurityLevel::Baseline);
+        assert_eq!(PodSecurityLevel::default(), PodSecurityLevel::Privileged);
     }
 }

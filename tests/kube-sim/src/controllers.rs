@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cluster::{ClusterShared, Timing};
-use crate::config::Flavor;
+use crate::config::{CloudRules, Flavor};
+use crate::events::Recorder;
 use crate::resources::idx;
 use crate::selectors::LabelSelector;
 use crate::store::{Store, fnv, name_of, name_suffix, now_rfc3339, uid_of};
@@ -21,6 +22,7 @@ pub const TICK: Duration = Duration::from_millis(50);
 #[derive(Default)]
 pub struct CtlState {
     first_seen: HashMap<String, Instant>,
+    events: Recorder,
     deploy_hash: HashMap<(String, String), String>,
     ns_initialized: HashSet<String>,
 }
@@ -63,9 +65,9 @@ pub fn reconcile(shared: &ClusterShared, st: &mut CtlState, now: Instant) {
         &shared.ca_pem,
     );
     store.collect_garbage();
-    statefulsets(&mut store, &node);
+    statefulsets(&mut store, &mut st.events);
     deployments(&mut store, st, shared, &node);
-    jobs(&mut store, &node);
+    jobs(&mut store, &mut st.events);
     let real = shared.runs_pods.load(std::sync::atomic::Ordering::SeqCst);
     pods(&mut store, st, now, timing, &node, real);
     load_balancers(
@@ -75,7 +77,22 @@ pub fn reconcile(shared: &ClusterShared, st: &mut CtlState, now: Instant) {
         timing.lb_delay,
         faults.lb_never_ready,
         shared.flavor,
+        shared.rules,
     );
+    let published: Vec<std::net::Ipv4Addr> = store
+        .list(idx::SERVICE, None)
+        .iter()
+        .flat_map(|s| {
+            s.pointer("/status/loadBalancer/ingress")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.get("hostname").and_then(Value::as_str))
+                .filter_map(crate::dns::resolve_lb_hostname)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    shared.lb_names.sync(shared.index, &published, now);
     endpoints(&mut store);
     if st.first_seen.len() > 10_000 {
         let live: HashSet<String> = store.all().map(|(_, v)| uid_of(v).to_string()).collect();
@@ -185,7 +202,7 @@ fn with_status(obj: &Value, status: Value) -> Value {
     o
 }
 
-fn statefulsets(store: &mut Store, _node: &str) {
+fn statefulsets(store: &mut Store, events: &mut Recorder) {
     for sts in store.list(idx::STATEFULSET, None) {
         let ns = sts["metadata"]["namespace"]
             .as_str()
@@ -313,6 +330,23 @@ fn statefulsets(store: &mut Store, _node: &str) {
                         }
                         pod["spec"]["volumes"] = json!(vols);
                     }
+                    if let Err(e) = store.admit_pod(&ns, &pod) {
+                        // statefulset-controller: FailedCreate, then retries with backoff.
+                        let message = format!(
+                            "create Pod {pod_name} in StatefulSet {name} failed error: {}",
+                            e.message
+                        );
+                        events.warning(
+                            store,
+                            &sts,
+                            "apps/v1",
+                            "StatefulSet",
+                            "statefulset-controller",
+                            "FailedCreate",
+                            &message,
+                        );
+                        break;
+                    }
                     store.put_internal(idx::POD, &ns, pod);
                     if !parallel {
                         break;
@@ -406,6 +440,23 @@ fn deployments(store: &mut Store, st: &mut CtlState, shared: &ClusterShared, _no
                 &[("pod-template-hash", hash.clone())],
                 owner_ref("Deployment", "apps/v1", &d),
             );
+            if let Err(e) = store.admit_pod(&ns, &pod) {
+                // Reported by the ReplicaSet controller on the ReplicaSet,
+                // which kube-sim folds into its Deployment.
+                let message = format!("Error creating: {}", e.message);
+                let key = e.message.replacen(name_of(&pod), &name, 1);
+                st.events.warning_once(
+                    store,
+                    &d,
+                    "apps/v1",
+                    "Deployment",
+                    "replicaset-controller",
+                    "FailedCreate",
+                    &message,
+                    &key,
+                );
+                break;
+            }
             store.put_internal(idx::POD, &ns, pod);
         }
         let new_ready = new.iter().take(replicas).filter(|p| is_ready(p)).count();
@@ -439,7 +490,7 @@ fn deployments(store: &mut Store, st: &mut CtlState, shared: &ClusterShared, _no
     }
 }
 
-fn jobs(store: &mut Store, _node: &str) {
+fn jobs(store: &mut Store, events: &mut Recorder) {
     for job in store.list(idx::JOB, None) {
         let done = job
             .pointer("/status/conditions")
@@ -477,6 +528,22 @@ fn jobs(store: &mut Store, _node: &str) {
                 ],
                 owner_ref("Job", "batch/v1", &job),
             );
+            if let Err(e) = store.admit_pod(&ns, &pod) {
+                // job-controller: FailedCreate "Error creating: ...", then retries.
+                let message = format!("Error creating: {}", e.message);
+                let key = e.message.replacen(name_of(&pod), &name, 1);
+                events.warning_once(
+                    store,
+                    &job,
+                    "batch/v1",
+                    "Job",
+                    "job-controller",
+                    "FailedCreate",
+                    &message,
+                    &key,
+                );
+                continue;
+            }
             store.put_internal(idx::POD, &ns, pod);
             store.put_internal(
                 idx::JOB,
@@ -638,6 +705,54 @@ fn pods(
     }
 }
 
+/// The `spec.loadBalancerClass` the AWS Load Balancer Controller's webhook
+/// sets and the controller serves.
+pub const AWS_LBC_CLASS: &str = "service.k8s.aws/nlb";
+const AWS_NLB_TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-type";
+
+/// Why the flavour's cloud refuses to provision this LoadBalancer: the
+/// Event reason, its message and the component that reports it.
+/// Sources are cited in docs/simulator.md ("Cloud load balancers").
+fn lb_refusal(svc: &Value, flavor: Flavor, rules: CloudRules) -> Option<(&'static str, String)> {
+    if !rules.lb_protocols {
+        return None;
+    }
+    let ports: Vec<&str> = svc
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| p.get("protocol").and_then(Value::as_str).unwrap_or("TCP"))
+        .collect();
+    let mixed = ports.windows(2).any(|w| w[0] != w[1]);
+    let failed =
+        |why: &str| format!("Error syncing load balancer: failed to ensure load balancer: {why}");
+    match flavor {
+        Flavor::Gke | Flavor::Eks if mixed => Some((
+            "SyncLoadBalancerFailed",
+            failed("mixed protocol is not supported for LoadBalancer"),
+        )),
+        Flavor::Eks => {
+            let nlb = svc
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(AWS_NLB_TYPE))
+                .and_then(Value::as_str)
+                == Some("nlb");
+            ports
+                .iter()
+                .find(|p| !(**p == "TCP" || (nlb && **p == "UDP")))
+                .map(|p| {
+                    (
+                        "SyncLoadBalancerFailed",
+                        failed(&format!("Protocol {p} not supported by LoadBalancer")),
+                    )
+                })
+        }
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn load_balancers(
     store: &mut Store,
     st: &mut CtlState,
@@ -645,6 +760,7 @@ fn load_balancers(
     delay: Duration,
     never: bool,
     flavor: Flavor,
+    rules: CloudRules,
 ) {
     for svc in store.list(idx::SERVICE, None) {
         let ns = svc["metadata"]["namespace"]
@@ -667,6 +783,39 @@ fn load_balancers(
             }
             continue;
         }
+        // A class nobody here serves: the service controller leaves the
+        // Service alone (no address, no event), as the real one does.
+        let class = svc
+            .pointer("/spec/loadBalancerClass")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty());
+        let by_lbc =
+            flavor == Flavor::Eks && rules.eks_lb_controller && class == Some(AWS_LBC_CLASS);
+        if class.is_some() && !by_lbc {
+            continue;
+        }
+        if !by_lbc && let Some((reason, message)) = lb_refusal(&svc, flavor, rules) {
+            st.events.warning(
+                store,
+                &svc,
+                "v1",
+                "Service",
+                "service-controller",
+                reason,
+                &message,
+            );
+            if flavor == Flavor::Gke && svc.pointer("/status/conditions").is_none() {
+                let mut status = svc.get("status").cloned().unwrap_or(json!({}));
+                status["conditions"] = json!([{
+                    "type": "LoadBalancerPortsError", "status": "True",
+                    "reason": "LoadBalancerMixedProtocolNotSupported",
+                    "message": "LoadBalancers with multiple protocols are not supported.",
+                    "lastTransitionTime": now_rfc3339(),
+                }]);
+                store.put_internal(idx::SERVICE, &ns, with_status(&svc, status));
+            }
+            continue;
+        }
         let age = st.seen(&format!("lb/{}", uid_of(&svc)), now);
         if has_ingress || never || age < delay {
             continue;
@@ -677,11 +826,12 @@ fn load_balancers(
         } else {
             json!([{"ip": ip.to_string(), "ipMode": "VIP"}])
         };
-        store.put_internal(
-            idx::SERVICE,
-            &ns,
-            with_status(&svc, json!({"loadBalancer": {"ingress": ingress}})),
-        );
+        let mut status = svc.get("status").cloned().unwrap_or(json!({}));
+        status["loadBalancer"] = json!({"ingress": ingress});
+        if let Some(m) = status.as_object_mut() {
+            m.remove("conditions");
+        }
+        store.put_internal(idx::SERVICE, &ns, with_status(&svc, status));
     }
 }
 

@@ -32,12 +32,15 @@ mod control;
 mod controllers;
 mod dns;
 mod error;
+mod events;
+mod fieldcheck;
 mod flavors;
 mod managed;
 mod netdns;
 mod network;
 mod patch;
 mod pods;
+mod podsecurity;
 mod proto;
 mod resources;
 mod selectors;
@@ -47,7 +50,9 @@ mod table;
 mod tls;
 
 pub use commands::main_with_args;
-pub use config::{DEFAULT_NAMESPACE_DELETE_DELAY, Faults, Flavor, RequestRecord};
+pub use config::{
+    CloudRules, DEFAULT_NAMESPACE_DELETE_DELAY, Faults, Flavor, PodSecurityLevel, RequestRecord,
+};
 pub use dns::{LB_DOMAIN, lb_hostname, resolve_lb_hostname};
 pub use error::{ApiError, StartError};
 pub use flavors::{STANDARD_COREFILE, USER_STUB_DOMAIN, USER_STUB_SERVER, user_server_block};
@@ -75,6 +80,8 @@ pub struct FederationBuilder {
     pod_ready_delay: Duration,
     job_duration: Duration,
     seed_user_dns: bool,
+    rules: CloudRules,
+    lb_dns_delay: Duration,
     net: network::NetSpec,
     kubeconfig: Option<PathBuf>,
     control_addr: SocketAddr,
@@ -91,6 +98,8 @@ impl Default for FederationBuilder {
             pod_ready_delay: DEFAULT_POD_READY_DELAY,
             job_duration: DEFAULT_JOB_DURATION,
             seed_user_dns: false,
+            rules: CloudRules::default(),
+            lb_dns_delay: Duration::ZERO,
             net: network::NetSpec::default(),
             kubeconfig: None,
             control_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -157,6 +166,37 @@ impl FederationBuilder {
     /// (a stub domain `acme.internal` -> 10.99.0.10 in the flavour's own format).
     pub fn seed_user_dns(mut self, seed: bool) -> Self {
         self.seed_user_dns = seed;
+        self
+    }
+
+    /// What the simulated clouds refuse (replaces the rules set before).
+    pub fn rules(mut self, rules: CloudRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// The flavour's cloud load-balancer controller refuses what the real
+    /// one refuses (see [`CloudRules::lb_protocols`]).
+    pub fn cloud_lb_rules(mut self, on: bool) -> Self {
+        self.rules.lb_protocols = on;
+        self
+    }
+
+    /// eks: model the AWS Load Balancer Controller (see [`CloudRules::eks_lb_controller`]).
+    pub fn eks_lb_controller(mut self, on: bool) -> Self {
+        self.rules.eks_lb_controller = on;
+        self
+    }
+
+    /// The cluster-wide Pod Security `enforce` level (default privileged).
+    pub fn pod_security(mut self, level: PodSecurityLevel) -> Self {
+        self.rules.pod_security = level;
+        self
+    }
+
+    /// LB host names answer NXDOMAIN for this long after they are published.
+    pub fn lb_dns_delay(mut self, delay: Duration) -> Self {
+        self.lb_dns_delay = delay;
         self
     }
 
@@ -254,6 +294,8 @@ impl Federation {
             job_duration: b.job_duration,
         };
         let (flavor, faults, seed_user_dns) = (b.flavor, b.faults.clone(), b.seed_user_dns);
+        let rules = b.rules;
+        let lb_names = Arc::new(dns::LbNames::new(b.lb_dns_delay));
         let (control_addr, dns_addr) = (b.control_addr, b.dns_addr);
         let thread = std::thread::Builder::new()
             .name("kube-sim".into())
@@ -308,7 +350,16 @@ impl Federation {
                         port,
                         faults.clone(),
                         timing,
+                        rules,
+                        lb_names.clone(),
                     ));
+                    {
+                        let mut store = shared.store();
+                        store.admission.pod_security = rules.pod_security;
+                        if flavor == Flavor::Eks && rules.eks_lb_controller {
+                            store.admission.lb_class = Some(controllers::AWS_LBC_CLASS);
+                        }
+                    }
                     flavors::seed(
                         &mut shared.store(),
                         flavor,
@@ -327,7 +378,7 @@ impl Federation {
                     clusters.push(shared);
                 }
                 runtime.spawn(control::run(clusters.clone(), control));
-                runtime.spawn(dns::serve(dns));
+                runtime.spawn(dns::serve(dns, lb_names.clone()));
                 let _ = ready_tx.send(Ok(Started {
                     clusters,
                     control_addr: control_local,

@@ -24,7 +24,7 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
 
 /// The merge key of a list field, given the list field that holds the
 /// enclosing object (`containers` for a container's `ports`).
-fn merge_key(field: &str, parent_list: &str) -> Option<&'static str> {
+pub(crate) fn merge_key(field: &str, parent_list: &str) -> Option<&'static str> {
     match field {
         "containers"
         | "initContainers"

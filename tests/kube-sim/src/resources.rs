@@ -213,6 +213,7 @@ pub mod idx {
     pub const SERVICEACCOUNT: usize = 6;
     pub const ENDPOINTS: usize = 7;
     pub const PVC: usize = 8;
+    pub const EVENT: usize = 9;
     pub const STATEFULSET: usize = 10;
     pub const DEPLOYMENT: usize = 11;
     pub const JOB: usize = 12;

@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::cluster::ClusterShared;
 use crate::config::RequestRecord;
 use crate::error::ApiError;
+use crate::fieldcheck::FieldValidation;
 use crate::resources::{self, idx};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{Event, EventType, Ownership, PatchKind, WriteCtx, Written, name_of};
@@ -105,6 +106,8 @@ async fn connection(
 /// What a handler produced, before logging.
 enum Reply {
     Json(u16, Value, bool),
+    /// A write's object, whether it changed, and `Warning` headers.
+    Written(u16, Value, bool, Vec<String>),
     Text(String),
     Raw(&'static str, Bytes),
     Stream(Body),
@@ -182,6 +185,18 @@ pub async fn handle(shared: Arc<ClusterShared>, req: Request<Incoming>) -> Respo
                 .header("content-type", "application/json")
                 .body(full(v.to_string()))
                 .expect("valid response")
+        }
+        Ok(Reply::Written(code, v, changed, warnings)) => {
+            shared.record(record(code, changed));
+            let mut b = Response::builder()
+                .status(code)
+                .header("content-type", "application/json");
+            for w in warnings {
+                // RFC 7234 warn-code 299, agent "-", as the API server sends them.
+                let text = serde_json::to_string(&w).unwrap_or_default();
+                b = b.header("warning", format!("299 - {text}"));
+            }
+            b.body(full(v.to_string())).expect("valid response")
         }
         Ok(Reply::Text(t)) => {
             shared.record(record(200, false));
@@ -312,6 +327,10 @@ async fn body_json(req: Request<Incoming>, yaml_ok: bool) -> Result<(Value, Stri
 
 fn flag(query: &HashMap<String, String>, key: &str) -> bool {
     query.get(key).is_some_and(|v| v == "true" || v == "1")
+}
+
+fn field_validation(query: &HashMap<String, String>) -> Result<FieldValidation, ApiError> {
+    FieldValidation::from_query(query.get("fieldValidation").map(String::as_str))
 }
 
 fn dry_run(query: &HashMap<String, String>) -> Result<bool, ApiError> {
@@ -450,6 +469,7 @@ async fn route(
             let ctx = WriteCtx {
                 ownership: Ownership::Update(client),
                 dry_run: dry_run(query)?,
+                validation: field_validation(query)?,
             };
             let w = shared
                 .store()
@@ -472,6 +492,7 @@ async fn route(
             let ctx = WriteCtx {
                 ownership: Ownership::Update(client),
                 dry_run: dry_run(query)?,
+                validation: field_validation(query)?,
             };
             match sub.as_deref() {
                 Some("scale") => {
@@ -511,6 +532,7 @@ async fn route(
             let ctx = WriteCtx {
                 ownership: Ownership::Update(manager),
                 dry_run: dry_run(query)?,
+                validation: field_validation(query)?,
             };
             let force = flag(query, "force");
             match sub.as_deref() {
@@ -573,7 +595,7 @@ async fn route(
 }
 
 fn written(code: u16, w: Written) -> Reply {
-    Reply::Json(code, w.obj, w.changed)
+    Reply::Written(code, w.obj, w.changed, w.warnings)
 }
 
 /// The autoscaling/v1 Scale view of a workload.

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use crate::error::ApiError;
+use crate::fieldcheck::{self, FieldValidation};
 use crate::managed::{self, ApplyOutcome};
 use crate::patch;
 use crate::resources::{self, ResourceDef, idx};
@@ -66,6 +67,9 @@ pub enum Ownership<'a> {
 pub struct WriteCtx<'a> {
     pub ownership: Ownership<'a>,
     pub dry_run: bool,
+    /// How unknown fields of an API write are handled (`fieldValidation`);
+    /// controller writes are not validated.
+    pub validation: FieldValidation,
 }
 
 impl WriteCtx<'_> {
@@ -73,6 +77,7 @@ impl WriteCtx<'_> {
         WriteCtx {
             ownership: Ownership::Internal,
             dry_run: false,
+            validation: FieldValidation::Ignore,
         }
     }
 }
@@ -82,6 +87,8 @@ pub struct Written {
     pub obj: Value,
     pub changed: bool,
     pub created: bool,
+    /// Warnings for the response (`unknown field "…"`).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -366,6 +373,27 @@ fn check_immutable(res: usize, old: &Value, cand: &Value) -> Result<(), ApiError
                     &format!("Invalid value: {new_ip:?}: may not change once set"),
                 ));
             }
+            // ValidateServiceUpdate: the class may only change together
+            // with a change of type away from LoadBalancer.
+            let old_class = old
+                .pointer("/spec/loadBalancerClass")
+                .filter(|v| !v.is_null());
+            let new_class = cand
+                .pointer("/spec/loadBalancerClass")
+                .filter(|v| !v.is_null());
+            let still_lb =
+                cand.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
+            if old_class.is_some() && still_lb && new_class != old_class {
+                let shown = new_class
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "\"null\"".into());
+                return Err(ApiError::invalid(
+                    def,
+                    name_of(old),
+                    "spec.loadBalancerClass",
+                    &format!("Invalid value: {shown}: may not change once set"),
+                ));
+            }
         }
         idx::CONFIGMAP | idx::SECRET if old.get("immutable") == Some(&json!(true)) => {
             for field in ["data", "binaryData", "stringData"] {
@@ -431,7 +459,19 @@ fn check_immutable_after_defaults(res: usize, old: &Value, cand: &Value) -> Resu
     Ok(())
 }
 
+/// What admission plugins and webhooks of the simulated cluster do to
+/// API writes (not to controller writes, which go through [`Store::admit_pod`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Admission {
+    /// A mutating webhook sets `spec.loadBalancerClass` to this on every
+    /// new LoadBalancer Service that has none (the AWS Load Balancer Controller's).
+    pub lb_class: Option<&'static str>,
+    /// The cluster-wide Pod Security `enforce` level.
+    pub pod_security: crate::config::PodSecurityLevel,
+}
+
 pub struct Store {
+    pub admission: Admission,
     objects: BTreeMap<ObjKey, Arc<Value>>,
     rv: u64,
     log: VecDeque<Arc<Event>>,
@@ -445,6 +485,7 @@ impl Store {
     pub fn new(cluster: u8) -> Self {
         let (tx, _) = broadcast::channel(8192);
         Store {
+            admission: Admission::default(),
             objects: BTreeMap::new(),
             rv: 1000,
             log: VecDeque::new(),
@@ -452,6 +493,21 @@ impl Store {
             tx,
             seq: 0,
             net: Net::new(cluster),
+        }
+    }
+
+    /// Pod Security admission of a new pod in `ns`: the refusal the API
+    /// server answers when the pod violates the namespace's enforced level.
+    pub fn admit_pod(&self, ns: &str, pod: &Value) -> Result<(), ApiError> {
+        let ns_obj = self.get(idx::NAMESPACE, "", ns);
+        let level =
+            crate::podsecurity::level_for(ns, ns_obj.as_deref(), self.admission.pod_security);
+        let spec = pod.get("spec").cloned().unwrap_or(json!({}));
+        let v = crate::podsecurity::violations(&spec, level);
+        if v.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::podsecurity::refusal(name_of(pod), level, &v))
         }
     }
 
@@ -765,7 +821,20 @@ impl Store {
         if self.get(res, ns, &name).is_some() {
             return Err(ApiError::already_exists(def, &name));
         }
+        if res == idx::POD && ctx.ownership != Ownership::Internal {
+            let mut named = obj.clone();
+            meta(&mut named).insert("name".into(), json!(name));
+            self.admit_pod(ns, &named)?;
+        }
         Self::set_identity(def, &mut obj, ns, &name);
+        let mut warnings = Vec::new();
+        if matches!(ctx.ownership, Ownership::Update(_)) {
+            let checked = fieldcheck::validate_write(def, res, &obj, None, ctx.validation)?;
+            if let Some(o) = checked.obj {
+                obj = o;
+            }
+            warnings = checked.warnings;
+        }
         let uid = self.new_uid();
         {
             let m = meta(&mut obj);
@@ -784,11 +853,25 @@ impl Store {
         if let Ownership::Update(manager) = ctx.ownership {
             managed::track_update(None, &mut obj, manager, &def.api_version(), &now_rfc3339());
         }
+        // A mutating webhook runs after the request's fields were recorded,
+        // so no manager owns what it sets.
+        if res == idx::SERVICE
+            && ctx.ownership != Ownership::Internal
+            && let Some(class) = self.admission.lb_class
+            && obj.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer")
+            && obj
+                .pointer("/spec/loadBalancerClass")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
+            obj["spec"]["loadBalancerClass"] = json!(class);
+        }
         if ctx.dry_run {
             return Ok(Written {
                 obj,
                 changed: false,
                 created: true,
+                warnings: warnings.clone(),
             });
         }
         let stored = self
@@ -798,6 +881,7 @@ impl Store {
             obj: (*stored).clone(),
             changed: true,
             created: true,
+            warnings,
         })
     }
 
@@ -843,6 +927,14 @@ impl Store {
             }
         }
         Self::set_identity(def, &mut cand, &ns, &name);
+        let mut warnings = Vec::new();
+        if matches!(ctx.ownership, Ownership::Update(_)) && !status_only {
+            let checked = fieldcheck::validate_write(def, res, &cand, Some(old), ctx.validation)?;
+            if let Some(o) = checked.obj {
+                cand = o;
+            }
+            warnings = checked.warnings;
+        }
         {
             let om = old["metadata"].as_object().cloned().unwrap_or_default();
             let m = meta(&mut cand);
@@ -899,6 +991,7 @@ impl Store {
                 obj: old.clone(),
                 changed: false,
                 created: false,
+                warnings: warnings.clone(),
             });
         }
         if ctx.dry_run {
@@ -906,6 +999,7 @@ impl Store {
                 obj: cand,
                 changed: false,
                 created: false,
+                warnings: warnings.clone(),
             });
         }
         let stored = self
@@ -915,6 +1009,7 @@ impl Store {
             obj: (*stored).clone(),
             changed: true,
             created: false,
+            warnings,
         })
     }
 
@@ -1031,13 +1126,17 @@ impl Store {
         let ctx = WriteCtx {
             ownership: Ownership::Precomputed,
             dry_run,
+            validation: FieldValidation::Ignore,
         };
         match managed::apply(old, body, manager, force, &def.api_version(), &now) {
             ApplyOutcome::Conflicts(c) => Err(ApiError::apply_conflict(def, name, &c)),
-            ApplyOutcome::Ok(obj) => match old {
-                None => self.create(res, ns, obj, ctx),
-                Some(old) => self.write_existing(res, old, obj, false, ctx),
-            },
+            ApplyOutcome::Ok(obj) => {
+                fieldcheck::validate_apply(def, res, ns, name, &obj, old)?;
+                match old {
+                    None => self.create(res, ns, obj, ctx),
+                    Some(old) => self.write_existing(res, old, obj, false, ctx),
+                }
+            }
         }
     }
 
@@ -1078,6 +1177,7 @@ impl Store {
                     obj: (*old).clone(),
                     changed: false,
                     created: false,
+                    warnings: Vec::new(),
                 });
             }
             let mut cand = (*old).clone();
@@ -1088,6 +1188,7 @@ impl Store {
                     obj: cand,
                     changed: false,
                     created: false,
+                    warnings: Vec::new(),
                 });
             }
             let stored = self
@@ -1097,6 +1198,7 @@ impl Store {
                 obj: (*stored).clone(),
                 changed: true,
                 created: false,
+                warnings: Vec::new(),
             });
         }
         if dry_run {
@@ -1104,6 +1206,7 @@ impl Store {
                 obj: (*old).clone(),
                 changed: false,
                 created: false,
+                warnings: Vec::new(),
             });
         }
         let uid = uid_of(&old).to_string();
@@ -1130,6 +1233,7 @@ impl Store {
             obj: (*stored).clone(),
             changed: true,
             created: false,
+            warnings: Vec::new(),
         })
     }
 
@@ -1169,6 +1273,7 @@ impl Store {
         let ctx = WriteCtx {
             ownership: Ownership::Update(manager),
             dry_run: false,
+            validation: FieldValidation::Ignore,
         };
         match self.get(res, ns, &name) {
             Some(old) => self.write_existing(res, &old, obj, false, ctx),
@@ -1230,6 +1335,7 @@ mod tests {
         WriteCtx {
             ownership: Ownership::Update(m),
             dry_run: false,
+            validation: FieldValidation::Warn,
         }
     }
 

@@ -4,9 +4,11 @@
 
 mod api;
 mod cli;
+mod cloud;
 mod common;
 mod controllers;
 mod faults;
 mod kube_rs;
 mod kubectl;
 mod real_network;
+mod validation;
