@@ -549,13 +549,17 @@ fn ensure_certs_in(
     check_zones(nodes)?;
     check_layout(settings)?;
 
-    // Read before creating any directory, so a CA error changes nothing.
-    let existing = read_ca(settings, now)?;
+    // Read before creating the certs directory, so a CA error changes
+    // nothing. Once it exists, only read under its lock: another run may be
+    // half-way through creating the CA.
+    let unlocked = match mode {
+        Mode::Write if settings.certs_dir.is_dir() => None,
+        _ => Some(read_ca(settings, now)?),
+    };
     let mut sink = Sink::open(settings, mode)?;
-    // Under the lock: another run may have created the CA in the meantime.
-    let existing = match (&sink, existing) {
-        (Sink::Write { .. }, _) => read_ca(settings, now)?,
-        (Sink::Preview, existing) => existing,
+    let existing = match unlocked {
+        Some(existing) if mode == Mode::Preview => existing,
+        _ => read_ca(settings, now)?,
     };
     let (ca, ca_action) = match existing {
         Some(ca) => {
