@@ -137,6 +137,101 @@ pub enum ApplyError {
         zones: Vec<String>,
         domains: Vec<String>,
     },
+    #[error(
+        "the clusters hold another CA than the local one ({local}):{}\nWriting the Secrets would replace the CA of a running federation and break TLS between its nodes. If the clusters' CA is yours, point certs.dir and certs.ca_key at it (relative paths resolve against the config file's directory); to replace it deliberately, re-run with --replace-ca (see docs/apply.md)",
+        list_foreign_cas(.found)
+    )]
+    ForeignCa {
+        /// "<certs dir>/ca.crt, SHA-256 AB:..." or that there is none yet.
+        local: String,
+        /// (zone, namespace/secret, SHA-256 fingerprint of its ca.crt).
+        found: Vec<(String, String, String)>,
+    },
+    #[error("could not read the existing Secrets to compare their CA with the local one:{}", list_read_failures(.0))]
+    CaUnreadable(Vec<(String, String)>),
+}
+
+fn list_foreign_cas(found: &[(String, String, String)]) -> String {
+    found
+        .iter()
+        .map(|(zone, secret, fp)| format!("\n  {zone}: Secret {secret} has CA SHA-256 {fp}"))
+        .collect()
+}
+
+fn list_read_failures(failures: &[(String, String)]) -> String {
+    failures
+        .iter()
+        .map(|(zone, e)| format!("\n  {zone}: {e}"))
+        .collect()
+}
+
+/// Refuses (before anything is written, locally or in a cluster) when a
+/// cluster's existing Secrets hold a CA other than `local_ca_pem`, unless
+/// `replace`. `local_exists` says whether that CA is on disk (or would be
+/// new), for the message.
+pub async fn check_ca(
+    clusters: &[(Cluster, ClusterInfo)],
+    local_ca_pem: &str,
+    local_description: &str,
+    replace: bool,
+    progress: Progress,
+) -> Result<(), ApplyError> {
+    use k8s_openapi::api::core::v1::Secret;
+    let local = crate::certs::fingerprint(local_ca_pem).unwrap_or_default();
+    let local = local.as_str();
+    let reads = clusters.iter().map(|(c, _)| async move {
+        let mut found = Vec::new();
+        for (ns, name) in [
+            (c.namespace.as_str(), names::NODE_SECRET),
+            (c.namespace.as_str(), names::CLIENT_SECRET),
+            (names::DEFAULT_NAMESPACE, names::CLIENT_SECRET),
+        ] {
+            let api: Api<Secret> = Api::namespaced(c.client.clone(), ns);
+            let secret = api
+                .get_opt(name)
+                .await
+                .map_err(|e| format!("Secret {ns}/{name}: {}", error_text(&e)))?;
+            let ca = secret
+                .and_then(|s| s.data)
+                .and_then(|d| d.get("ca.crt").cloned())
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+            if let Some(ca) = ca {
+                let fp = crate::certs::fingerprint(&ca)
+                    .unwrap_or_else(|| "(not a PEM certificate)".to_string());
+                if fp != local {
+                    found.push((c.zone.clone(), format!("{ns}/{name}"), fp));
+                }
+            }
+        }
+        Ok::<_, String>(found)
+    });
+    let mut foreign = Vec::new();
+    let mut failed = Vec::new();
+    for ((c, _), r) in clusters.iter().zip(futures::future::join_all(reads).await) {
+        match r {
+            Ok(f) => foreign.extend(f),
+            Err(e) => failed.push((c.zone.clone(), e)),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(ApplyError::CaUnreadable(failed));
+    }
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    if replace {
+        for (zone, secret, fp) in &foreign {
+            progress.say(
+                zone,
+                format!("replacing the CA in Secret {secret} (SHA-256 {fp}) with {local_description} (--replace-ca)"),
+            );
+        }
+        return Ok(());
+    }
+    Err(ApplyError::ForeignCa {
+        local: local_description.to_string(),
+        found: foreign,
+    })
 }
 
 fn list_problems(failures: &[(String, String, Vec<PreflightProblem>)]) -> String {

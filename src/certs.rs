@@ -17,9 +17,14 @@
 //! key, of the configured key type and (for nodes) covering [`node_sans`], and
 //! regenerated otherwise, with the reason; files are replaced atomically
 //! (temp file + rename); keys are 0600 and directories we create are 0700.
+//! Writers hold an exclusive lock on the certs directory, and a new CA is
+//! created with create-new semantics, so concurrent runs end with one CA.
+//! Every file written is recorded in the certs directory's manifest
+//! ([`crate::fsutil::Manifest`]), which is what `teardown --purge-local`
+//! deletes. [`preview_certs`] computes the same result without writing.
 //!
 //! Must not: talk to clusters, render manifests, or touch any file other than
-//! the ones listed above.
+//! the ones listed above and the manifest.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -266,6 +271,20 @@ pub enum CertError {
     CaExpired { path: PathBuf, not_after: String },
 
     #[error(
+        "{} is a symbolic link to {}, which does not exist: restore the file it points to \
+         (or fix the link); it is never replaced by a new file",
+        path.display(), target.display()
+    )]
+    DanglingSymlink { path: PathBuf, target: PathBuf },
+
+    #[error(
+        "{} appeared while this run was creating a new CA (another program wrote it): \
+         nothing was overwritten; re-run to use the CA that is there now",
+        path.display()
+    )]
+    CaAppeared { path: PathBuf },
+
+    #[error(
         "zone {zone:?} cannot be used as a directory name under the certs directory; \
          use a DNS-1123 label (lower-case letters, digits and '-')"
     )]
@@ -363,6 +382,32 @@ pub fn ensure_certs(
     ensure_certs_at(settings, nodes, OffsetDateTime::now_utc())
 }
 
+/// What [`ensure_certs`] would do, without writing anything: the CA on disk
+/// (or, when there is none, a new one in memory), and every leaf it would
+/// reuse, or a new one in memory for each it would create or regenerate, with
+/// the reason. The new keys are thrown away; `apply` makes its own.
+pub fn preview_certs(
+    settings: &CertSettings,
+    nodes: &[NodeIdentity],
+) -> Result<(CertBundle, CertReport), CertError> {
+    ensure_certs_in(settings, nodes, OffsetDateTime::now_utc(), Mode::Preview)
+}
+
+/// SHA-256 fingerprint of the first certificate in `pem`, as
+/// `openssl x509 -noout -fingerprint -sha256` prints it (`AB:CD:...`).
+pub fn fingerprint(pem: &str) -> Option<String> {
+    let der = pem_to_der(pem).ok()?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+    Some(
+        digest
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
 /// Reads what is on disk without creating or changing anything: `Ok(None)`
 /// when there is no CA yet (neither `ca.crt` nor the CA key). Checks the CA as
 /// [`ensure_certs`] would, so a dry run fails where the real run would; does
@@ -409,26 +454,142 @@ fn ensure_certs_at(
     nodes: &[NodeIdentity],
     now: OffsetDateTime,
 ) -> Result<(CertBundle, CertReport), CertError> {
+    ensure_certs_in(settings, nodes, now, Mode::Write)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Write,
+    Preview,
+}
+
+/// Where new files go: to disk (under the lock, recorded in the manifest),
+/// or nowhere (a preview).
+enum Sink {
+    Write {
+        _lock: crate::fsutil::DirLock,
+        manifest: crate::fsutil::Manifest,
+        manifest_path: PathBuf,
+    },
+    Preview,
+}
+
+impl Sink {
+    fn open(settings: &CertSettings, mode: Mode) -> Result<Sink, CertError> {
+        if mode == Mode::Preview {
+            return Ok(Sink::Preview);
+        }
+        let dir = &settings.certs_dir;
+        ensure_private_dir(dir)?;
+        let lock = crate::fsutil::lock_dir(dir, crate::fsutil::LOCK_WAIT, || {
+            tracing::warn!(
+                "waiting for another crdb-multiregion run to finish with {}",
+                dir.display()
+            )
+        })
+        .map_err(CertError::io("lock", dir))?;
+        let manifest_path = dir.join(crate::fsutil::MANIFEST_FILE);
+        let manifest =
+            crate::fsutil::Manifest::load(dir).map_err(CertError::io("read", &manifest_path))?;
+        Ok(Sink::Write {
+            _lock: lock,
+            manifest,
+            manifest_path,
+        })
+    }
+
+    fn ensure_dir(&self, dir: &Path) -> Result<(), CertError> {
+        match self {
+            Sink::Write { .. } => ensure_private_dir(dir),
+            Sink::Preview => Ok(()),
+        }
+    }
+
+    fn tighten_key_mode(&self, path: &Path) -> Result<(), CertError> {
+        match self {
+            Sink::Write { .. } => tighten_key_mode(path),
+            Sink::Preview => Ok(()),
+        }
+    }
+
+    /// Writes (replacing) or, with `create_new`, creates the files, and
+    /// records them in the manifest.
+    fn write(&mut self, files: &[(&Path, String, u32)], create_new: bool) -> Result<(), CertError> {
+        let Sink::Write {
+            manifest,
+            manifest_path,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let result = if create_new {
+            create_new_files(files)
+        } else {
+            write_atomically(files)
+        };
+        for (path, contents, _) in files {
+            if path.is_file() && fs::read(path).is_ok_and(|b| b == contents.as_bytes()) {
+                manifest.record(path, contents.as_bytes());
+            }
+        }
+        manifest
+            .save()
+            .map_err(CertError::io("write", manifest_path))?;
+        result
+    }
+}
+
+fn ensure_certs_in(
+    settings: &CertSettings,
+    nodes: &[NodeIdentity],
+    now: OffsetDateTime,
+    mode: Mode,
+) -> Result<(CertBundle, CertReport), CertError> {
     check_zones(nodes)?;
     check_layout(settings)?;
 
-    // Read before creating any directory, so a CA error changes nothing.
-    let existing = read_ca(settings, now)?;
-    ensure_private_dir(&settings.certs_dir)?;
+    // Read before creating the certs directory, so a CA error changes
+    // nothing. Once it exists, only read under its lock: another run may be
+    // half-way through creating the CA.
+    let unlocked = match mode {
+        Mode::Write if settings.certs_dir.is_dir() => None,
+        _ => Some(read_ca(settings, now)?),
+    };
+    let mut sink = Sink::open(settings, mode)?;
+    let existing = match unlocked {
+        Some(existing) if mode == Mode::Preview => existing,
+        _ => read_ca(settings, now)?,
+    };
     let (ca, ca_action) = match existing {
         Some(ca) => {
-            tighten_key_mode(&settings.ca_key_path)?;
+            sink.tighten_key_mode(&settings.ca_key_path)?;
             (ca, CertAction::Reused)
         }
         None => {
             if let Some(dir) = parent_dir(&settings.ca_key_path) {
-                ensure_private_dir(dir)?;
+                sink.ensure_dir(dir)?;
             }
-            create_ca(settings, now)?;
-            let ca = read_ca(settings, now)?.ok_or_else(|| CertError::InvalidCaCert {
-                path: ca_cert_path(settings),
-                reason: "it disappeared right after it was written".to_string(),
-            })?;
+            let (key_pem, crt_pem) = new_ca(settings, now)?;
+            let ca = match sink {
+                Sink::Preview => parse_ca(settings, crt_pem, key_pem, now)?,
+                Sink::Write { .. } => {
+                    // Key first: should the second file not be created, the
+                    // next run reports the missing certificate instead of
+                    // leaving a CA nobody can sign with.
+                    sink.write(
+                        &[
+                            (&settings.ca_key_path, key_pem, KEY_FILE_MODE),
+                            (&ca_cert_path(settings), crt_pem, CERT_FILE_MODE),
+                        ],
+                        true,
+                    )?;
+                    read_ca(settings, now)?.ok_or_else(|| CertError::InvalidCaCert {
+                        path: ca_cert_path(settings),
+                        reason: "it disappeared right after it was written".to_string(),
+                    })?
+                }
+            };
             (ca, CertAction::Created)
         }
     };
@@ -446,14 +607,15 @@ fn ensure_certs_at(
         &LeafSpec::client_root(settings),
         settings.key_type,
         now,
+        &mut sink,
     )?;
 
     let mut node_certs = BTreeMap::new();
     let mut node_actions = BTreeMap::new();
     for node in nodes {
         let spec = LeafSpec::node(settings, node);
-        ensure_private_dir(&settings.certs_dir.join(&node.zone))?;
-        let (crt, key, action) = ensure_leaf(&ca, &spec, settings.key_type, now)?;
+        sink.ensure_dir(&settings.certs_dir.join(&node.zone))?;
+        let (crt, key, action) = ensure_leaf(&ca, &spec, settings.key_type, now, &mut sink)?;
         node_certs.insert(node.zone.clone(), NodeCert { crt, key });
         node_actions.insert(node.zone.clone(), action);
     }
@@ -511,28 +673,7 @@ fn check_layout(settings: &CertSettings) -> Result<(), CertError> {
     Ok(())
 }
 
-/// An absolute path with symlinks resolved as far as the path exists and
-/// `..` resolved lexically beyond that.
-fn resolve(path: &Path) -> PathBuf {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut out = PathBuf::new();
-    for component in absolute.components() {
-        match component {
-            Component::Prefix(_) | Component::RootDir => out.push(component),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(name) => {
-                out.push(name);
-                if let Ok(real) = out.canonicalize() {
-                    out = real;
-                }
-            }
-        }
-    }
-    out
-}
+use crate::fsutil::resolve;
 
 // ---------------------------------------------------------------------------
 // The CA
@@ -571,7 +712,18 @@ fn read_ca(settings: &CertSettings, now: OffsetDateTime) -> Result<Option<Ca>, C
         }
         (Some(crt), Some(key)) => (crt, key),
     };
+    parse_ca(settings, crt_pem, key_pem, now).map(Some)
+}
 
+/// The CA from its certificate and key PEMs, checked as [`read_ca`] promises.
+fn parse_ca(
+    settings: &CertSettings,
+    crt_pem: String,
+    key_pem: String,
+    now: OffsetDateTime,
+) -> Result<Ca, CertError> {
+    let cert_path = ca_cert_path(settings);
+    let key_path = settings.ca_key_path.clone();
     let invalid_cert = |reason: String| CertError::InvalidCaCert {
         path: cert_path.clone(),
         reason,
@@ -584,7 +736,7 @@ fn read_ca(settings: &CertSettings, now: OffsetDateTime) -> Result<Option<Ca>, C
             "it is not a CA certificate (basicConstraints CA is not set)".to_string(),
         ));
     }
-    let key = parse_key(&key_pem).map_err(|reason| CertError::InvalidCaKey {
+    let key = parse_key(&key_pem, &key_path).map_err(|reason| CertError::InvalidCaKey {
         path: key_path.clone(),
         reason,
     })?;
@@ -603,16 +755,17 @@ fn read_ca(settings: &CertSettings, now: OffsetDateTime) -> Result<Option<Ca>, C
     }
     let issuer = Issuer::from_ca_cert_pem(&crt_pem, key)
         .map_err(|e| invalid_cert(format!("it cannot be used to sign certificates ({e})")))?;
-    Ok(Some(Ca {
+    Ok(Ca {
         cert_path,
         crt_pem,
         der,
         not_after,
         issuer,
-    }))
+    })
 }
 
-fn create_ca(settings: &CertSettings, now: OffsetDateTime) -> Result<(), CertError> {
+/// A new CA: (key PEM, certificate PEM).
+fn new_ca(settings: &CertSettings, now: OffsetDateTime) -> Result<(String, String), CertError> {
     const WHAT: &str = "CA certificate";
     let key = generate_key(settings.key_type, "CA key")?;
     let mut params = CertificateParams::default();
@@ -624,12 +777,7 @@ fn create_ca(settings: &CertSettings, now: OffsetDateTime) -> Result<(), CertErr
     let cert = params
         .self_signed(&key)
         .map_err(CertError::generate(WHAT))?;
-    // Key first: should the second rename not happen, the next run reports
-    // the missing certificate instead of leaving a CA nobody can sign with.
-    write_atomically(&[
-        (&settings.ca_key_path, key.serialize_pem(), KEY_FILE_MODE),
-        (&ca_cert_path(settings), cert.pem(), CERT_FILE_MODE),
-    ])
+    Ok((key.serialize_pem(), cert.pem()))
 }
 
 // ---------------------------------------------------------------------------
@@ -684,6 +832,7 @@ fn ensure_leaf(
     spec: &LeafSpec,
     key_type: KeyType,
     now: OffsetDateTime,
+    sink: &mut Sink,
 ) -> Result<(String, String, CertAction), CertError> {
     let crt = read_optional(&spec.crt_path)?;
     let key = read_optional(&spec.key_path)?;
@@ -693,7 +842,7 @@ fn ensure_leaf(
         (None, Some(_)) => Some(format!("{} is missing", spec.crt_name())),
         (Some(crt), Some(key)) => match leaf_problem(ca, spec, crt, key, key_type, now) {
             None => {
-                tighten_key_mode(&spec.key_path)?;
+                sink.tighten_key_mode(&spec.key_path)?;
                 let (crt, key) = (crt.clone(), key.clone());
                 return Ok((crt, key, CertAction::Reused));
             }
@@ -714,10 +863,13 @@ fn ensure_leaf(
             reason: "certificates signed with it do not chain to it".to_string(),
         });
     }
-    write_atomically(&[
-        (&spec.key_path, key.clone(), KEY_FILE_MODE),
-        (&spec.crt_path, crt.clone(), CERT_FILE_MODE),
-    ])?;
+    sink.write(
+        &[
+            (&spec.key_path, key.clone(), KEY_FILE_MODE),
+            (&spec.crt_path, crt.clone(), CERT_FILE_MODE),
+        ],
+        false,
+    )?;
     let action = match reason {
         None => CertAction::Created,
         Some(reason) => CertAction::Regenerated { reason },
@@ -744,7 +896,7 @@ fn leaf_problem(
         Ok((_, cert)) => cert,
         Err(e) => return Some(format!("{crt_name} is not an X.509 certificate ({e})")),
     };
-    let key = match parse_key(key_pem) {
+    let key = match parse_key(key_pem, &spec.key_path) {
         Ok(key) => key,
         Err(reason) => return Some(format!("{key_name} is unreadable: {reason}")),
     };
@@ -907,7 +1059,7 @@ fn distinguished_name(common_name: &str) -> DistinguishedName {
 /// A private key from PEM: unencrypted PKCS#8 (`PRIVATE KEY`, what we write)
 /// or PKCS#1 (`RSA PRIVATE KEY`, what `cockroach cert` writes, so that a CA
 /// made by setup.py can be kept).
-fn parse_key(pem: &str) -> Result<KeyPair, String> {
+fn parse_key(pem: &str, path: &Path) -> Result<KeyPair, String> {
     use rsa::pkcs1::DecodeRsaPrivateKey;
     use rsa::pkcs8::EncodePrivateKey;
     let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
@@ -920,6 +1072,11 @@ fn parse_key(pem: &str) -> Result<KeyPair, String> {
             let der = key.to_pkcs8_der().map_err(|e| e.to_string())?;
             KeyPair::try_from(der.as_bytes()).map_err(|e| format!("{e}"))
         }
+        "EC PRIVATE KEY" => Err(format!(
+            "it is a SEC1 \"EC PRIVATE KEY\", which is not read here; convert it to PKCS#8 \
+             with `openssl pkcs8 -topk8 -nocrypt -in {0} -out {0}.pkcs8` and use that file",
+            path.display()
+        )),
         other => Err(format!(
             "it holds a PEM {other:?} block, not an unencrypted \"PRIVATE KEY\" or \
              \"RSA PRIVATE KEY\""
@@ -975,10 +1132,21 @@ fn parent_dir(path: &Path) -> Option<&Path> {
     path.parent().filter(|p| !p.as_os_str().is_empty())
 }
 
+/// The file's text, `None` when there is none. A symbolic link to nothing is
+/// an error (writing would replace the link with a plain file), and so is a
+/// file that is not a small regular file.
 fn read_optional(path: &Path) -> Result<Option<String>, CertError> {
-    match fs::read_to_string(path) {
+    match crate::fsutil::read_small_text(path) {
         Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Ok(target) = fs::read_link(path) {
+                return Err(CertError::DanglingSymlink {
+                    path: path.to_path_buf(),
+                    target,
+                });
+            }
+            Ok(None)
+        }
         Err(e) => Err(CertError::io("read", path)(e)),
     }
 }
@@ -1054,18 +1222,46 @@ fn stage(dest: &Path, contents: &[u8], mode: u32) -> Result<Staged, CertError> {
         dest: dest.to_path_buf(),
         committed: false,
     };
+    // Errors name the destination: that is the file the user knows.
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(&staged.tmp)
-        .map_err(CertError::io("create", &staged.tmp))?;
+        .map_err(CertError::io("write", dest))?;
     fs::set_permissions(&staged.tmp, Permissions::from_mode(mode))
-        .map_err(CertError::io("set the permissions of", &staged.tmp))?;
+        .map_err(CertError::io("set the permissions of", dest))?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
-        .map_err(CertError::io("write", &staged.tmp))?;
+        .map_err(CertError::io("write", dest))?;
     Ok(staged)
+}
+
+/// Like [`write_atomically`], but never replaces an existing file: each
+/// file is staged, then hard-linked into place (which fails if the name
+/// exists, even as a dangling symlink). Used for the CA, so that two runs
+/// can never overwrite each other's CA key.
+fn create_new_files(files: &[(&Path, String, u32)]) -> Result<(), CertError> {
+    let mut staged = Vec::with_capacity(files.len());
+    for (dest, contents, mode) in files {
+        staged.push(stage(dest, contents.as_bytes(), *mode)?);
+    }
+    for file in &staged {
+        match fs::hard_link(&file.tmp, &file.dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(CertError::CaAppeared {
+                    path: file.dest.clone(),
+                });
+            }
+            Err(e) => return Err(CertError::io("create", &file.dest)(e)),
+        }
+        if let Ok(dir) = fs::File::open(parent_dir(&file.dest).unwrap_or(Path::new("."))) {
+            let _ = dir.sync_all();
+        }
+    }
+    // The staged names are removed on drop; the new names stay.
+    Ok(())
 }
 
 /// Writes every file to a temporary file first and only then renames them
@@ -1770,6 +1966,108 @@ mod tests {
         assert!(matches!(err, CertError::NotCreated { .. }), "{err:?}");
         assert!(err.to_string().contains("zone new-zone"), "{err}");
         assert!(!f.settings.certs_dir.join("new-zone").exists());
+    }
+
+    #[test]
+    fn a_dangling_symlink_at_ca_key_is_an_error_and_stays_a_symlink() {
+        let f = fixture();
+        let dir = f.settings.ca_key_path.parent().unwrap();
+        fs::create_dir_all(dir).unwrap();
+        let target = f.root.join("backup-disk/ca.key");
+        std::os::unix::fs::symlink(&target, &f.settings.ca_key_path).unwrap();
+        let err = ensure_certs(&f.settings, &zones()).unwrap_err();
+        assert!(matches!(err, CertError::DanglingSymlink { .. }), "{err:?}");
+        assert!(err.to_string().contains("backup-disk/ca.key"), "{err}");
+        let meta = fs::symlink_metadata(&f.settings.ca_key_path).unwrap();
+        assert!(meta.file_type().is_symlink());
+        assert!(!target.exists());
+        assert!(!f.settings.certs_dir.join("ca.crt").exists());
+    }
+
+    #[test]
+    fn a_sec1_ec_ca_key_gets_the_openssl_conversion_hint() {
+        let f = fixture();
+        ensure_certs(&f.settings, &zones()).unwrap();
+        fs::write(
+            &f.settings.ca_key_path,
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = ensure_certs(&f.settings, &zones()).unwrap_err().to_string();
+        let hint = format!(
+            "openssl pkcs8 -topk8 -nocrypt -in {}",
+            f.settings.ca_key_path.display()
+        );
+        assert!(err.contains(&hint), "{err}");
+    }
+
+    #[test]
+    fn ca_creation_never_overwrites_an_existing_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = tmp.path().join("ca.key");
+        fs::write(&key, "theirs").unwrap();
+        let err = create_new_files(&[(&key, "ours".to_string(), KEY_FILE_MODE)]).unwrap_err();
+        assert!(matches!(err, CertError::CaAppeared { .. }), "{err:?}");
+        assert_eq!(fs::read_to_string(&key).unwrap(), "theirs");
+        assert_eq!(
+            fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "temp file left"
+        );
+    }
+
+    #[test]
+    fn preview_writes_nothing_and_regenerates_only_what_is_missing() {
+        let f = fixture();
+        // Nothing yet: a CA in memory, nothing on disk.
+        let (_, report) = preview_certs(&f.settings, &zones()).unwrap();
+        assert_eq!(report.ca, CertAction::Created);
+        assert!(!f.root.join("out").exists() && !f.root.join("safe").exists());
+
+        let (written, _) = ensure_certs(&f.settings, &zones()).unwrap();
+        fs::remove_file(f.settings.certs_dir.join("us-west1-a/node.key")).unwrap();
+        let before = snapshot(&f.root);
+        let (preview, report) = preview_certs(&f.settings, &zones()).unwrap();
+        assert_eq!(snapshot(&f.root), before);
+        assert_eq!(report.ca, CertAction::Reused);
+        assert_eq!(report.client_root, CertAction::Reused);
+        assert_eq!(report.nodes["us-east1-b"], CertAction::Reused);
+        assert_eq!(
+            regenerated_reason(&report.nodes["us-west1-a"]),
+            "node.key is missing"
+        );
+        assert_eq!(preview.ca_crt, written.ca_crt);
+        assert_eq!(preview.client_root_key, written.client_root_key);
+        assert_eq!(preview.nodes["us-east1-b"], written.nodes["us-east1-b"]);
+        assert_ne!(preview.nodes["us-west1-a"], written.nodes["us-west1-a"]);
+    }
+
+    #[test]
+    fn every_written_file_is_in_the_manifest() {
+        let f = fixture();
+        ensure_certs(&f.settings, &zones()).unwrap();
+        let m = crate::fsutil::Manifest::load(&f.settings.certs_dir).unwrap();
+        for rel in [
+            "ca.crt",
+            "client.root.crt",
+            "client.root.key",
+            "us-east1-b/node.crt",
+            "us-west1-a/node.key",
+        ] {
+            assert!(m.is_ours(&f.settings.certs_dir.join(rel)), "{rel}");
+        }
+        assert!(m.is_ours(&f.settings.ca_key_path));
+        let mode = mode(&f.settings.certs_dir.join(crate::fsutil::MANIFEST_FILE));
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_write_error_names_the_destination_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("missing-dir/node.key");
+        let err = write_atomically(&[(&dest, "k".to_string(), KEY_FILE_MODE)]).unwrap_err();
+        assert!(err.to_string().contains("missing-dir/node.key"), "{err}");
+        assert!(!err.to_string().contains(".tmp-"), "{err}");
     }
 
     #[test]

@@ -152,6 +152,14 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub prune: bool,
 
+    /// Replace the CA in the clusters' Secrets with the local one. Without
+    /// it, apply stops (exit 2, nothing changed) when a cluster's Secrets
+    /// hold another CA: replacing the CA of a running federation breaks TLS
+    /// between its nodes until every pod has restarted with the new
+    /// certificates.
+    #[arg(long)]
+    pub replace_ca: bool,
+
     /// DNS server (IP:PORT) for resolving load balancer hostnames (AWS NLBs
     /// report hostnames), instead of the system resolver. Useful where
     /// those names only resolve inside a VPC or a test setup.

@@ -5,7 +5,15 @@
 //! that it can report **every** problem with `file:line:column`, the rule that
 //! was broken and, for unknown keys, the closest valid key.
 //!
-//! Pure: reads one file, touches no cluster, never panics on any input.
+//! Relative paths in the file (`generated_dir`, `certs.dir`, `certs.ca_key`,
+//! `cockroachdb.templates_dir`) resolve against the config file's directory,
+//! so that running from another directory finds the same certificates.
+//!
+//! [`Config::parse`] is pure. [`Config::load`] reads one (small, regular)
+//! file and, for the directories the tool writes into and may purge, looks
+//! at the file system to refuse dangerous ones (see
+//! [`crate::fsutil::unsafe_output_dir`]). Touches no cluster, never panics on
+//! any input.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -253,19 +261,27 @@ const DNS_KEYS: &[&str] = &[
 const ZONE_KEYS: &[&str] = &["name", "context", "region", "namespace", "replicas"];
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file; relative paths in it resolve
+    /// against its directory, and the output directories are checked on the
+    /// file system.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = crate::fsutil::read_small_text(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(path, &text)
+        Config::check_text(path, &text, Some(config_dir(path)))
     }
 
-    /// Validates config text; `path` is used for messages only.
+    /// Validates config text; `path` is used for messages only, relative
+    /// paths are kept as written and the file system is not looked at.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::check_text(path, text, None)
+    }
+
+    fn check_text(path: &Path, text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
         let mut cx = Checker {
             text,
+            base,
             problems: Vec::new(),
         };
         let config = cx.check(path);
@@ -296,7 +312,16 @@ impl Config {
 
 struct Checker<'t> {
     text: &'t str,
+    /// The config file's directory, when loaded from a file: relative paths
+    /// resolve against it and output directories are checked on disk.
+    base: Option<&'t Path>,
     problems: Vec<Problem>,
+}
+
+/// The directory of the config file, as given (empty for a bare file name,
+/// so that paths stay as short as the user wrote them).
+fn config_dir(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new(""))
 }
 
 type Table<'i> = DeTable<'i>;
@@ -355,9 +380,10 @@ impl<'t> Checker<'t> {
         }
         let generated_dir = self
             .path(&top, "generated_dir", "generated_dir")
-            .unwrap_or_else(|| PathBuf::from(names::DEFAULT_GENERATED_DIR));
+            .unwrap_or_else(|| self.resolved(PathBuf::from(names::DEFAULT_GENERATED_DIR)));
 
         let certs = self.certs(&top);
+        self.output_dirs(&top, &generated_dir, &certs.dir);
         let cockroachdb = self.cockroachdb(&top);
         let dns = self.dns(&top);
         let zones = self.zones(&top, doc_span);
@@ -376,8 +402,8 @@ impl<'t> Checker<'t> {
 
     fn certs(&mut self, top: &Table) -> CertsConfig {
         let mut out = CertsConfig {
-            dir: PathBuf::from(names::DEFAULT_CERTS_DIR),
-            ca_key: PathBuf::from(names::DEFAULT_CA_KEY),
+            dir: self.resolved(PathBuf::from(names::DEFAULT_CERTS_DIR)),
+            ca_key: self.resolved(PathBuf::from(names::DEFAULT_CA_KEY)),
             key_type: KeyType::EcdsaP256,
         };
         let Some(t) = self.table(top, "certs", "certs") else {
@@ -823,7 +849,63 @@ impl<'t> Checker<'t> {
             self.problem(span, format!("{at}: must not be empty"));
             return None;
         }
-        Some(PathBuf::from(s))
+        Some(self.resolved(PathBuf::from(s)))
+    }
+
+    /// `path` resolved against the config file's directory (when loaded
+    /// from a file and the path is relative).
+    fn resolved(&self, path: PathBuf) -> PathBuf {
+        match self.base {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path,
+        }
+    }
+
+    /// `generated_dir` and `certs.dir` are written into and purged by
+    /// `teardown --purge-local`: refuse the ones where that could hit the
+    /// user's own files (checked on disk, so only when loaded from a file),
+    /// and the two being the same or one inside the other.
+    fn output_dirs(&mut self, top: &Table, generated_dir: &Path, certs_dir: &Path) {
+        let certs_span = self
+            .table_quiet(top, "certs")
+            .and_then(|t| span_of(t, "dir"));
+        let generated_span = span_of(top, "generated_dir");
+        if path_is_inside(generated_dir, certs_dir) || path_is_inside(certs_dir, generated_dir) {
+            self.problem(
+                generated_span.clone().or(certs_span.clone()).unwrap_or(0..0),
+                format!(
+                    "generated_dir {} and certs.dir {} must be separate directories, neither inside the other",
+                    generated_dir.display(),
+                    certs_dir.display()
+                ),
+            );
+        }
+        let Some(base) = self.base else {
+            return;
+        };
+        for (at, dir, span) in [
+            ("generated_dir", generated_dir, generated_span),
+            ("certs.dir", certs_dir, certs_span),
+        ] {
+            if let Some(why) = crate::fsutil::unsafe_output_dir(dir, base) {
+                self.problem(
+                    span.unwrap_or(0..0),
+                    format!(
+                        "{at}: {} cannot be used: {why}; the tool writes into this directory and `teardown --purge-local` cleans it up, so use a directory of its own (e.g. \"{}\")",
+                        dir.display(),
+                        if at == "certs.dir" { names::DEFAULT_CERTS_DIR } else { names::DEFAULT_GENERATED_DIR }
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The table under `key`, if it is one (type errors are reported elsewhere).
+    fn table_quiet<'a, 'i>(&self, t: &'a Table<'i>, key: &str) -> Option<&'a Table<'i>> {
+        match t.get(key)?.get_ref() {
+            DeValue::Table(inner) => Some(inner),
+            _ => None,
+        }
     }
 
     fn quantity(&mut self, t: &Table, key: &str, at: &str) -> Option<String> {

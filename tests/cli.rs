@@ -20,6 +20,8 @@ const EXAMPLE: &str = include_str!("../config/example.toml");
 const BUILTIN_STATEFULSET: &str = include_str!("../templates/statefulset.yaml");
 /// The example's zones, in file order (the first runs the init Job).
 const ZONES: [&str; 3] = ["us-east1-b", "us-west1-a", "us-central1-a"];
+/// The manifest of the files the tool wrote, in the certs and generated dirs.
+const MANIFEST: &str = ".crdb-multiregion-files";
 
 /// What one run of the binary did.
 #[derive(Debug)]
@@ -239,9 +241,11 @@ fn plan_writes_certs_and_one_directory_of_manifests_per_zone() {
         0o600
     );
 
-    // One directory per zone, one file per object, names saying what is inside.
+    // One directory per zone, one file per object, names saying what is inside,
+    // and the manifest of what was written (what purge-local may delete).
     assert_eq!(dir_listing(&work.path("generated")), {
         let mut z: Vec<String> = ZONES.iter().map(|z| z.to_string()).collect();
+        z.push(MANIFEST.to_string());
         z.sort();
         z
     });
@@ -1289,4 +1293,251 @@ fn man_and_completions_into_a_closed_pipe_exit_0_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
         assert_eq!(stderr, "", "{args:?}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// Local files: only ours are ever deleted, dangerous directories are refused
+
+#[test]
+fn plan_never_deletes_a_user_file_named_like_a_manifest() {
+    let work = Work::new();
+    work.ok(&["plan", "example.toml"]);
+    // A file of the user's, named like ours, and one of ours the user edited.
+    work.write("generated/us-east1-b/99-my-extra-config.yaml", "mine\n");
+    let job = "generated/us-east1-b/14-us-east1-b-job-cluster-init-secure.yaml";
+    let edited = format!("{}# reviewed\n", work.read_string(job));
+    work.write(job, &edited);
+
+    // The init Job moves to another zone: ours would now be stale.
+    let west = "[[zones]]\nname = \"us-west1-a\"\ncontext = \"gke_cockroach1_us-west1-a_cockroachdb2\"\nregion = \"us-west1\"\n\n";
+    let reordered = EXAMPLE.replacen(west, "", 1).replacen(
+        "[[zones]]\nname = \"us-east1-b\"",
+        &format!("{west}[[zones]]\nname = \"us-east1-b\""),
+        1,
+    );
+    work.write("example.toml", &reordered);
+    work.ok(&["plan", "example.toml"]);
+    assert_eq!(
+        work.read_string("generated/us-east1-b/99-my-extra-config.yaml"),
+        "mine\n"
+    );
+    assert_eq!(
+        work.read_string(job),
+        edited,
+        "an edited file is not ours any more"
+    );
+}
+
+#[test]
+fn generated_or_certs_dir_that_holds_the_config_or_a_repository_is_refused() {
+    let cases = [
+        (
+            "generated_dir = \"generated\"",
+            "generated_dir = \".\"",
+            "generated_dir",
+            "it is the config file's directory",
+        ),
+        (
+            "generated_dir = \"generated\"",
+            "generated_dir = \"..\"",
+            "generated_dir",
+            "it contains the config file's directory",
+        ),
+        (
+            "dir = \"certs\"",
+            "dir = \".\"",
+            "certs.dir",
+            "it is the config file's directory",
+        ),
+        (
+            "dir = \"certs\"",
+            "dir = \"checkout\"",
+            "certs.dir",
+            "it holds a repository (.git)",
+        ),
+    ];
+    for (from, to, key, why) in cases {
+        let work = Work::new();
+        std::fs::create_dir_all(work.path("checkout/.git")).unwrap();
+        work.edit_example(from, to);
+        let run = work.run(&["plan", "example.toml"]);
+        assert_eq!(run.code, 2, "{to}: {}", run.stderr);
+        let problems = problem_lines(&run.stderr, "example.toml");
+        assert!(
+            problems
+                .iter()
+                .any(|l| l.contains(&format!(": {key}: ")) && l.contains(why)),
+            "{to}: {}",
+            run.stderr
+        );
+        assert!(
+            !work.path("my-safe-directory").exists(),
+            "{to}: nothing written"
+        );
+    }
+
+    // The repository the command runs in, even with the config elsewhere.
+    let work = Work::new();
+    std::fs::create_dir_all(work.path("repo/.git")).unwrap();
+    std::fs::create_dir_all(work.path("repo/src")).unwrap();
+    work.edit_example(
+        "generated_dir = \"generated\"",
+        "generated_dir = \"../repo\"",
+    );
+    std::fs::create_dir_all(work.path("conf")).unwrap();
+    std::fs::rename(work.path("example.toml"), work.path("conf/example.toml")).unwrap();
+    let run = Command::new(BIN)
+        .args(["plan", "../../conf/example.toml"])
+        .current_dir(work.path("repo/src"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("generated_dir: "), "{stderr}");
+    assert!(stderr.contains("the repository"), "{stderr}");
+
+    // --generated-dir gets the same rule.
+    let work = Work::new();
+    let run = work.run(&["plan", "example.toml", "--generated-dir", "."]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("it is the config file's directory"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_files_directory() {
+    let work = Work::new();
+    std::fs::create_dir_all(work.path("project")).unwrap();
+    std::fs::rename(work.path("example.toml"), work.path("project/example.toml")).unwrap();
+    std::fs::create_dir_all(work.path("elsewhere")).unwrap();
+    let run = Command::new(BIN)
+        .args(["plan", "../project/example.toml"])
+        .current_dir(work.path("elsewhere"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(work.path("project/certs/ca.crt").is_file());
+    assert!(work.path("project/my-safe-directory/ca.key").is_file());
+    assert!(work.path("project/generated/us-east1-b").is_dir());
+    assert_eq!(dir_listing(&work.path("elsewhere")), Vec::<String>::new());
+}
+
+/// Runs the binary and waits at most 60 s for it (killing it after that), so
+/// that a run that never ends fails the test instead of hanging it.
+fn run_bounded(work: &Work, args: &[&str]) -> Option<std::process::Output> {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(work.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn plan_of_a_device_or_huge_file_is_refused_instead_of_read_forever() {
+    let work = Work::new();
+    let out = run_bounded(&work, &["plan", "/dev/zero"]).expect("plan /dev/zero ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+
+    work.write("big.toml", &"# padding\n".repeat(200_000));
+    let run = work.run(&["plan", "big.toml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("larger than"), "{}", run.stderr);
+}
+
+#[test]
+fn concurrent_plans_on_a_fresh_certs_dir_make_one_ca() {
+    let work = Work::new();
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            Command::new(BIN)
+                .args(["plan", "example.toml", "-o", "yaml"])
+                .current_dir(work.dir.path())
+                .env("NO_COLOR", "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut cas = BTreeSet::new();
+    let mut created = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        if stderr.contains("CA created") {
+            created += 1;
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let secret = stdout
+            .split("\n---\n")
+            .find(|d| d.contains("kind: Secret") && d.contains("name: cockroachdb.node"))
+            .expect("a node Secret in the output");
+        let secret: Secret = serde_json::from_value(yaml(secret)).unwrap();
+        cas.insert(secret.data.unwrap()["ca.crt"].0.clone());
+    }
+    assert_eq!(created, 1, "exactly one run creates the CA");
+    assert_eq!(cas.len(), 1, "every run used the same CA");
+    assert_eq!(&work.read("certs/ca.crt"), cas.first().unwrap());
+    // The files on disk are consistent: the next run reuses every one of them
+    // (it checks key/certificate pairs and the chain to the CA).
+    let run = work.ok(&["plan", "example.toml"]);
+    assert!(
+        run.stderr
+            .contains("CA reused, root client certificate reused"),
+        "{}",
+        run.stderr
+    );
+    for zone in ZONES {
+        assert!(
+            run.stderr
+                .contains(&format!("{zone}: node certificate reused")),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_dangling_symlink_at_ca_key_is_an_error_not_replaced() {
+    let work = Work::new();
+    std::fs::create_dir_all(work.path("my-safe-directory")).unwrap();
+    std::os::unix::fs::symlink(
+        "/nonexistent-vault/ca.key",
+        work.path("my-safe-directory/ca.key"),
+    )
+    .unwrap();
+    let run = work.run(&["plan", "example.toml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+    let meta = std::fs::symlink_metadata(work.path("my-safe-directory/ca.key")).unwrap();
+    assert!(meta.file_type().is_symlink());
 }

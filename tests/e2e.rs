@@ -61,13 +61,20 @@ impl Env {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_in(self.dir.path(), args)
+    }
+
+    /// [`Env::run`] from another working directory.
+    fn run_in(&self, cwd: &Path, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_crdb-multiregion"));
-        cmd.current_dir(self.dir.path())
+        cmd.current_dir(cwd)
             .args(args)
-            .arg("--kubeconfig")
-            .arg(self.fed.kubeconfig_path())
             .env_remove("KUBECONFIG")
             .env("NO_COLOR", "1");
+        // `plan` is offline: it takes no kubeconfig.
+        if args.first() != Some(&"plan") {
+            cmd.arg("--kubeconfig").arg(self.fed.kubeconfig_path());
+        }
         if matches!(args.first(), Some(&"apply") | Some(&"diff")) {
             cmd.arg("--lb-resolver")
                 .arg(self.fed.dns_addr().to_string());
@@ -696,12 +703,15 @@ fn ctrl_c_stops_promptly_and_a_rerun_converges() {
     let out = child.wait_with_output().unwrap();
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
-    // Atomic writes go through hidden temporary files next to their target.
+    // Atomic writes go through hidden temporary files next to their target
+    // (`.<name>.tmp-<pid>`).
     let leftovers: Vec<_> = walk(env.dir.path())
         .into_iter()
         .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with('.') && n.contains(".tmp-")
+            })
         })
         .collect();
     assert!(leftovers.is_empty(), "half-written files: {leftovers:?}");
@@ -916,4 +926,232 @@ fn preflight_reports_missing_rights_and_old_servers_in_every_zone() {
         "a healthy zone is not reported: {err}"
     );
     assert_eq!(changing_writes(&env), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------
+// Local files and the CA
+
+/// The changed objects of an `apply -o json` or `diff -o json` report, as
+/// "zone: Kind ns/name".
+fn changed_objects(out: &Output) -> Vec<String> {
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stdout));
+    });
+    let mut changed = Vec::new();
+    for z in report["zones"].as_array().unwrap() {
+        for o in z["objects"].as_array().unwrap() {
+            if o["action"] != "unchanged" {
+                changed.push(format!(
+                    "{}: {}",
+                    z["zone"].as_str().unwrap(),
+                    o["object"].as_str().unwrap()
+                ));
+            }
+        }
+    }
+    changed
+}
+
+fn secret_ca(env: &Env, zone: &str, ns: &str, name: &str) -> Value {
+    env.fed
+        .cluster(zone)
+        .get("v1", "Secret", Some(ns), name)
+        .unwrap_or_else(|| panic!("{zone}: Secret {ns}/{name} missing"))["data"]["ca.crt"]
+        .clone()
+}
+
+#[test]
+fn diff_with_one_node_key_missing_shows_exactly_what_apply_does() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    std::fs::remove_file(env.path("certs/us-west1-a/node.key")).unwrap();
+    let ca_before = std::fs::read(env.path("certs/ca.crt")).unwrap();
+
+    let out = env.run(&["diff", config.to_str().unwrap(), "-o", "json"]);
+    assert_exit(&out, 1);
+    let diff = changed_objects(&out);
+    assert_eq!(
+        diff,
+        ["us-west1-a: Secret us-west1-a/cockroachdb.node"],
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out)
+            .contains("us-west1-a: node certificate: would be regenerated (node.key is missing)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !env.path("certs/us-west1-a/node.key").exists(),
+        "diff writes nothing"
+    );
+
+    let out = env.apply(&config, &["-o", "json"]);
+    assert_exit(&out, 0);
+    assert_eq!(changed_objects(&out), diff, "apply did what diff showed");
+    assert_eq!(std::fs::read(env.path("certs/ca.crt")).unwrap(), ca_before);
+}
+
+#[test]
+fn apply_from_another_working_directory_changes_nothing() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    for c in env.fed.clusters() {
+        c.clear_requests();
+    }
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let out = env.run_in(
+        &elsewhere,
+        &["apply", config.to_str().unwrap(), "--wait-timeout", "20s"],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(
+        changing_writes(&env),
+        Vec::<String>::new(),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        walk(&elsewhere),
+        Vec::<PathBuf>::new(),
+        "nothing written where it ran"
+    );
+}
+
+#[test]
+fn apply_with_a_foreign_ca_in_the_clusters_exits_2_and_changes_nothing() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    let theirs = secret_ca(&env, "us-east1-b", "us-east1-b", "cockroachdb.node");
+    let their_fp = crdb_multiregion::certs::fingerprint(
+        &std::fs::read_to_string(env.path("certs/ca.crt")).unwrap(),
+    )
+    .unwrap();
+    // Another CA locally: the clusters' CA is "foreign" to this config.
+    let other = env.config(
+        "other.toml",
+        &ZONES,
+        "[certs]\ndir = \"other-certs\"\nca_key = \"other-safe/ca.key\"",
+    );
+    assert_exit(&env.run(&["plan", other.to_str().unwrap()]), 0);
+    let our_fp = crdb_multiregion::certs::fingerprint(
+        &std::fs::read_to_string(env.path("other-certs/ca.crt")).unwrap(),
+    )
+    .unwrap();
+    assert_ne!(our_fp, their_fp);
+    for c in env.fed.clusters() {
+        c.clear_requests();
+    }
+
+    for command in ["apply", "diff"] {
+        let out = if command == "apply" {
+            env.apply(&other, &[])
+        } else {
+            env.run(&["diff", other.to_str().unwrap()])
+        };
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        for zone in ZONES {
+            assert!(
+                err.contains(&format!(
+                    "{zone}: Secret {zone}/cockroachdb.node has CA SHA-256 {their_fp}"
+                )),
+                "{command}: {err}"
+            );
+        }
+        assert!(err.contains(&our_fp), "{command}: {err}");
+        assert!(err.contains("--replace-ca"), "{command}: {err}");
+        assert_eq!(changing_writes(&env), Vec::<String>::new(), "{command}");
+    }
+    assert_eq!(
+        secret_ca(&env, "us-east1-b", "us-east1-b", "cockroachdb.node"),
+        theirs
+    );
+
+    // A deliberate replacement.
+    let out = env.apply(&other, &["--replace-ca"]);
+    assert_exit(&out, 0);
+    let ours = std::fs::read(env.path("other-certs/ca.crt")).unwrap();
+    for zone in ZONES {
+        let stored = secret_ca(&env, zone, zone, "cockroachdb.node");
+        let stored: k8s_openapi::ByteString = serde_json::from_value(stored).unwrap();
+        assert_eq!(stored.0, ours, "{zone}");
+    }
+}
+
+#[test]
+fn purge_local_deletes_only_files_the_tool_wrote() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    // A shared directory holding someone else's files, as generated_dir.
+    let shared = env.path("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("team-notes.txt"), "keep me\n").unwrap();
+    let project = env.path("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let config = env.config("config.toml", &ZONES, "generated_dir = \"shared\"");
+    let config_in_project = project.join("config.toml");
+    std::fs::rename(&config, &config_in_project).unwrap();
+    let text = std::fs::read_to_string(&config_in_project)
+        .unwrap()
+        .replace(
+            "generated_dir = \"shared\"",
+            "generated_dir = \"../shared\"",
+        );
+    std::fs::write(&config_in_project, text).unwrap();
+    let config = config_in_project;
+
+    assert_exit(&env.run(&["plan", config.to_str().unwrap()]), 0);
+    assert_exit(&env.apply(&config, &[]), 0);
+    // The user's own files next to ours, and one of ours edited.
+    std::fs::write(shared.join("us-east1-b/99-extra.yaml"), "mine\n").unwrap();
+    std::fs::write(project.join("certs/README"), "how we rotate\n").unwrap();
+    let edited = shared.join("us-west1-a/dns-forwarding.yaml");
+    std::fs::write(&edited, "# edited by hand\n").unwrap();
+
+    let out = env.run(&[
+        "teardown",
+        config.to_str().unwrap(),
+        "--yes",
+        "--purge-local",
+        "--wait-timeout",
+        "20s",
+    ]);
+    assert_exit(&out, 0);
+    let mut left: Vec<String> = walk(env.dir.path())
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| {
+            p.strip_prefix(env.dir.path())
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "project/certs/README",
+            "project/config.toml",
+            "shared/team-notes.txt",
+            "shared/us-east1-b/99-extra.yaml",
+            "shared/us-west1-a/dns-forwarding.yaml",
+        ],
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !project.join("my-safe-directory").exists(),
+        "the CA key and its empty directory"
+    );
+    assert!(
+        stderr(&out).contains("dns-forwarding.yaml: changed since"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use crate::Exit;
 use crate::apply::{self, ApplyOptions, ApplyReport, Progress};
-use crate::certs::{self, CertBundle, CertSettings};
+use crate::certs::{self, CertBundle};
 use crate::cli::{ApplyArgs, ClusterArgs, ReportFormat};
 use crate::cluster::{self, Action};
 use crate::commands::plan::{cert_settings, check_templates, load_templates, node_identities};
@@ -35,7 +35,7 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
         let kubeconfig = cluster::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
         let clusters = apply::connect_all(&config, &kubeconfig, progress).await?;
         apply::check_removed_zones(&config, &clusters, opts.prune, progress).await?;
-        let (bundle, _scratch) = certificates(&config, dry_run, progress)?;
+        let bundle = certificates(&config, &clusters, dry_run, args.replace_ca, progress).await?;
         apply::apply(&config, &templates, &bundle, clusters, &opts, progress).await
     }))??;
 
@@ -80,54 +80,62 @@ pub async fn with_limits<T>(
     }
 }
 
-/// Certificates for the Secrets. A dry run writes nothing: when none exist
-/// yet it makes throw-away ones in a scratch directory (removed on drop).
-fn certificates(
+/// Certificates for the Secrets. First what `ensure_certs` would do,
+/// without writing (that is all a dry run uses); the CA of that is compared
+/// with the clusters' (a foreign one stops here, before anything is written);
+/// then, for a real run, the certificates are made or reused on disk.
+async fn certificates(
     config: &Config,
+    clusters: &[(cluster::Cluster, cluster::ClusterInfo)],
     dry_run: bool,
+    replace_ca: bool,
     progress: Progress,
-) -> anyhow::Result<(CertBundle, Option<Scratch>)> {
+) -> anyhow::Result<CertBundle> {
     let settings = cert_settings(config);
     let nodes = node_identities(config);
-    if !dry_run {
-        let (bundle, report) =
-            certs::ensure_certs(&settings, &nodes).context("preparing certificates")?;
-        if report.ca == certs::CertAction::Created {
-            progress.say(
-                "certs",
-                format!(
-                    "created a new CA; keep {} safe",
-                    config.certs.ca_key.display()
-                ),
-            );
-        }
-        return Ok((bundle, None));
-    }
-    if let Ok(Some(bundle)) = certs::load_certs(&settings, &nodes) {
-        return Ok((bundle, None));
-    }
-    progress.say(
-        "certs",
-        "certificates do not exist yet; apply would create them",
-    );
-    let scratch = Scratch(
-        std::env::temp_dir().join(format!("crdb-multiregion-dry-run-{}", std::process::id())),
-    );
-    let temp = CertSettings {
-        certs_dir: scratch.0.join("certs"),
-        ca_key_path: scratch.0.join("ca").join("ca.key"),
-        key_type: settings.key_type,
+    let (preview, report) =
+        certs::preview_certs(&settings, &nodes).context("preparing certificates")?;
+    let ca_file = settings.certs_dir.join(certs::CA_CERT_FILE);
+    let local = match report.ca {
+        certs::CertAction::Reused => format!(
+            "{}, SHA-256 {}",
+            ca_file.display(),
+            certs::fingerprint(&preview.ca_crt).unwrap_or_default()
+        ),
+        _ => format!(
+            "there is no CA in {} yet; a new one would be created",
+            settings.certs_dir.display()
+        ),
     };
-    let (bundle, _) = certs::ensure_certs(&temp, &nodes).context("preparing certificates")?;
-    Ok((bundle, Some(scratch)))
-}
-
-struct Scratch(std::path::PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+    apply::check_ca(clusters, &preview.ca_crt, &local, replace_ca, progress).await?;
+    if dry_run {
+        for (what, action) in std::iter::once(("CA", &report.ca)).chain(std::iter::once((
+            "root client certificate",
+            &report.client_root,
+        ))) {
+            if *action != certs::CertAction::Reused {
+                progress.say("certs", format!("{what}: would be {action}"));
+            }
+        }
+        for (zone, action) in &report.nodes {
+            if *action != certs::CertAction::Reused {
+                progress.say(zone, format!("node certificate: would be {action}"));
+            }
+        }
+        return Ok(preview);
     }
+    let (bundle, report) =
+        certs::ensure_certs(&settings, &nodes).context("preparing certificates")?;
+    if report.ca == certs::CertAction::Created {
+        progress.say(
+            "certs",
+            format!(
+                "created a new CA; keep {} safe",
+                config.certs.ca_key.display()
+            ),
+        );
+    }
+    Ok(bundle)
 }
 
 fn print_report(report: &ApplyReport, format: ReportFormat) -> anyhow::Result<()> {

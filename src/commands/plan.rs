@@ -1,7 +1,7 @@
 //! `crdb-multiregion plan`: certificates and manifests, offline.
 
 use std::collections::BTreeSet;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -10,7 +10,7 @@ use crate::Exit;
 use crate::certs::{self, CertAction, CertBundle, CertSettings, NodeCert, NodeIdentity};
 use crate::cli::{PlanArgs, PlanOutput};
 use crate::config::Config;
-use crate::fsutil::write_atomic;
+use crate::fsutil::{self, Manifest, write_atomic};
 use crate::output;
 use crate::plan::{self, Facts, Object, Plan};
 use crate::render::Templates;
@@ -39,6 +39,14 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
             .or_default()
             .dns_addresses
             .push(*ip);
+    }
+    if let Some(dir) = &args.generated_dir
+        && let Some(why) = fsutil::unsafe_output_dir(dir, config_dir(&config))
+    {
+        bail!(
+            "--generated-dir {} cannot be used: {why}; the tool writes into this directory and `teardown --purge-local` cleans it up, so use a directory of its own",
+            dir.display()
+        );
     }
     // Every mistake in the input is reported before anything is written.
     check_templates(&config, &templates)?;
@@ -70,11 +78,21 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
     eprintln!("manifests written to {}", dir.display());
 
     if args.output == PlanOutput::Yaml {
+        if std::io::stdout().is_terminal() {
+            eprintln!(
+                "warning: the YAML below holds the Secrets with private keys (node and root client keys); do not paste it anywhere"
+            );
+        }
         let mut stdout = std::io::stdout().lock();
         stdout.write_all(output::yaml_stream(&plan).as_bytes())?;
         stdout.flush()?;
     }
     Ok(Exit::Success)
+}
+
+/// The config file's directory (relative paths in it resolve against it).
+pub fn config_dir(config: &Config) -> &Path {
+    config.source.parent().unwrap_or(Path::new(""))
 }
 
 pub fn load_templates(config: &Config) -> anyhow::Result<Templates> {
@@ -137,44 +155,76 @@ fn action(a: &CertAction) -> String {
     }
 }
 
-/// One directory per zone, one file per object. Files of ours that are no
-/// longer planned are removed; anything else in the directory is left alone.
+/// One directory per zone, one file per object, each recorded in the
+/// directory's manifest. A file of ours that is no longer planned is removed
+/// only when it is in the manifest with the content we wrote; anything else
+/// in the directory is left alone. Holds the directory's lock meanwhile.
 fn write_generated(dir: &Path, plan: &Plan) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the directory {}", dir.display()))?;
+    let _lock = fsutil::lock_dir(dir, fsutil::LOCK_WAIT, || {
+        eprintln!(
+            "waiting for another crdb-multiregion run to finish with {}",
+            dir.display()
+        )
+    })
+    .with_context(|| format!("locking {}", dir.display()))?;
+    let manifest_path = dir.join(fsutil::MANIFEST_FILE);
+    let mut manifest =
+        Manifest::load(dir).with_context(|| format!("reading {}", manifest_path.display()))?;
+    let result = write_zones(dir, plan, &mut manifest);
+    // Also after a failure: what was written is recorded.
+    manifest
+        .save()
+        .with_context(|| format!("writing {}", manifest_path.display()))?;
+    result
+}
+
+fn write_zones(dir: &Path, plan: &Plan, manifest: &mut Manifest) -> anyhow::Result<()> {
     for zone in &plan.zones {
         let zdir = dir.join(&zone.zone);
-        std::fs::create_dir_all(&zdir)?;
-        let mut wanted = BTreeSet::new();
+        std::fs::create_dir_all(&zdir)
+            .with_context(|| format!("creating the directory {}", zdir.display()))?;
+        let mut files = Vec::new();
         for (i, planned) in zone.objects.iter().enumerate() {
-            let name = output::file_name(i, &planned.object);
             let mode = if matches!(planned.object, Object::Secret(_)) {
                 0o600
             } else {
                 0o644
             };
-            write_atomic(
-                &zdir.join(&name),
-                output::object_yaml(&planned.object).as_bytes(),
+            files.push((
+                output::file_name(i, &planned.object),
+                output::object_yaml(&planned.object),
                 mode,
-            )?;
+            ));
+        }
+        files.push((
+            output::DNS_FILE.to_string(),
+            output::dns_document(zone),
+            0o644,
+        ));
+        let mut wanted = BTreeSet::new();
+        for (name, text, mode) in files {
+            let path = zdir.join(&name);
+            write_atomic(&path, text.as_bytes(), mode)
+                .with_context(|| format!("writing {}", path.display()))?;
+            manifest.record(&path, text.as_bytes());
             wanted.insert(name);
         }
-        write_atomic(
-            &zdir.join(output::DNS_FILE),
-            output::dns_document(zone).as_bytes(),
-            0o644,
-        )?;
-        wanted.insert(output::DNS_FILE.to_string());
-        for entry in std::fs::read_dir(&zdir)? {
-            let path = entry?.path();
+        let entries =
+            std::fs::read_dir(&zdir).with_context(|| format!("listing {}", zdir.display()))?;
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("listing {}", zdir.display()))?
+                .path();
             let name = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
-            let ours = name.len() > 3
-                && name.as_bytes()[..2].iter().all(u8::is_ascii_digit)
-                && name.ends_with(".yaml");
-            if ours && !wanted.contains(name) {
-                std::fs::remove_file(&path)?;
+            if !wanted.contains(name) && manifest.is_ours(&path) {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+                manifest.forget(&path);
             }
         }
     }

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use crate::Exit;
 use crate::apply::Progress;
@@ -12,6 +12,7 @@ use crate::cli::{ReportFormat, TeardownArgs};
 use crate::cluster;
 use crate::commands::apply::{runtime, with_limits};
 use crate::config::Config;
+use crate::fsutil::{self, Manifest};
 use crate::teardown::{self, TeardownReport, ZoneTeardown};
 
 pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
@@ -56,7 +57,7 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
     let all_clean = zones.iter().all(|z| z.ok);
     if args.purge_local {
         if all_clean {
-            purged = purge_local(&config)?;
+            purged = purge_local(&config, progress)?;
         } else {
             progress.say(
                 "local",
@@ -116,21 +117,49 @@ fn confirm(config: &Config, args: &TeardownArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn purge_local(config: &Config) -> anyhow::Result<Vec<String>> {
+/// Deletes the local files `plan`/`apply` wrote (as recorded in the
+/// manifests of the certs and generated directories, and only while they
+/// still have the content written), then the directories this leaves empty.
+/// Files the tool did not write, or that were changed since, stay, and so
+/// does every directory that still holds anything.
+fn purge_local(config: &Config, progress: Progress) -> anyhow::Result<Vec<String>> {
     let mut removed = Vec::new();
     for dir in [&config.certs.dir, &config.generated_dir] {
+        if !dir.is_dir() {
+            continue;
+        }
+        let lock = fsutil::lock_dir(dir, fsutil::LOCK_WAIT, || {
+            progress.say(
+                "local",
+                format!(
+                    "waiting for another crdb-multiregion run to finish with {}",
+                    dir.display()
+                ),
+            )
+        })
+        .with_context(|| format!("locking {}", dir.display()))?;
+        let purged = Manifest::load(dir)
+            .and_then(Manifest::purge)
+            .with_context(|| {
+                format!(
+                    "removing the files crdb-multiregion wrote in {}",
+                    dir.display()
+                )
+            })?;
+        drop(lock);
+        for (path, why) in &purged.kept {
+            progress.say("local", format!("kept {}: {why}", path.display()));
+        }
         if dir.exists() {
-            std::fs::remove_dir_all(dir)?;
-            removed.push(dir.display().to_string());
+            progress.say(
+                "local",
+                format!(
+                    "kept {}: it holds files crdb-multiregion did not write",
+                    dir.display()
+                ),
+            );
         }
-    }
-    if config.certs.ca_key.exists() {
-        std::fs::remove_file(&config.certs.ca_key)?;
-        removed.push(config.certs.ca_key.display().to_string());
-        if let Some(parent) = config.certs.ca_key.parent() {
-            // Only if empty: the directory may hold other things of the user's.
-            let _ = std::fs::remove_dir(parent);
-        }
+        removed.extend(purged.removed.iter().map(|p| p.display().to_string()));
     }
     Ok(removed)
 }
