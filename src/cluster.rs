@@ -121,13 +121,19 @@ impl PreflightProblem {
     }
 }
 
+impl PreflightProblem {
+    /// The problem and its causes on one line, without the hint.
+    pub fn text(&self) -> String {
+        std::iter::once(self.problem.as_str())
+            .chain(self.causes.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(": ")
+    }
+}
+
 impl std::fmt::Display for PreflightProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.problem)?;
-        for c in &self.causes {
-            write!(f, ": {c}")?;
-        }
-        write!(f, " (hint: {})", self.hint)
+        write!(f, "{} (hint: {})", self.text(), self.hint)
     }
 }
 

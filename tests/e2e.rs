@@ -16,6 +16,7 @@ use crdb_multiregion::render::Templates;
 use kube_sim::{Federation, Flavor};
 use serde_json::Value;
 
+#[path = "e2e/connecting.rs"]
 mod connecting;
 
 const ZONES: [&str; 3] = ["us-east1-b", "us-west1-a", "us-central1-a"];

@@ -81,7 +81,10 @@ fn error_lines(err: &str) -> Vec<&str> {
 
 /// No line of kube's own logging, and no cause said twice.
 fn assert_clean_error(err: &str) {
-    assert!(!err.contains("kube_client"), "a kube log line leaked:\n{err}");
+    assert!(
+        !err.contains("kube_client"),
+        "a kube log line leaked:\n{err}"
+    );
     assert!(!err.contains("ERROR "), "a log line leaked:\n{err}");
     let mut causes: Vec<&str> = err
         .lines()
@@ -109,8 +112,15 @@ fn unreachable_cluster_is_one_error_line_naming_zone_and_context_once_then_cause
     let lines = error_lines(&err);
     assert_eq!(lines.len(), 1, "{err}");
     let line = lines[0];
-    assert_eq!(line.matches("us-west1-a").count(), 2, "zone and context once each: {err}");
-    assert!(line.contains("zone us-west1-a (context us-west1-a)"), "{err}");
+    assert_eq!(
+        line.matches("us-west1-a").count(),
+        2,
+        "zone and context once each: {err}"
+    );
+    assert!(
+        line.contains("zone us-west1-a (context us-west1-a)"),
+        "{err}"
+    );
     assert!(line.contains("is not reachable"), "{err}");
     assert!(err.contains("\nCaused by:\n"), "{err}");
     assert!(err.contains("Connection refused"), "{err}");
@@ -120,8 +130,7 @@ fn unreachable_cluster_is_one_error_line_naming_zone_and_context_once_then_cause
 }
 
 #[test]
-fn api_server_answering_503_to_everything_fails_preflight_in_bounded_time_naming_zone_and_status()
-{
+fn api_server_answering_503_to_everything_fails_preflight_in_bounded_time_naming_zone_and_status() {
     let env = Env::start(Flavor::Gke, &TWO, |b| b);
     let config = env.config("config.toml", &TWO, "");
     env.fed.cluster("us-west1-a").set_faults(faults(|f| {
@@ -312,7 +321,10 @@ fn a_failing_exec_plugin_s_own_message_is_in_the_error_once() {
         1,
         "{err}"
     );
-    assert!(err.contains("\nCaused by:\n    error: the SSO session"), "{err}");
+    assert!(
+        err.contains("\nCaused by:\n    error: the SSO session"),
+        "{err}"
+    );
     assert_clean_error(&err);
     assert_eq!(changing_writes(&env), Vec::<String>::new());
 }
@@ -350,7 +362,12 @@ fn an_exec_plugin_that_never_returns_is_bounded_by_timeout() {
         .unwrap();
     let status = wait_bounded(&mut child, Duration::from_secs(60), "apply --timeout 3s");
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("error: gave up after --timeout 3s"), "{err}");
     assert_eq!(changing_writes(&env), Vec::<String>::new());
@@ -380,7 +397,12 @@ fn an_exec_plugin_that_never_returns_is_stopped_by_ctrl_c() {
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let status = wait_bounded(&mut child, Duration::from_secs(30), "apply after Ctrl-C");
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("error: interrupted"), "{err}");
 }
@@ -463,7 +485,10 @@ fn tunnel(mut client: TcpStream, targets: &Mutex<Vec<String>>) {
         return;
     };
     targets.lock().unwrap().push(target.to_string());
-    let Some(port) = target.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()) else {
+    let Some(port) = target
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+    else {
         let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
         return;
     };
@@ -523,14 +548,20 @@ fn https_proxy_tunnels_to_remote_servers_while_loopback_and_no_proxy_go_direct()
     let mut kc = env.kubeconfig_value();
     let ports = server_ports(&kc);
     for c in kc["clusters"].as_array_mut().unwrap() {
-        let server = c["cluster"]["server"].as_str().unwrap().replace("127.0.0.1", "kube-sim.invalid");
+        let server = c["cluster"]["server"]
+            .as_str()
+            .unwrap()
+            .replace("127.0.0.1", "kube-sim.invalid");
         c["cluster"]["server"] = json!(server);
         c["cluster"]["tls-server-name"] = json!("localhost");
     }
     let remote = env.write_kubeconfig("remote.kubeconfig", &kc);
     let out = env.run_with(&diff, &remote, &[("https_proxy", Some(&proxy.url()))]);
     assert_exit(&out, 1);
-    let mut expected: Vec<String> = ports.iter().map(|p| format!("kube-sim.invalid:{p}")).collect();
+    let mut expected: Vec<String> = ports
+        .iter()
+        .map(|p| format!("kube-sim.invalid:{p}"))
+        .collect();
     expected.sort();
     assert_eq!(proxy.targets(), expected);
     // NO_PROXY entries (matched as Go's httpproxy does) are unit tests in
