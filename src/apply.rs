@@ -63,7 +63,7 @@ pub struct Progress {
 impl Progress {
     pub fn say(&self, zone: &str, msg: impl std::fmt::Display) {
         if !self.quiet {
-            eprintln!("{zone}: {msg}");
+            crate::ewriteln!("{zone}: {msg}");
         }
     }
 }
@@ -127,8 +127,8 @@ pub struct ApplyReport {
 /// Why apply stopped before changing anything.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("pre-flight failed in {} zone(s):{}", .0.len(), list_problems(.0))]
-    Preflight(Vec<(String, String, Vec<PreflightProblem>)>),
+    #[error(transparent)]
+    Preflight(PreflightFailures),
     #[error(
         "zone(s) {} are no longer in the config but the clusters still forward their DNS names ({}); re-run with --prune to remove them from DNS forwarding and join lists (their own clusters are not touched: run teardown with the old config for that)",
         .zones.join(", "), .domains.join(", ")
@@ -234,14 +234,69 @@ pub async fn check_ca(
     })
 }
 
-fn list_problems(failures: &[(String, String, Vec<PreflightProblem>)]) -> String {
-    let mut out = String::new();
-    for (zone, context, problems) in failures {
-        for p in problems {
-            out.push_str(&format!("\n  {zone} (context {context}): {p}"));
+/// The zones (zone, context, problems) that failed pre-flight. One zone
+/// with one problem reads as one `error:` line naming the zone and context,
+/// its causes as the error's sources and its hint apart
+/// ([`PreflightFailures::hint`]); more are listed one per line.
+#[derive(Debug)]
+pub struct PreflightFailures {
+    pub zones: Vec<(String, String, Vec<PreflightProblem>)>,
+    causes: Option<crate::output::Causes>,
+}
+
+impl PreflightFailures {
+    pub fn new(zones: Vec<(String, String, Vec<PreflightProblem>)>) -> Self {
+        let causes = match zones.as_slice() {
+            [(_, _, problems)] if problems.len() == 1 => {
+                crate::output::Causes::new(&problems[0].causes)
+            }
+            _ => None,
+        };
+        PreflightFailures { zones, causes }
+    }
+
+    fn single(&self) -> Option<(&str, &str, &PreflightProblem)> {
+        match self.zones.as_slice() {
+            [(zone, context, problems)] if problems.len() == 1 => {
+                Some((zone, context, &problems[0]))
+            }
+            _ => None,
         }
     }
-    out
+
+    /// What to do, when there is one problem (a list carries its hints inline).
+    pub fn hint(&self) -> Option<&str> {
+        self.single().map(|(_, _, p)| p.hint.as_str())
+    }
+}
+
+impl std::fmt::Display for PreflightFailures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some((zone, context, p)) = self.single() {
+            return write!(
+                f,
+                "pre-flight failed in zone {zone} (context {context}), nothing was changed: {}",
+                p.problem
+            );
+        }
+        write!(
+            f,
+            "pre-flight failed in {} zone(s), nothing was changed:",
+            self.zones.len()
+        )?;
+        for (zone, context, problems) in &self.zones {
+            for p in problems {
+                write!(f, "\n  {zone} (context {context}): {p}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PreflightFailures {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.causes.as_ref().map(|c| c as _)
+    }
 }
 
 struct Timer {
@@ -257,10 +312,12 @@ impl Timer {
     }
 }
 
-/// Connects to and pre-flights every zone concurrently.
+/// Connects to and pre-flights every zone concurrently, each zone's
+/// pre-flight within `preflight_timeout`.
 pub async fn connect_all(
     config: &Config,
     kubeconfig: &kube::config::Kubeconfig,
+    preflight_timeout: Duration,
     progress: Progress,
 ) -> Result<Vec<(Cluster, ClusterInfo)>, ApplyError> {
     let override_ = match config.dns.provider {
@@ -270,15 +327,10 @@ pub async fn connect_all(
         ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
     };
     let checks = config.zones.iter().map(|zone| async move {
-        let cluster = cluster::connect(kubeconfig, zone).await.map_err(|e| {
-            vec![PreflightProblem {
-                problem: format!("{e}"),
-                hint:
-                    "check the zone's `context` in the config against `kubectl config get-contexts`"
-                        .into(),
-            }]
-        })?;
-        let info = cluster::preflight(&cluster, zone, override_).await?;
+        let cluster = cluster::connect(kubeconfig, zone)
+            .await
+            .map_err(|e| vec![cluster::connect_problem(&e, &zone.context)])?;
+        let info = cluster::preflight(&cluster, zone, override_, preflight_timeout).await?;
         progress.say(
             &zone.name,
             format!(
@@ -300,7 +352,7 @@ pub async fn connect_all(
     if failed.is_empty() {
         Ok(ok)
     } else {
-        Err(ApplyError::Preflight(failed))
+        Err(ApplyError::Preflight(PreflightFailures::new(failed)))
     }
 }
 

@@ -119,13 +119,19 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
     pub timeout: Duration,
 
+    /// Bound of pre-flight in each zone: version, permissions and DNS
+    /// server, including retries of 429/503/504 answers (e.g. 30s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub preflight_timeout: Duration,
+
     /// Bound of each wait: load balancer address, DNS rollout, pods, init
     /// Job, deletions (e.g. 300, 5m).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub wait_timeout: Duration,
 
-    /// Work on at most this many clusters at a time (0: all at once).
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// Work on at most this many clusters at a time (0: all at once;
+    /// at most 1000).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = parse_concurrency)]
     pub concurrency: usize,
 
     /// Only print the final summary (and errors).
@@ -259,25 +265,63 @@ pub enum ReportFormat {
     Json,
 }
 
-/// `90`, `90s`, `15m`, `1h`, `500ms`.
+/// The longest duration any flag takes: a week is longer than any wait
+/// could sensibly be, and far from where time arithmetic overflows.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `90`, `90s`, `15m`, `1h`, `500ms`; more than zero, at most a week.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 90, 90s, 15m, 1h)"))?;
-    let d = match unit {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+    let too_long = || format!("{s:?} is too long: at most 168h (a week)");
+    if num.is_empty() {
+        return Err(format!("{s:?} is not a duration (e.g. 90, 90s, 15m, 1h)"));
+    }
+    // Digits only, so the only parse failure is a number beyond u64.
+    let n: u64 = num.parse().map_err(|_| too_long())?;
+    let millis = match unit {
+        "" | "s" => n.checked_mul(1000),
+        "ms" => Some(n),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
     };
+    let d = millis.map(Duration::from_millis).ok_or_else(too_long)?;
     if d.is_zero() {
         return Err("a duration must be greater than zero".into());
     }
+    if d > MAX_DURATION {
+        return Err(too_long());
+    }
     Ok(d)
+}
+
+/// A duration as a flag would take it back: `90s`, `15m`, `1h`, `250ms`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 {
+        format!("{ms}ms")
+    } else if ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
+/// The most clusters worked on at once; more would only exhaust file
+/// descriptors (and tokio's semaphore has a bound of its own).
+pub const MAX_CONCURRENCY: usize = 1000;
+
+fn parse_concurrency(s: &str) -> Result<usize, String> {
+    let bad =
+        || format!("{s:?} is not a number from 0 to {MAX_CONCURRENCY} (0: all zones at once)");
+    match s.trim().parse::<u64>() {
+        Ok(n) if n <= MAX_CONCURRENCY as u64 => Ok(n as usize),
+        _ => Err(bad()),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -348,5 +392,31 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("168h").unwrap(), MAX_DURATION);
+        for huge in [
+            "169h",
+            "18446744073709551615",
+            "18446744073709551615h",
+            "99999999999999999999999m",
+        ] {
+            let e = parse_duration(huge).unwrap_err();
+            assert!(e.contains("at most 168h"), "{huge}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations_format_as_flags_take_them() {
+        for s in ["90s", "15m", "1h", "250ms", "61s"] {
+            assert_eq!(format_duration(parse_duration(s).unwrap()), s);
+        }
+    }
+
+    #[test]
+    fn concurrency_is_bounded() {
+        assert_eq!(parse_concurrency("0").unwrap(), 0);
+        assert_eq!(parse_concurrency("1000").unwrap(), 1000);
+        assert!(parse_concurrency("1001").is_err());
+        assert!(parse_concurrency("2305843009213693952").is_err());
+        assert!(parse_concurrency("-1").is_err());
     }
 }

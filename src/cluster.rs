@@ -7,7 +7,6 @@
 //! Knows nothing about the order of steps: `apply` and `teardown` decide that.
 
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -16,7 +15,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::Kubeconfig;
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -36,30 +35,13 @@ pub const MIN_MINOR: u32 = 26;
 pub const POLL_FIRST: Duration = Duration::from_millis(50);
 pub const POLL_MAX: Duration = Duration::from_millis(250);
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    #[error("could not read kubeconfig{}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
-    Kubeconfig {
-        path: Option<PathBuf>,
-        #[source]
-        source: kube::config::KubeconfigError,
-    },
-    #[error(
-        "zone {zone}: context {context:?} is not in the kubeconfig (contexts there: {available})"
-    )]
-    NoContext {
-        zone: String,
-        context: String,
-        available: String,
-    },
-    #[error("zone {zone}: could not build a client for context {context:?}")]
-    Client {
-        zone: String,
-        context: String,
-        #[source]
-        source: kube::Error,
-    },
-}
+pub use crate::connect::{ConnectError, KubeconfigError, LastSeen, load_kubeconfig};
+
+/// How long pre-flight may take in one zone by default (`--preflight-timeout`):
+/// a healthy API server answers in well under a second; one that keeps
+/// answering 429/503 is reported with what it said instead of being retried
+/// until the overall timeout.
+pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connected zone.
 #[derive(Clone)]
@@ -69,55 +51,35 @@ pub struct Cluster {
     /// The zone's namespace.
     pub namespace: String,
     pub client: Client,
+    /// The API server URL of the context.
+    pub server: String,
+    /// What the API server last answered, over every attempt.
+    pub seen: LastSeen,
 }
 
-/// The kubeconfig: `--kubeconfig`, else `KUBECONFIG` (several paths merged),
-/// else `~/.kube/config`.
-pub fn load_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig, ClusterError> {
-    match path {
-        Some(p) => Kubeconfig::read_from(p),
-        None => Kubeconfig::read(),
-    }
-    .map_err(|source| ClusterError::Kubeconfig {
-        path: path.map(Path::to_path_buf),
-        source,
-    })
-}
-
-pub async fn connect(kubeconfig: &Kubeconfig, zone: &Zone) -> Result<Cluster, ClusterError> {
-    if !kubeconfig.contexts.iter().any(|c| c.name == zone.context) {
-        return Err(ClusterError::NoContext {
-            zone: zone.name.clone(),
-            context: zone.context.clone(),
-            available: kubeconfig
-                .contexts
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
-    }
-    let options = KubeConfigOptions {
-        context: Some(zone.context.clone()),
-        ..KubeConfigOptions::default()
-    };
-    let client_err = |source| ClusterError::Client {
-        zone: zone.name.clone(),
-        context: zone.context.clone(),
-        source,
-    };
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
-        .await
-        .map_err(|e| client_err(kube::Error::InferKubeconfig(e)))?;
-    config.connect_timeout = Some(Duration::from_secs(10));
-    config.read_timeout = Some(Duration::from_secs(60));
-    let client = Client::try_from(config).map_err(client_err)?;
+/// Builds the zone's client from its context (running its exec credential
+/// plugin, if any, off the async threads). Makes no API call.
+pub async fn connect(kubeconfig: &Kubeconfig, zone: &Zone) -> Result<Cluster, ConnectError> {
+    let c = crate::connect::connect(kubeconfig, &zone.context).await?;
     Ok(Cluster {
         zone: zone.name.clone(),
         context: zone.context.clone(),
         namespace: zone.namespace.clone(),
-        client,
+        client: c.client,
+        server: c.server,
+        seen: c.seen,
     })
+}
+
+/// The problem (with its causes and hint) of a zone whose client could not
+/// be built.
+pub fn connect_problem(e: &ConnectError, context: &str) -> PreflightProblem {
+    let mut chain = crate::output::error_chain(e);
+    PreflightProblem {
+        problem: chain.remove(0),
+        causes: chain,
+        hint: e.hint(context),
+    }
 }
 
 /// What pre-flight learned about a cluster.
@@ -139,16 +101,125 @@ fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S:
     s.collect_str(v)
 }
 
-/// A pre-flight failure, with a hint for the user.
+/// A pre-flight failure: what happened, why (its causes, each once, outer
+/// first) and a hint for the user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PreflightProblem {
     pub problem: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<String>,
     pub hint: String,
+}
+
+impl PreflightProblem {
+    fn new(problem: String, hint: impl Into<String>) -> Self {
+        PreflightProblem {
+            problem,
+            causes: Vec::new(),
+            hint: hint.into(),
+        }
+    }
+}
+
+impl PreflightProblem {
+    /// The problem and its causes on one line, without the hint.
+    pub fn text(&self) -> String {
+        std::iter::once(self.problem.as_str())
+            .chain(self.causes.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(": ")
+    }
 }
 
 impl std::fmt::Display for PreflightProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (hint: {})", self.problem, self.hint)
+        write!(f, "{} (hint: {})", self.text(), self.hint)
+    }
+}
+
+/// Whether the API server of `cluster` answers, and its version. Bounded by
+/// `timeout` (retries of 429/503/504 included); the problem says what the
+/// server last answered.
+pub async fn reach(
+    cluster: &Cluster,
+    timeout: Duration,
+) -> Result<k8s_openapi::apimachinery::pkg::version::Info, PreflightProblem> {
+    match tokio::time::timeout(timeout, cluster.client.apiserver_version()).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(unusable(cluster, &e)),
+        Err(_) => Err(timed_out(cluster, timeout)),
+    }
+}
+
+fn timed_out(cluster: &Cluster, timeout: Duration) -> PreflightProblem {
+    let last = match cluster.seen.describe() {
+        Some(seen) => format!("; it last answered {seen}"),
+        None => "; no answer at all".to_string(),
+    };
+    PreflightProblem::new(
+        format!(
+            "pre-flight got no usable answer from the API server {} within {}{last}",
+            cluster.server,
+            crate::cli::format_duration(timeout)
+        ),
+        "429 and 503 mean the API server is overloaded or starting: wait and re-run, or give it longer with --preflight-timeout",
+    )
+}
+
+/// A failed request to the API server, by what it says about the server.
+fn unusable(cluster: &Cluster, e: &kube::Error) -> PreflightProblem {
+    let context = &cluster.context;
+    match e {
+        kube::Error::Api(s) => {
+            let reason = http::StatusCode::from_u16(s.code)
+                .ok()
+                .and_then(|c| c.canonical_reason())
+                .unwrap_or_default();
+            let mut message: String = s.message.split_whitespace().collect::<Vec<_>>().join(" ");
+            if message.chars().count() > 200 {
+                message = message.chars().take(200).collect::<String>() + "...";
+            }
+            let hint = match s.code {
+                401 => format!(
+                    "the credentials of context {context} were not accepted (expired?): log in again, then check `kubectl --context {context} get ns`"
+                ),
+                403 => format!(
+                    "the user of context {context} may not read /version: use a context with cluster-admin rights"
+                ),
+                429 | 503 | 504 => {
+                    "the API server is overloaded or starting: wait and re-run".into()
+                }
+                _ => format!(
+                    "the API server runs but fails: check the control plane's health (`kubectl --context {context} get --raw '/readyz?verbose'`) or the cloud console"
+                ),
+            };
+            PreflightProblem {
+                problem: format!(
+                    "the API server {} answered GET /version with {} {reason}",
+                    cluster.server, s.code
+                ),
+                causes: if message.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![message]
+                },
+                hint,
+            }
+        }
+        kube::Error::Auth(_) => PreflightProblem {
+            problem: "could not get credentials".into(),
+            causes: crate::output::error_chain(e),
+            hint: format!(
+                "run `kubectl --context {context} get ns` to see the credential plugin's own advice (often: log in again)"
+            ),
+        },
+        _ => PreflightProblem {
+            problem: format!("the API server {} is not reachable", cluster.server),
+            causes: crate::output::error_chain(e),
+            hint: format!(
+                "check that the cluster is up and that `kubectl --context {context} get ns` works from here (same kubeconfig, HTTPS_PROXY and NO_PROXY)"
+            ),
+        },
     }
 }
 
@@ -185,29 +256,37 @@ fn required_permissions(
     ]
 }
 
-/// Reachability, version, permissions and DNS server of one cluster. Every
-/// problem found is returned, not just the first.
+/// Reachability, version, permissions and DNS server of one cluster, within
+/// `timeout` in all. Every problem found is returned, not just the first.
 pub async fn preflight(
     cluster: &Cluster,
     zone: &Zone,
     provider_override: Option<DnsProvider>,
+    timeout: Duration,
 ) -> Result<ClusterInfo, Vec<PreflightProblem>> {
-    let version = match cluster.client.apiserver_version().await {
-        Ok(v) => v,
-        Err(e) => {
-            return Err(vec![PreflightProblem {
-                problem: format!("API server of context {:?} is not reachable: {}", cluster.context, error_text(&e)),
-                hint: "check that the cluster is up and that `kubectl --context <context> get ns` works from here".into(),
-            }]);
-        }
-    };
+    match tokio::time::timeout(timeout, preflight_checks(cluster, zone, provider_override)).await {
+        Ok(result) => result,
+        Err(_) => Err(vec![timed_out(cluster, timeout)]),
+    }
+}
+
+async fn preflight_checks(
+    cluster: &Cluster,
+    zone: &Zone,
+    provider_override: Option<DnsProvider>,
+) -> Result<ClusterInfo, Vec<PreflightProblem>> {
+    let version = cluster
+        .client
+        .apiserver_version()
+        .await
+        .map_err(|e| vec![unusable(cluster, &e)])?;
     let mut problems = Vec::new();
     let minor: u32 = version.minor.trim_end_matches('+').parse().unwrap_or(0);
     if version.major != "1" || minor < MIN_MINOR {
-        problems.push(PreflightProblem {
-            problem: format!("Kubernetes {} is not supported", version.git_version),
-            hint: format!("upgrade the cluster to 1.{MIN_MINOR} or newer"),
-        });
+        problems.push(PreflightProblem::new(
+            format!("Kubernetes {} is not supported", version.git_version),
+            format!("upgrade the cluster to 1.{MIN_MINOR} or newer"),
+        ));
     }
 
     let reviews =
@@ -250,17 +329,14 @@ pub async fn preflight(
         );
         match result {
             Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => {}
-            Ok(_) => problems.push(PreflightProblem {
-                problem: format!("not allowed to {what}"),
-                hint:
-                    "use a context with cluster-admin rights (the original setup needed them too)"
-                        .into(),
-            }),
-            Err(e) => problems.push(PreflightProblem {
-                problem: format!("could not check permission to {what}: {}", error_text(&e)),
-                hint: "the API server must serve authorization.k8s.io/v1 SelfSubjectAccessReview"
-                    .into(),
-            }),
+            Ok(_) => problems.push(PreflightProblem::new(
+                format!("not allowed to {what}"),
+                "use a context with cluster-admin rights (the original setup needed them too)",
+            )),
+            Err(e) => problems.push(PreflightProblem::new(
+                format!("could not check permission to {what}: {}", error_text(&e)),
+                "the API server must serve authorization.k8s.io/v1 SelfSubjectAccessReview",
+            )),
         }
     }
 
@@ -293,20 +369,24 @@ pub async fn detect_dns(
         deployments.list(&by_label),
         configmaps.get_opt(DnsProvider::CoreDnsCustom.configmap_name())
     );
-    let list = list.map_err(|e| PreflightProblem {
-        problem: format!(
-            "could not list DNS Deployments in kube-system: {}",
-            error_text(&e)
-        ),
-        hint: "the context needs read access to kube-system".into(),
-    })?;
-    let has_custom = custom
-        .map_err(|e| PreflightProblem {
-            problem: format!(
-                "could not read ConfigMap kube-system/coredns-custom: {}",
+    let list = list.map_err(|e| {
+        PreflightProblem::new(
+            format!(
+                "could not list DNS Deployments in kube-system: {}",
                 error_text(&e)
             ),
-            hint: "the context needs read access to kube-system".into(),
+            "the context needs read access to kube-system",
+        )
+    })?;
+    let has_custom = custom
+        .map_err(|e| {
+            PreflightProblem::new(
+                format!(
+                    "could not read ConfigMap kube-system/coredns-custom: {}",
+                    error_text(&e)
+                ),
+                "the context needs read access to kube-system",
+            )
         })?
         .is_some();
     let names_found: Vec<String> = list
@@ -325,16 +405,18 @@ pub async fn detect_dns(
         (None, Some(d)) => Some((DnsProvider::KubeDns, d.clone())),
         (None, None) => None,
     };
-    let missing = || PreflightProblem {
-        problem: format!(
-            "no DNS Deployment with pods labelled {selector} in kube-system (found: {})",
-            if names_found.is_empty() {
-                "none".to_string()
-            } else {
-                names_found.join(", ")
-            }
-        ),
-        hint: "cross-cluster DNS needs kube-dns or CoreDNS running in kube-system".into(),
+    let missing = || {
+        PreflightProblem::new(
+            format!(
+                "no DNS Deployment with pods labelled {selector} in kube-system (found: {})",
+                if names_found.is_empty() {
+                    "none".to_string()
+                } else {
+                    names_found.join(", ")
+                }
+            ),
+            "cross-cluster DNS needs kube-dns or CoreDNS running in kube-system",
+        )
     };
     match (provider_override, detected) {
         (None, Some((provider, deployment))) => Ok(DnsServer {
@@ -482,16 +564,7 @@ pub fn comparable(v: &Value) -> Value {
 pub fn error_text(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
+        other => crate::output::one_line(other),
     }
 }
 

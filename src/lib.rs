@@ -27,6 +27,7 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod config;
+pub mod connect;
 pub mod dns;
 pub mod dnsconf;
 pub mod fsutil;
@@ -74,6 +75,14 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),
+        // The reader of our data went away (`plan -o yaml | head`): it has
+        // what it wanted; end quietly, as other command-line tools do.
+        Err(e)
+            if e.downcast_ref::<output::StdoutError>()
+                .is_some_and(output::StdoutError::is_closed) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             print_error(&e);
             ExitCode::from(Exit::CouldNotRun as u8)
@@ -81,21 +90,46 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `error: ...` then one `Caused by:` line per source, once, on stderr.
+/// `error: ...` then the causes under `Caused by:`, each said once, then
+/// what to do (`hint:`) when the error knows; on stderr, never failing.
 pub fn print_error(e: &anyhow::Error) {
-    eprintln!("error: {e}");
-    let mut chain = e.chain().skip(1).peekable();
-    if chain.peek().is_some() {
-        eprintln!("\nCaused by:");
-        for cause in chain {
-            eprintln!("    {cause}");
+    let chain = output::error_chain(e.as_ref());
+    let mut lines = chain.iter();
+    if let Some(first) = lines.next() {
+        ewriteln!("error: {first}");
+    }
+    let causes: Vec<&String> = lines.collect();
+    if !causes.is_empty() {
+        ewriteln!("\nCaused by:");
+        for cause in causes {
+            ewriteln!("    {}", cause.replace('\n', "\n    "));
         }
+    }
+    if let Some(hint) = hint(e) {
+        ewriteln!("\nhint: {hint}");
     }
 }
 
+/// The hint of the first error in the chain that has one.
+fn hint(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|c| {
+        if let Some(k) = c.downcast_ref::<connect::KubeconfigError>() {
+            Some(k.hint())
+        } else if let Some(apply::ApplyError::Preflight(p)) = c.downcast_ref::<apply::ApplyError>()
+        {
+            p.hint().map(str::to_string)
+        } else {
+            None
+        }
+    })
+}
+
+/// Log lines on stderr. kube's own (one `ERROR kube_client::...` line per
+/// failed attempt, without the zone) are left out by default: what they
+/// say reaches the user once, in the zone's error; `-v` shows them.
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,kube=off,kube_client=off,kube_runtime=off",
         1 => "info",
         _ => "debug",
     };
@@ -109,5 +143,7 @@ fn init_tracing(verbose: u8) {
                 && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         )
         .without_time()
+        // An unwritable stderr must not turn into a panic.
+        .log_internal_errors(false)
         .try_init();
 }

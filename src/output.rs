@@ -1,5 +1,9 @@
 //! Rendering a [`Plan`] for people and pipes: YAML documents, file names in
-//! the generated dir, the per-zone summary. Pure: returns strings.
+//! the generated dir, the per-zone summary (pure: returns strings); error
+//! chains as text; and the two places that write to the terminal streams:
+//! [`ewrite!`](crate::ewrite)/[`ewriteln!`](crate::ewriteln) for stderr
+//! (never fails, never panics) and [`stdout`] for data (a closed reader is
+//! [`StdoutError`], which ends the program quietly).
 
 use std::collections::BTreeMap;
 
@@ -122,4 +126,169 @@ pub fn summary_line(zone: &ZonePlan) -> String {
         zone.namespace,
         zone.context,
     )
+}
+
+/// Writes to stderr, ignoring errors: progress and diagnostics must neither
+/// panic nor fail a command when stderr is closed or full.
+#[macro_export]
+macro_rules! ewrite {
+    ($($arg:tt)*) => {
+        $crate::output::write_stderr(format_args!($($arg)*))
+    };
+}
+
+/// [`ewrite!`] with a newline.
+#[macro_export]
+macro_rules! ewriteln {
+    () => { $crate::output::write_stderr(format_args!("\n")) };
+    ($($arg:tt)*) => {
+        $crate::output::write_stderr(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+pub fn write_stderr(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_fmt(args);
+    let _ = stderr.flush();
+}
+
+/// Writing data to stdout failed. A reader that went away (`| head`) is
+/// [`StdoutError::is_closed`]: the program then ends quietly with status 0.
+#[derive(Debug, thiserror::Error)]
+#[error("could not write to stdout")]
+pub struct StdoutError(#[source] pub std::io::Error);
+
+impl StdoutError {
+    pub fn is_closed(&self) -> bool {
+        self.0.kind() == std::io::ErrorKind::BrokenPipe
+    }
+}
+
+/// Writes `data` to stdout and flushes it.
+pub fn stdout(data: &[u8]) -> Result<(), StdoutError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(data).map_err(StdoutError)?;
+    out.flush().map_err(StdoutError)
+}
+
+/// The messages of an error and its sources, each said once: a level that
+/// repeats its source at the end (`"x: {source}"`, common in kube and hyper)
+/// is cut before it, and a level equal to the one before is left out.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut texts = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        // kube's variant prefixes ("ServiceError: ", "HyperError: ") say nothing.
+        let text = err.to_string();
+        let text = ["ServiceError: ", "HyperError: "]
+            .iter()
+            .find_map(|p| text.strip_prefix(p))
+            .map(str::to_string)
+            .unwrap_or(text);
+        texts.push(text);
+        next = err.source();
+    }
+    for i in 0..texts.len().saturating_sub(1) {
+        let (head, tail) = texts.split_at_mut(i + 1);
+        let (cur, after) = (&mut head[i], &tail[0]);
+        if !after.is_empty() && cur.len() > after.len() && cur.ends_with(after.as_str()) {
+            let cut = cur.len() - after.len();
+            let trimmed = cur[..cut].trim_end().trim_end_matches(':').trim_end();
+            *cur = trimmed.to_string();
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    for t in texts {
+        if t.is_empty() || out.last() == Some(&t) {
+            continue;
+        }
+        out.push(t);
+    }
+    out
+}
+
+/// [`error_chain`] on one line, for reports that hold one string per zone.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    error_chain(e).join(": ")
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct E(String, Option<Box<E>>);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+    fn chain(levels: &[&str]) -> E {
+        levels
+            .iter()
+            .rev()
+            .fold(None, |next, t| Some(E(t.to_string(), next.map(Box::new))))
+            .unwrap()
+    }
+
+    #[test]
+    fn kube_connect_errors_say_each_cause_once() {
+        let e = chain(&[
+            "ServiceError: client error (Connect)",
+            "client error (Connect)",
+            "client error (Connect)",
+            "tcp connect error: Connection refused (os error 111)",
+            "Connection refused (os error 111)",
+        ]);
+        assert_eq!(
+            error_chain(&e),
+            [
+                "client error (Connect)",
+                "tcp connect error",
+                "Connection refused (os error 111)"
+            ]
+        );
+        assert_eq!(
+            one_line(&e),
+            "client error (Connect): tcp connect error: Connection refused (os error 111)"
+        );
+    }
+}
+
+/// Causes kept as text (outer first), as an error chain: what
+/// [`error_chain`] made of a source, handed on as `source()`.
+#[derive(Debug)]
+pub struct Causes {
+    text: String,
+    next: Option<Box<Causes>>,
+}
+
+impl Causes {
+    pub fn new(texts: &[String]) -> Option<Causes> {
+        texts.iter().rev().fold(None, |next, text| {
+            Some(Causes {
+                text: text.clone(),
+                next: next.map(Box::new),
+            })
+        })
+    }
+}
+
+impl std::fmt::Display for Causes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Causes {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.next.as_deref().map(|c| c as _)
+    }
 }

@@ -1541,3 +1541,159 @@ fn a_dangling_symlink_at_ca_key_is_an_error_not_replaced() {
     let meta = std::fs::symlink_metadata(work.path("my-safe-directory/ca.key")).unwrap();
     assert!(meta.file_type().is_symlink());
 }
+
+#[test]
+fn flag_values_beyond_their_range_are_usage_errors_not_panics() {
+    let work = Work::new();
+    for (flag, value, says) in [
+        ("--concurrency", "2305843009213693952", "from 0 to 1000"),
+        ("--concurrency", "1001", "from 0 to 1000"),
+        ("--wait-timeout", "18446744073709551615", "at most 168h"),
+        ("--wait-timeout", "18446744073709551615m", "at most 168h"),
+        ("--timeout", "9999999999999h", "at most 168h"),
+        ("--preflight-timeout", "0", "greater than zero"),
+    ] {
+        let run = work.run(&["apply", "example.toml", flag, value]);
+        assert_eq!(run.code, 2, "{flag} {value}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with("error: ") && run.stderr.contains(says),
+            "{flag} {value}: {}",
+            run.stderr
+        );
+    }
+}
+
+/// Runs the binary with stdin, stdout and stderr as given; returns the exit code.
+fn run_with_streams(work: &Work, args: &[&str], stdout: Stdio, stderr: Stdio) -> i32 {
+    let status = Command::new(BIN)
+        .args(args)
+        .current_dir(work.dir.path())
+        .env_remove("RUST_LOG")
+        .env_remove("KUBECONFIG")
+        .env("HOME", work.dir.path())
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .status()
+        .expect("run crdb-multiregion");
+    status
+        .code()
+        .unwrap_or_else(|| panic!("{args:?} was killed by a signal: {status:?}"))
+}
+
+#[test]
+fn a_stderr_that_cannot_be_written_never_panics() {
+    let work = Work::new();
+    let full = || Stdio::from(std::fs::File::create("/dev/full").unwrap());
+    // Progress lines (plan) and an error (no kubeconfig) into a full device.
+    assert_eq!(
+        run_with_streams(&work, &["plan", "example.toml"], Stdio::null(), full()),
+        0
+    );
+    assert_eq!(
+        run_with_streams(&work, &["apply", "example.toml"], Stdio::null(), full()),
+        2
+    );
+    // And into a pipe nobody reads any more.
+    let mut child = Command::new(BIN)
+        .args(["plan", "example.toml"])
+        .current_dir(work.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn plan_yaml_into_a_closed_pipe_ends_quietly_with_0() {
+    let work = Work::new();
+    let mut child = Command::new(BIN)
+        .args(["plan", "example.toml", "-o", "yaml"])
+        .current_dir(work.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head` that has gone before the output comes (the whole stream would
+    // fit into the pipe's buffer, so reading some first proves nothing).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn plan_yaml_into_a_full_device_exits_2_saying_so() {
+    let work = Work::new();
+    let out = Command::new(BIN)
+        .args(["plan", "example.toml", "-o", "yaml"])
+        .current_dir(work.dir.path())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: could not write to stdout")
+            && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_kubeconfig_is_one_line_with_the_path_and_a_hint() {
+    let work = Work::new();
+    let run = work.run(&["apply", "example.toml", "--kubeconfig", "nope.yaml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "error: kubeconfig nope.yaml does not exist (given with --kubeconfig)\n\n\
+         hint: pass the path of an existing kubeconfig to --kubeconfig\n"
+    );
+
+    // The default path, when KUBECONFIG is not set.
+    let out = Command::new(BIN)
+        .args(["diff", "example.toml"])
+        .current_dir(work.dir.path())
+        .env_remove("KUBECONFIG")
+        .env("HOME", work.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let home = work.dir.path().display().to_string();
+    assert!(
+        stderr.starts_with(&format!(
+            "error: kubeconfig {home}/.kube/config does not exist (the default path, as KUBECONFIG is not set)\n\nhint: pass --kubeconfig PATH or set KUBECONFIG"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches(".kube/config").count(), 1, "{stderr}");
+    assert!(!stderr.contains("os error"), "{stderr}");
+
+    // KUBECONFIG naming only files that do not exist.
+    let out = Command::new(BIN)
+        .args(["teardown", "example.toml", "--yes"])
+        .current_dir(work.dir.path())
+        .env("KUBECONFIG", "a.yaml:b.yaml")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "error: none of the kubeconfig files listed in KUBECONFIG exists: a.yaml, b.yaml\n"
+        ),
+        "{stderr}"
+    );
+}

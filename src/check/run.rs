@@ -410,22 +410,19 @@ async fn connect_zone(
         problem,
         hint: hint.to_string(),
     };
-    let cluster = cluster::connect(kubeconfig, zone).await.map_err(|e| {
+    let reached = |p: cluster::PreflightProblem| {
+        let hint = p.hint.clone();
         problem(
-            e.to_string(),
-            "check the zone's `context` in the config against `kubectl config get-contexts`",
+            p.to_string().replace(&format!(" (hint: {hint})"), ""),
+            &hint,
         )
-    })?;
-    let version = cluster.client.apiserver_version().await.map_err(|e| {
-        problem(
-            format!(
-                "API server of context {:?} is not reachable: {}",
-                cluster.context,
-                error_text(&e)
-            ),
-            "check that the cluster is up and that `kubectl --context <context> get ns` works from here",
-        )
-    })?;
+    };
+    let cluster = cluster::connect(kubeconfig, zone)
+        .await
+        .map_err(|e| reached(cluster::connect_problem(&e, &zone.context)))?;
+    let version = cluster::reach(&cluster, cluster::PREFLIGHT_TIMEOUT)
+        .await
+        .map_err(reached)?;
     session.register(&cluster);
 
     let forwarded = if opts.checks.contains(&Check::Dns) {

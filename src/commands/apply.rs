@@ -1,15 +1,16 @@
 //! `crdb-multiregion apply` and `diff`.
 
-use std::io::Write;
+use std::fmt::Write;
 
 use anyhow::Context;
 
 use crate::Exit;
 use crate::apply::{self, ApplyOptions, ApplyReport, Progress};
 use crate::certs::{self, CertBundle};
-use crate::cli::{ApplyArgs, ClusterArgs, ReportFormat};
+use crate::cli::{ApplyArgs, ReportFormat};
 use crate::cluster::{self, Action};
 use crate::commands::plan::{cert_settings, check_templates, load_templates, node_identities};
+use crate::commands::{block_on, with_limits};
 use crate::config::Config;
 
 pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
@@ -31,13 +32,19 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
         },
         resolver: args.lb_resolver.or(config.dns.lb_resolver),
     };
-    let report = runtime()?.block_on(with_limits(&args.cluster, async {
+    let report = block_on(with_limits(&args.cluster, async {
         let kubeconfig = cluster::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
-        let clusters = apply::connect_all(&config, &kubeconfig, progress).await?;
+        let clusters = apply::connect_all(
+            &config,
+            &kubeconfig,
+            args.cluster.preflight_timeout,
+            progress,
+        )
+        .await?;
         apply::check_removed_zones(&config, &clusters, opts.prune, progress).await?;
         let bundle = certificates(&config, &clusters, dry_run, args.replace_ca, progress).await?;
         apply::apply(&config, &templates, &bundle, clusters, &opts, progress).await
-    }))??;
+    }))???;
 
     print_report(&report, args.cluster.output)?;
     Ok(if !report.ok {
@@ -47,37 +54,6 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
     } else {
         Exit::Success
     })
-}
-
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
-/// Runs `work` under the overall timeout, stopping promptly on Ctrl-C or
-/// SIGTERM (a cancelled CI job). Local files are only ever replaced
-/// atomically, so stopping anywhere leaves none half-written; a re-run
-/// converges.
-pub async fn with_limits<T>(
-    args: &ClusterArgs,
-    work: impl std::future::Future<Output = T>,
-) -> anyhow::Result<T> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::time::timeout(args.timeout, work) => r.map_err(|_| anyhow::anyhow!(
-            "gave up after --timeout {}s; nothing is left half-done locally, re-run to continue",
-            args.timeout.as_secs()
-        )),
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!(
-            "interrupted; re-run the same command to continue where it stopped"
-        )),
-        _ = term.recv() => Err(anyhow::anyhow!(
-            "terminated (SIGTERM); re-run the same command to continue where it stopped"
-        )),
-    }
 }
 
 /// Certificates for the Secrets. First what `ensure_certs` would do,
@@ -139,11 +115,11 @@ async fn certificates(
 }
 
 fn print_report(report: &ApplyReport, format: ReportFormat) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = String::new();
     match format {
         ReportFormat::Json => {
-            serde_json::to_writer_pretty(&mut stdout, report)?;
-            writeln!(stdout)?;
+            stdout = serde_json::to_string_pretty(report)?;
+            stdout.push('\n');
         }
         ReportFormat::Text => {
             if report.dry_run {
@@ -171,8 +147,9 @@ fn print_report(report: &ApplyReport, format: ReportFormat) -> anyhow::Result<()
                     }
                 }
             }
-            eprint!("{}", apply::render_summary(report));
+            crate::ewrite!("{}", apply::render_summary(report));
         }
     }
+    crate::output::stdout(stdout.as_bytes())?;
     Ok(())
 }

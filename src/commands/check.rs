@@ -1,8 +1,6 @@
 //! `crdb-multiregion check`: option handling, the overall time limit and
 //! Ctrl-C, and where the report goes. The work is in [`crate::check`].
 
-use std::io::Write;
-
 use anyhow::{Context, bail};
 
 use crate::Exit;
@@ -11,7 +9,7 @@ use crate::check::run::{self, CheckOptions, Stop};
 use crate::check::{self, report};
 use crate::cli::{CheckArgs, CheckFormat};
 use crate::cluster;
-use crate::commands::apply::runtime;
+use crate::commands::block_on;
 use crate::config::Config;
 use crate::fsutil::write_atomic;
 use crate::names;
@@ -61,7 +59,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
     let kubeconfig = cluster::load_kubeconfig(args.kubeconfig.as_deref())?;
 
     let timeout = args.timeout;
-    let outcome = runtime()?.block_on(async {
+    let outcome = block_on(async {
         let stop = async {
             tokio::select! {
                 () = tokio::time::sleep(timeout) => Stop::Timeout(timeout),
@@ -71,10 +69,10 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
         // Polled only once cleanup starts, so it waits for another signal.
         let stop_cleanup = interrupted();
         run::check(&config, &kubeconfig, &opts, stop, stop_cleanup, progress).await
-    });
+    })?;
 
     for p in &outcome.cleanup {
-        eprintln!("warning: {p}");
+        crate::ewriteln!("warning: {p}");
     }
     let report = match outcome.result {
         Ok(r) => r,
@@ -90,7 +88,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
 
     let text = report::render_text(&report);
     if args.output == CheckFormat::Text || !args.quiet {
-        eprint!("\n{text}");
+        crate::ewrite!("\n{text}");
     }
     let data = match args.output {
         CheckFormat::Text => text,
@@ -100,11 +98,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
     match &args.report {
         Some(path) => write_atomic(path, data.as_bytes(), 0o644)
             .with_context(|| format!("writing the report to {}", path.display()))?,
-        None if args.output != CheckFormat::Text => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(data.as_bytes())?;
-            out.flush()?;
-        }
+        None if args.output != CheckFormat::Text => crate::output::stdout(data.as_bytes())?,
         None => {}
     }
     Ok(if !outcome.cleanup.is_empty() {

@@ -1,9 +1,57 @@
 //! Command glue: each subcommand loads the config, calls the pure core and
 //! the I/O layers, and turns the outcome into output and an exit code.
 //! Errors here use anyhow with context; `lib.rs` prints them once.
+//!
+//! This module owns what every command that talks to clusters shares: the
+//! async runtime and its shutdown, the overall `--timeout`, Ctrl-C and
+//! SIGTERM.
+
+use std::future::Future;
+
+use anyhow::Context;
+
+use crate::cli::ClusterArgs;
 
 pub mod apply;
 pub mod check;
 pub mod docs;
 pub mod plan;
 pub mod teardown;
+
+/// Runs `work` to completion on a fresh runtime. The runtime is then shut
+/// down without waiting for its blocking threads: an exec credential plugin
+/// that never returns (kube runs plugins on blocking threads) must not keep
+/// the program alive once the command has given up on it.
+pub fn block_on<F: Future>(work: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let output = runtime.block_on(work);
+    runtime.shutdown_background();
+    Ok(output)
+}
+
+/// Runs `work` under the overall timeout, stopping promptly on Ctrl-C or
+/// SIGTERM (a cancelled CI job). Local files are only ever replaced
+/// atomically, so stopping anywhere leaves none half-written; a re-run
+/// converges.
+pub async fn with_limits<T>(
+    args: &ClusterArgs,
+    work: impl Future<Output = T>,
+) -> anyhow::Result<T> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::time::timeout(args.timeout, work) => r.map_err(|_| anyhow::anyhow!(
+            "gave up after --timeout {}; nothing is left half-done locally, re-run to continue",
+            crate::cli::format_duration(args.timeout)
+        )),
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!(
+            "interrupted; re-run the same command to continue where it stopped"
+        )),
+        _ = term.recv() => Err(anyhow::anyhow!(
+            "terminated (SIGTERM); re-run the same command to continue where it stopped"
+        )),
+    }
+}

@@ -1,7 +1,7 @@
 //! `crdb-multiregion plan`: certificates and manifests, offline.
 
 use std::collections::BTreeSet;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -53,7 +53,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
 
     let (bundle, report) = certs::ensure_certs(&cert_settings(&config), &node_identities(&config))
         .context("preparing certificates")?;
-    eprintln!(
+    crate::ewriteln!(
         "certificates in {}: CA {}, root client certificate {}",
         config.certs.dir.display(),
         action(&report.ca),
@@ -61,7 +61,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
     );
     for zone in &config.zones {
         if let Some(a) = report.nodes.get(&zone.name) {
-            eprintln!("  {}: node certificate {}", zone.name, action(a));
+            crate::ewriteln!("  {}: node certificate {}", zone.name, action(a));
         }
     }
 
@@ -73,19 +73,17 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
     write_generated(dir, &plan)
         .with_context(|| format!("writing manifests under {}", dir.display()))?;
     for zone in &plan.zones {
-        eprintln!("{}", output::summary_line(zone));
+        crate::ewriteln!("{}", output::summary_line(zone));
     }
-    eprintln!("manifests written to {}", dir.display());
+    crate::ewriteln!("manifests written to {}", dir.display());
 
     if args.output == PlanOutput::Yaml {
         if std::io::stdout().is_terminal() {
-            eprintln!(
+            crate::ewriteln!(
                 "warning: the YAML below holds the Secrets with private keys (node and root client keys); do not paste it anywhere"
             );
         }
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(output::yaml_stream(&plan).as_bytes())?;
-        stdout.flush()?;
+        output::stdout(output::yaml_stream(&plan).as_bytes())?;
     }
     Ok(Exit::Success)
 }

@@ -1,6 +1,6 @@
 //! `crdb-multiregion teardown`.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,7 +10,7 @@ use crate::Exit;
 use crate::apply::Progress;
 use crate::cli::{ReportFormat, TeardownArgs};
 use crate::cluster;
-use crate::commands::apply::{runtime, with_limits};
+use crate::commands::{block_on, with_limits};
 use crate::config::Config;
 use crate::fsutil::{self, Manifest};
 use crate::teardown::{self, TeardownReport, ZoneTeardown};
@@ -27,7 +27,7 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
     } else {
         args.cluster.concurrency
     };
-    let zones = runtime()?.block_on(with_limits(&args.cluster, async {
+    let zones = block_on(with_limits(&args.cluster, async {
         let kubeconfig = cluster::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
         let semaphore = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
         let work = config.zones.iter().map(|zone| {
@@ -44,14 +44,14 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
                     Err(e) => ZoneTeardown {
                         zone: zone.name.clone(),
                         context: zone.context.clone(),
-                        error: Some(e.to_string()),
+                        error: Some(cluster::connect_problem(&e, &zone.context).to_string()),
                         ..ZoneTeardown::default()
                     },
                 }
             }
         });
         anyhow::Ok(futures::future::join_all(work).await)
-    }))??;
+    }))???;
 
     let mut purged = Vec::new();
     let all_clean = zones.iter().all(|z| z.ok);
@@ -73,11 +73,11 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
     };
     match args.cluster.output {
         ReportFormat::Json => {
-            let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &report)?;
-            writeln!(out)?;
+            let mut out = serde_json::to_string_pretty(&report)?;
+            out.push('\n');
+            crate::output::stdout(out.as_bytes())?;
         }
-        ReportFormat::Text => eprint!("{}", teardown::render_summary(&report)),
+        ReportFormat::Text => crate::ewrite!("{}", teardown::render_summary(&report)),
     }
     Ok(if report.zones.iter().any(|z| z.error.is_some()) {
         Exit::CouldNotRun
@@ -97,18 +97,19 @@ fn confirm(config: &Config, args: &TeardownArgs) -> anyhow::Result<()> {
             "teardown deletes CockroachDB and its data in every zone; pass --yes to confirm (stdin is not a terminal, so there is no one to ask)"
         );
     }
-    eprintln!(
+    crate::ewriteln!(
         "This deletes CockroachDB, its data volumes and our DNS forwarding in {} cluster(s):",
         config.zones.len()
     );
     for z in &config.zones {
-        eprintln!(
+        crate::ewriteln!(
             "  {} (context {}, namespace {})",
-            z.name, z.context, z.namespace
+            z.name,
+            z.context,
+            z.namespace
         );
     }
-    eprint!("Type 'yes' to continue: ");
-    std::io::stderr().flush()?;
+    crate::ewrite!("Type 'yes' to continue: ");
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     if answer.trim() != "yes" {
