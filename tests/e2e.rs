@@ -1132,11 +1132,6 @@ fn a_namespace_that_existed_before_apply_survives_teardown_with_the_users_config
 
     let out = env.teardown(&config);
     assert_exit(&out, 0);
-    assert!(
-        stderr(&out).contains("namespace(s) us-west1-a kept (they existed before apply)"),
-        "{}",
-        stderr(&out)
-    );
     let ns = c
         .get("v1", "Namespace", None, "us-west1-a")
         .expect("the user's namespace survives");
@@ -1146,6 +1141,11 @@ fn a_namespace_that_existed_before_apply_survives_teardown_with_the_users_config
         .get("v1", "ConfigMap", Some("us-west1-a"), "keep-me")
         .expect("the user's ConfigMap survives");
     assert_eq!(cm["data"]["a"], "b");
+    assert!(
+        stderr(&out).contains("namespace(s) us-west1-a kept (they existed before apply)"),
+        "{}",
+        stderr(&out)
+    );
     // Everything of ours is gone, in that namespace too; the namespaces
     // apply created are deleted.
     assert_eq!(env.owned(), Vec::<String>::new());
@@ -1213,7 +1213,6 @@ fn dns_restart_interrupted_after_the_dns_write_is_redone_by_the_next_apply() {
     let victim = env.fed.cluster("us-east1-b");
     let rollouts = victim.rollouts("kube-system", "kube-dns");
     let record = pod_template_record(&env, "us-east1-b");
-    assert!(record.is_some(), "apply records what DNS was restarted for");
 
     // Adding a zone changes us-east1-b's forwarding; stop the cluster right
     // after that write, before the restart.
@@ -1275,7 +1274,6 @@ fn dns_restart_interrupted_after_the_dns_restore_is_redone_by_the_next_teardown(
     assert_exit(&env.apply(&config, &[]), 0);
     let victim = env.fed.cluster("us-east1-b");
     let rollouts = victim.rollouts("kube-system", "kube-dns");
-    assert!(pod_template_record(&env, "us-east1-b").is_some());
 
     victim.clear_requests();
     victim.set_faults(faults(|f| f.latency = SLOW));
