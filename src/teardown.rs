@@ -303,13 +303,26 @@ async fn run_zone(
                 report.deleted.len()
             ),
         );
+        let deleting: BTreeSet<String> = namespaces.iter().map(|n| n.name.clone()).collect();
         deleted = wait_for(wait_timeout, || {
             let selector = selector.clone();
+            let deleting = &deleting;
             async move {
                 let left = list_owned(client, &selector, false).await?;
                 if left.is_empty() {
                     Ok(Ok(()))
                 } else {
+                    // Outside namespaces being deleted, a controller may
+                    // recreate what went before its owner did (a
+                    // StatefulSet's claims, in a namespace we keep): delete
+                    // again what is still there.
+                    let again = left.iter().filter(|f| {
+                        f.kind != "Namespace"
+                            && !f.namespace.as_ref().is_some_and(|n| deleting.contains(n))
+                    });
+                    for r in futures::future::join_all(again.map(|f| delete(client, f))).await {
+                        r?;
+                    }
                     let shown: Vec<String> = left.iter().take(5).map(Found::describe).collect();
                     Ok(Err(format!(
                         "{} object(s) still present: {}",
