@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde::Serialize;
 use serde_json::Value;
@@ -96,6 +97,8 @@ pub struct ZoneReport {
     pub dns_addresses: Vec<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsChange>,
+    /// DNS was restarted (in a dry run: would be), because its pods were
+    /// last restarted for other forwarding than the ConfigMap holds.
     pub dns_restarted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<String>,
@@ -149,6 +152,22 @@ pub enum ApplyError {
     },
     #[error("could not read the existing Secrets to compare their CA with the local one:{}", list_read_failures(.0))]
     CaUnreadable(Vec<(String, String)>),
+    #[error(
+        "the clusters already hold another crdb-multiregion federation's objects that federation {federation:?} would share:{}\ntwo federations cannot share a cluster: the DNS load balancer kube-system/{}, the DNS forwarding and the objects in namespace `default` exist once per cluster (see \"federation\" in docs/configuration.md). Use other clusters, or tear the other federation down first (teardown with its own config). Nothing was changed",
+        list_foreign(.found), names::DNS_LB_SERVICE
+    )]
+    OtherFederation {
+        federation: String,
+        /// (zone, context, what was found)
+        found: Vec<(String, String, String)>,
+    },
+}
+
+fn list_foreign(found: &[(String, String, String)]) -> String {
+    found
+        .iter()
+        .map(|(zone, context, what)| format!("\n  {zone} (context {context}): {what}"))
+        .collect()
 }
 
 fn list_foreign_cas(found: &[(String, String, String)]) -> String {
@@ -389,14 +408,124 @@ async fn removed_zones(
     (zones, domains.into_iter().collect())
 }
 
-/// Refuses (before anything is changed, locally or in a cluster) when the
-/// clusters still forward zones the config no longer has, unless `prune`.
+/// What of another federation a cluster holds where we would write: our
+/// zone namespace, the objects in `default` and `kube-system` every
+/// federation would share, and the DNS forwarding (by its backup's label).
+async fn foreign_objects(cluster: &Cluster, federation: &str) -> Result<Vec<String>, String> {
+    let c = &cluster.client;
+    let read = |what: String, r: Result<Option<ObjectMeta>, kube::Error>| {
+        r.map_err(|e| format!("reading {what}: {}", error_text(&e)))
+            .map(|m| m.map(|m| (what, m)))
+    };
+    let namespaces = Api::<Namespace>::all(c.clone());
+    let default_services = Api::<Service>::namespaced(c.clone(), names::DEFAULT_NAMESPACE);
+    let default_secrets = Api::<Secret>::namespaced(c.clone(), names::DEFAULT_NAMESPACE);
+    let system_services = Api::<Service>::namespaced(c.clone(), names::KUBE_SYSTEM);
+    let system_configmaps = Api::<ConfigMap>::namespaced(c.clone(), names::KUBE_SYSTEM);
+    let (ns, public, secret, lb, backup) = tokio::join!(
+        namespaces.get_opt(&cluster.namespace),
+        default_services.get_opt(names::PUBLIC_SERVICE),
+        default_secrets.get_opt(names::CLIENT_SECRET),
+        system_services.get_opt(names::DNS_LB_SERVICE),
+        system_configmaps.get_opt(dnsconf::BACKUP_CONFIGMAP),
+    );
+    let found = [
+        read(
+            format!("Namespace {}", cluster.namespace),
+            ns.map(|o| o.map(|o| o.metadata)),
+        ),
+        read(
+            format!(
+                "Service {}/{}",
+                names::DEFAULT_NAMESPACE,
+                names::PUBLIC_SERVICE
+            ),
+            public.map(|o| o.map(|o| o.metadata)),
+        ),
+        read(
+            format!(
+                "Secret {}/{}",
+                names::DEFAULT_NAMESPACE,
+                names::CLIENT_SECRET
+            ),
+            secret.map(|o| o.map(|o| o.metadata)),
+        ),
+        read(
+            format!("Service {}/{}", names::KUBE_SYSTEM, names::DNS_LB_SERVICE),
+            lb.map(|o| o.map(|o| o.metadata)),
+        ),
+        read(
+            "the DNS forwarding".to_string(),
+            backup.map(|o| o.map(|o| o.metadata)),
+        ),
+    ];
+    let mut out = Vec::new();
+    for r in found {
+        let Some((what, meta)) = r? else { continue };
+        let labels = meta.labels.unwrap_or_default();
+        if labels.get(names::MANAGED_BY_KEY).map(String::as_str) != Some(names::MANAGED_BY) {
+            continue;
+        }
+        if let Some(other) = labels.get(names::FEDERATION_KEY)
+            && other != federation
+        {
+            out.push(format!("{what} belongs to federation {other:?}"));
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses (before anything is changed) when a cluster holds another
+/// federation's objects that this one would share. See [`ApplyError::OtherFederation`].
+pub async fn check_other_federations(
+    config: &Config,
+    clusters: &[(Cluster, ClusterInfo)],
+) -> Result<(), ApplyError> {
+    let reads = clusters
+        .iter()
+        .map(|(c, _)| foreign_objects(c, &config.federation));
+    let mut found = Vec::new();
+    let mut failed = Vec::new();
+    for ((c, _), r) in clusters.iter().zip(futures::future::join_all(reads).await) {
+        match r {
+            Ok(list) => found.extend(
+                list.into_iter()
+                    .map(|what| (c.zone.clone(), c.context.clone(), what)),
+            ),
+            Err(problem) => failed.push((
+                c.zone.clone(),
+                c.context.clone(),
+                vec![PreflightProblem {
+                    problem,
+                    causes: Vec::new(),
+                    hint: "the context needs rights to get namespaces, and Services, Secrets and ConfigMaps in `default` and `kube-system`".into(),
+                }],
+            )),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(ApplyError::Preflight(PreflightFailures::new(failed)));
+    }
+    if !found.is_empty() {
+        return Err(ApplyError::OtherFederation {
+            federation: config.federation.clone(),
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses (before anything is changed, locally or in a cluster) when a
+/// cluster holds another federation's objects we would share (see
+/// [`check_other_federations`]), and when the clusters still forward zones
+/// the config no longer has, unless `prune`.
 pub async fn check_removed_zones(
     config: &Config,
     clusters: &[(Cluster, ClusterInfo)],
     prune: bool,
     progress: Progress,
 ) -> Result<(), ApplyError> {
+    check_other_federations(config, clusters).await?;
     let (removed, domains) = removed_zones(config, clusters).await;
     if removed.is_empty() {
         return Ok(());
@@ -610,7 +739,8 @@ async fn phase_a(
     let t = Instant::now();
     let base: Vec<&Object> = zone.stage(Stage::Base).collect();
     let (namespace, rest) = base.split_first().ok_or("the plan has no namespace")?;
-    apply_objects(cluster, vec![namespace], opts.dry_run, false, report).await?;
+    let namespace = mark_if_created(cluster, namespace).await?;
+    apply_objects(cluster, vec![&namespace], opts.dry_run, false, report).await?;
     let new_namespace = report
         .objects
         .first()
@@ -706,6 +836,42 @@ async fn phase_a(
     Ok(())
 }
 
+/// The planned namespace, annotated as created by us when it does not exist
+/// yet (or we created it before: by apply, or by `check` for its probes),
+/// so that teardown deletes only namespaces we created. A namespace that
+/// existed before is adopted without the annotation: teardown keeps it.
+async fn mark_if_created(cluster: &Cluster, planned: &Object) -> Result<Object, String> {
+    let api: Api<Namespace> = Api::all(cluster.client.clone());
+    let existing = api
+        .get_opt(planned.name())
+        .await
+        .map_err(|e| format!("reading namespace {}: {}", planned.name(), error_text(&e)))?;
+    let created = match &existing {
+        None => true,
+        Some(ns) => {
+            let annotations = ns.metadata.annotations.clone().unwrap_or_default();
+            let labels = ns.metadata.labels.clone().unwrap_or_default();
+            annotations
+                .get(names::NAMESPACE_CREATED_ANNOTATION)
+                .is_some_and(|v| v == "true")
+                || labels
+                    .get(crate::check::probe::PROBE_KEY)
+                    .is_some_and(|v| v == "true")
+        }
+    };
+    let mut object = planned.clone();
+    if created && let Object::Namespace(ns) = &mut object {
+        ns.metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(
+                names::NAMESPACE_CREATED_ANNOTATION.to_string(),
+                "true".to_string(),
+            );
+    }
+    Ok(object)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn phase_b(
     cluster: &Cluster,
@@ -750,12 +916,18 @@ async fn phase_b(
         .labels
         .clone()
         .unwrap_or_default();
+    let federation = labels
+        .get(names::FEDERATION_KEY)
+        .cloned()
+        .unwrap_or_default();
+    let record = dnsconf::forwarding_record(&federation, &forwards, &zone.dns.options);
     let change = dnsconf::configure(
         &cluster.client,
         zone.dns.provider,
         &forwards,
         &zone.dns.options,
         &labels,
+        record.as_deref(),
         opts.dry_run,
     )
     .await
@@ -770,23 +942,40 @@ async fn phase_b(
             &cluster.zone,
             format!("DNS forwarding would be updated ({})", zone.dns.provider),
         ),
-        _ => {
+        _ => progress.say(
+            &cluster.zone,
+            format!("DNS forwarding updated ({})", zone.dns.provider),
+        ),
+    }
+    // Restart whenever the pods were last restarted for other forwarding
+    // than the ConfigMap now holds: also after a run that was stopped
+    // between writing the ConfigMap and restarting.
+    let restarted_for = dnsconf::restarted_for(&cluster.client, &info.dns)
+        .await
+        .map_err(|e| e.to_string())?;
+    if restarted_for != record {
+        if opts.dry_run {
             progress.say(
                 &cluster.zone,
                 format!(
-                    "DNS forwarding updated ({}); restarting deployment {}",
-                    zone.dns.provider, info.dns.deployment
+                    "DNS deployment {} would be restarted (its pods were not restarted for the current forwarding)",
+                    info.dns.deployment
                 ),
             );
-            dnsconf::rollout_restart(&cluster.client, &info.dns)
+        } else {
+            progress.say(
+                &cluster.zone,
+                format!("restarting DNS deployment {}", info.dns.deployment),
+            );
+            dnsconf::rollout_restart(&cluster.client, &info.dns, record.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
-            report.dns_restarted = true;
             dnsconf::wait_ready(&cluster.client, &info.dns, opts.wait_timeout)
                 .await
                 .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
             progress.say(&cluster.zone, "DNS ready");
         }
+        report.dns_restarted = true;
     }
     timer.record("dns forwarding", t);
     apply_workload(cluster, zone, first, opts, progress, report, timer).await
@@ -1061,7 +1250,11 @@ pub fn render_summary(report: &ApplyReport) -> String {
                     ));
                 }
                 if z.dns_restarted {
-                    parts.push("DNS restarted".into());
+                    parts.push(if report.dry_run {
+                        "DNS restart".into()
+                    } else {
+                        "DNS restarted".into()
+                    });
                 }
                 if let Some(i) = &z.init {
                     parts.push(i.clone());

@@ -359,6 +359,89 @@ pub fn has_ours(provider: DnsProvider, data: &BTreeMap<String, String>) -> bool 
     }
 }
 
+/// The forwarding entries of `data` that [`merge`] wrote, found through the
+/// ownership markers only. Empty when there are none, and when the markers
+/// are damaged: then nothing can be attributed to us (a user's domain must
+/// never be taken for ours), and [`remove`] reports the damage.
+pub fn our_forwards(provider: DnsProvider, data: &BTreeMap<String, String>) -> Vec<Forward> {
+    if !has_ours(provider, data) {
+        return Vec::new();
+    }
+    let Ok(all) = parse_forwards(provider, data) else {
+        return Vec::new();
+    };
+    let Ok(theirs) = remove(provider, data).and_then(|d| parse_forwards(provider, &d)) else {
+        return Vec::new();
+    };
+    all.into_iter().filter(|f| !theirs.contains(f)).collect()
+}
+
+/// The domains among `ours` (the zone domains a federation forwards) that
+/// `data` forwards although `original` (the data before our first merge, from
+/// the backup) did not: our forwarding, whatever state the ownership markers
+/// are in. Sorted. Used to refuse to call a cluster clean while our
+/// forwarding targets remain after a user damaged the markers.
+pub fn leftover_domains(
+    provider: DnsProvider,
+    data: &BTreeMap<String, String>,
+    ours: &BTreeSet<String>,
+    original: Option<&BTreeMap<String, String>>,
+) -> Result<Vec<String>, DnsError> {
+    let before: BTreeSet<String> = match original {
+        Some(o) => parse_forwards(provider, o)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| f.domain)
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let now: BTreeSet<String> = parse_forwards(provider, data)?
+        .into_iter()
+        .map(|f| f.domain)
+        .collect();
+    Ok(now
+        .into_iter()
+        .filter(|d| ours.contains(d) && !before.contains(d))
+        .collect())
+}
+
+/// A stable digest of our forwarding (domains, servers and options), `None`
+/// when there is none. Recorded on the DNS ConfigMap and on the DNS
+/// Deployment's pod template, so a restart that was interrupted is noticed
+/// and redone. FNV-1a over a canonical text: stable across builds and
+/// platforms (std's hasher is not guaranteed to be).
+pub fn forwarding_digest(forwards: &[Forward], opts: &ForwardOptions) -> Option<String> {
+    if forwards.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<Forward> = forwards
+        .iter()
+        .map(|f| Forward {
+            domain: normalize_domain(&f.domain),
+            servers: f.servers.clone(),
+        })
+        .collect();
+    sorted.sort();
+    let mut text = format!(
+        "force_tcp={} cache={}\n",
+        opts.force_tcp, opts.cache_seconds
+    );
+    for f in &sorted {
+        text.push_str(&f.domain);
+        for s in &f.servers {
+            text.push(' ');
+            text.push_str(&s.to_string());
+        }
+        text.push('\n');
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    Some(format!("{hash:016x}"))
+}
+
 /// dnsmasq arguments for `forwards`, as kube-dns's dnsmasq-nanny translates
 /// `stubDomains` (`--server=/<domain>/<ip>`) and `upstreamNameservers`
 /// (domain `.`: `--server=<ip>`).
@@ -2489,5 +2572,146 @@ import custom/*.server
             assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{name}\""));
         }
         assert!("CoreDNS".parse::<DnsProvider>().is_err());
+    }
+
+    // ---- damaged ownership markers (a user's hand edit) ----------------------
+
+    fn our_domains() -> BTreeSet<String> {
+        ours().into_iter().map(|f| f.domain).collect()
+    }
+
+    /// The user deletes our BEGIN line and adds a block of their own after
+    /// our section.
+    fn corefile_without_begin_marker() -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let original = corefile(&format!("{EKS_COREFILE}{USER_BLOCK}"));
+        let merged = merge(
+            DnsProvider::CoreDns,
+            &original,
+            &ours(),
+            &Default::default(),
+        )
+        .unwrap();
+        let text = merged[COREFILE_KEY].replace(&format!("{BEGIN_MARKER}\n"), "");
+        (
+            original,
+            corefile(&format!(
+                "{text}acme.internal:53 {{\n    forward . 10.99.0.10\n}}\n"
+            )),
+        )
+    }
+
+    #[test]
+    fn damaged_markers_never_make_a_users_domain_ours() {
+        let (_, damaged) = corefile_without_begin_marker();
+        assert!(!has_ours(DnsProvider::CoreDns, &damaged));
+        assert_eq!(
+            our_forwards(DnsProvider::CoreDns, &damaged),
+            Vec::<Forward>::new()
+        );
+        // An END marker without BEGIN: nothing is ours either, never
+        // `consul.local` or the user's `acme.internal`.
+        let original = corefile(&format!("{EKS_COREFILE}{USER_BLOCK}"));
+        let merged = merge(
+            DnsProvider::CoreDns,
+            &original,
+            &ours(),
+            &Default::default(),
+        )
+        .unwrap();
+        let no_end = corefile(&merged[COREFILE_KEY].replace(END_MARKER, "# end"));
+        assert!(remove(DnsProvider::CoreDns, &no_end).is_err());
+        assert_eq!(
+            our_forwards(DnsProvider::CoreDns, &no_end),
+            Vec::<Forward>::new()
+        );
+        // Intact markers: exactly our two domains.
+        let mut found: Vec<String> = our_forwards(DnsProvider::CoreDns, &merged)
+            .into_iter()
+            .map(|f| f.domain)
+            .collect();
+        found.sort();
+        assert_eq!(found, our_domains().into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn our_forwarding_is_found_after_the_markers_were_removed_by_hand() {
+        let (original, damaged) = corefile_without_begin_marker();
+        assert_eq!(
+            leftover_domains(
+                DnsProvider::CoreDns,
+                &damaged,
+                &our_domains(),
+                Some(&original)
+            )
+            .unwrap(),
+            our_domains().into_iter().collect::<Vec<_>>()
+        );
+        // kube-dns: the ownership record deleted, our stub domains still there.
+        let original = gke_kube_dns();
+        let mut merged = merge(
+            DnsProvider::KubeDns,
+            &original,
+            &ours(),
+            &Default::default(),
+        )
+        .unwrap();
+        merged.remove(KUBE_DNS_OWNERSHIP_KEY);
+        assert!(!has_ours(DnsProvider::KubeDns, &merged));
+        assert_eq!(
+            leftover_domains(
+                DnsProvider::KubeDns,
+                &merged,
+                &our_domains(),
+                Some(&original)
+            )
+            .unwrap(),
+            our_domains().into_iter().collect::<Vec<_>>()
+        );
+        // A domain the user forwarded before apply is never counted as ours,
+        // and a clean config has nothing left over.
+        let theirs: BTreeSet<String> = ["acme.internal".to_string()].into();
+        assert_eq!(
+            leftover_domains(DnsProvider::KubeDns, &merged, &theirs, Some(&original)).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            leftover_domains(
+                DnsProvider::KubeDns,
+                &original,
+                &our_domains(),
+                Some(&original)
+            )
+            .unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn forwarding_digest_is_stable_and_follows_every_change() {
+        let opts = ForwardOptions::default();
+        let mut reversed = ours();
+        reversed.reverse();
+        assert_eq!(
+            forwarding_digest(&ours(), &opts),
+            forwarding_digest(&reversed, &opts)
+        );
+        assert_eq!(
+            forwarding_digest(&ours(), &opts).as_deref(),
+            Some("f88bc4f8ede7ddbf"),
+            "FNV-1a of the canonical text, computed independently; recorded in clusters, so it must not change between builds"
+        );
+        assert_ne!(
+            forwarding_digest(&ours(), &opts),
+            forwarding_digest(&ours_moved(), &opts)
+        );
+        let tcp = ForwardOptions {
+            force_tcp: true,
+            ..opts
+        };
+        assert_ne!(
+            forwarding_digest(&ours(), &opts),
+            forwarding_digest(&ours(), &tcp)
+        );
+        assert_eq!(forwarding_digest(&[], &opts), None);
     }
 }

@@ -10,7 +10,7 @@
 //! cluster's add-on manager and to the user, and SSA would take ownership of
 //! the whole key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -86,13 +86,51 @@ fn data_of(cm: &Option<ConfigMap>) -> BTreeMap<String, String> {
     cm.as_ref().and_then(|c| c.data.clone()).unwrap_or_default()
 }
 
-/// The forwarding currently configured by us (not the user's).
+/// The forwarding currently configured by us (not the user's), found
+/// through our ownership markers only (see [`dns::our_forwards`]).
 pub fn our_forwards(provider: DnsProvider, data: &BTreeMap<String, String>) -> Vec<Forward> {
-    let all = dns::parse_forwards(provider, data).unwrap_or_default();
-    let theirs = dns::remove(provider, data)
-        .and_then(|d| dns::parse_forwards(provider, &d))
-        .unwrap_or_default();
-    all.into_iter().filter(|f| !theirs.contains(f)).collect()
+    dns::our_forwards(provider, data)
+}
+
+/// The federation whose DNS forwarding a cluster holds, from the label on
+/// our backup ConfigMap; `None` when there is no backup (nobody's, or a
+/// backup deleted by hand).
+pub async fn owner(client: &Client) -> Result<Option<String>, DnsConfError> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
+    let backup = api
+        .get_opt(BACKUP_CONFIGMAP)
+        .await
+        .map_err(|e| api_err(BACKUP_CONFIGMAP, &e))?;
+    Ok(backup.as_ref().and_then(federation_of))
+}
+
+fn federation_of(cm: &ConfigMap) -> Option<String> {
+    cm.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(names::FEDERATION_KEY).cloned())
+}
+
+fn annotation_of(meta: &ObjectMeta) -> Option<&str> {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(names::DNS_FORWARDING_ANNOTATION))
+        .map(String::as_str)
+}
+
+fn set_annotation(meta: &mut ObjectMeta, digest: Option<&str>) {
+    match digest {
+        Some(d) => {
+            meta.annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(names::DNS_FORWARDING_ANNOTATION.to_string(), d.to_string());
+        }
+        None => {
+            if let Some(a) = meta.annotations.as_mut() {
+                a.remove(names::DNS_FORWARDING_ANNOTATION);
+            }
+        }
+    }
 }
 
 /// Reads the DNS ConfigMap's data (empty when it does not exist).
@@ -107,7 +145,8 @@ pub async fn read(
 }
 
 /// Merges our forwarding into the cluster's DNS ConfigMap. Saves a backup of
-/// the original first (once; a backup is never overwritten). `dry_run`
+/// the original first (once; a backup is never overwritten). `record` (see
+/// [`forwarding_record`]) is written as an annotation with the data. `dry_run`
 /// computes the change without writing.
 pub async fn configure(
     client: &Client,
@@ -115,10 +154,12 @@ pub async fn configure(
     forwards: &[Forward],
     options: &ForwardOptions,
     labels: &BTreeMap<String, String>,
+    record: Option<&str>,
     dry_run: bool,
 ) -> Result<DnsChange, DnsConfError> {
     let name = provider.configmap_name();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
+    let digest = record.map(String::from);
     for _ in 0..CONFLICT_RETRIES {
         let current = api.get_opt(name).await.map_err(|e| api_err(name, &e))?;
         let data = data_of(&current);
@@ -128,8 +169,12 @@ pub async fn configure(
                 source,
             }
         })?;
+        let recorded = current.as_ref().and_then(|c| annotation_of(&c.metadata));
         // Nothing to add and nothing there: do not create an empty ConfigMap.
-        if merged == data && (current.is_some() || merged.is_empty()) {
+        if merged == data
+            && recorded == digest.as_deref()
+            && (current.is_some() || merged.is_empty())
+        {
             return Ok(DnsChange::Unchanged);
         }
         if dry_run {
@@ -143,17 +188,20 @@ pub async fn configure(
         let result = match current {
             Some(mut cm) => {
                 cm.data = Some(merged);
+                set_annotation(&mut cm.metadata, digest.as_deref());
                 api.replace(name, &ours(), &cm)
                     .await
                     .map(|_| DnsChange::Updated)
             }
             None => {
+                let mut metadata = ObjectMeta {
+                    name: Some(name.to_string()),
+                    namespace: Some(names::KUBE_SYSTEM.to_string()),
+                    ..ObjectMeta::default()
+                };
+                set_annotation(&mut metadata, digest.as_deref());
                 let cm = ConfigMap {
-                    metadata: ObjectMeta {
-                        name: Some(name.to_string()),
-                        namespace: Some(names::KUBE_SYSTEM.to_string()),
-                        ..ObjectMeta::default()
-                    },
+                    metadata,
                     data: Some(merged),
                     ..ConfigMap::default()
                 };
@@ -234,20 +282,96 @@ pub enum Restore {
     /// Our entries were removed; the user changed other entries since apply,
     /// and those changes were kept.
     RemovedKeepingLaterChanges,
-    /// Our entries could not be removed cleanly; the backup was written back.
-    RestoredFromBackup,
     /// We had created the ConfigMap and it held nothing else: deleted.
     Deleted,
+    /// The forwarding belongs to another federation (its backup carries that
+    /// federation's label): left alone, DNS not restarted.
+    OtherFederation { federation: String },
 }
 
-/// Removes our forwarding from the cluster's DNS config and deletes the
-/// backup. Returns whether the config changed (DNS needs a restart then).
-pub async fn restore(client: &Client, provider: DnsProvider) -> Result<Restore, DnsConfError> {
+/// Whose forwarding [`restore`] removes.
+#[derive(Debug, Clone)]
+pub struct Owner<'a> {
+    /// Our federation; a backup labelled with another one is left alone.
+    pub federation: &'a str,
+    /// The zone domains our federation forwards (`<ns>.svc.<cluster domain>`):
+    /// still forwarded after removal means our forwarding remains.
+    pub domains: &'a BTreeSet<String>,
+    /// The kubeconfig context, for the manual fix in errors.
+    pub context: &'a str,
+}
+
+/// Why teardown left a cluster's DNS config alone.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "ConfigMap kube-system/{configmap}: {problem}; nothing was written and the backup ConfigMap kube-system/{BACKUP_CONFIGMAP} was kept. To fix by hand: {fix}"
+)]
+pub struct Damaged {
+    pub configmap: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+/// The exact manual fix for our forwarding that cannot be removed safely.
+fn manual_fix(provider: DnsProvider, configmap: &str, context: &str, domains: &[String]) -> String {
+    let edit = format!("`kubectl --context {context} -n kube-system edit configmap {configmap}`");
+    let what = match provider {
+        DnsProvider::KubeDns => format!(
+            "remove the members {} from `{}` and the key `{}`",
+            quoted(domains),
+            dns::STUB_DOMAINS_KEY,
+            dns::KUBE_DNS_OWNERSHIP_KEY
+        ),
+        DnsProvider::CoreDns => format!(
+            "remove the server blocks for {} from the Corefile, with the lines `{}` and `{}` if any are left",
+            quoted(domains),
+            dns::BEGIN_MARKER,
+            dns::END_MARKER
+        ),
+        DnsProvider::CoreDnsCustom => format!(
+            "remove the key `{}` and any server block for {}",
+            dns::CUSTOM_SERVER_KEY,
+            quoted(domains)
+        ),
+    };
+    format!(
+        "run {edit} and {what}, keeping every other line; the data as it was before apply is in `kubectl --context {context} -n kube-system get configmap {BACKUP_CONFIGMAP} -o jsonpath='{{.data.data\\.json}}'`; then re-run teardown, which deletes the backup once it finds the DNS config clean"
+    )
+}
+
+fn quoted(domains: &[String]) -> String {
+    if domains.is_empty() {
+        return "of our zones".to_string();
+    }
+    domains
+        .iter()
+        .map(|d| format!("`{d}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Removes our forwarding from the cluster's DNS config, then deletes the
+/// backup, but only once a fresh read shows the config clean: no ownership
+/// markers and none of `owner.domains` forwarded (unless the original
+/// forwarded it). Never writes the backup over the current data (that would
+/// lose what users changed since apply): markers damaged by hand stop with
+/// [`Damaged`] and the exact manual fix instead. Forwarding labelled with
+/// another federation is left alone.
+pub async fn restore(
+    client: &Client,
+    provider: DnsProvider,
+    owner: &Owner<'_>,
+) -> Result<Restore, RestoreError> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
     let backup = api
         .get_opt(BACKUP_CONFIGMAP)
         .await
         .map_err(|e| api_err(BACKUP_CONFIGMAP, &e))?;
+    if let Some(other) = backup.as_ref().and_then(federation_of)
+        && other != owner.federation
+    {
+        return Ok(Restore::OtherFederation { federation: other });
+    }
     let backup_cm = backup
         .as_ref()
         .and_then(|b| b.data.clone())
@@ -264,68 +388,174 @@ pub async fn restore(client: &Client, provider: DnsProvider) -> Result<Restore, 
     let original: Option<BTreeMap<String, String>> = backup_cm
         .get(BACKUP_DATA_KEY)
         .and_then(|d| serde_json::from_str(d).ok());
+    let leftovers = |data: &BTreeMap<String, String>| {
+        dns::leftover_domains(provider, data, owner.domains, original.as_ref()).map_err(|source| {
+            DnsConfError::Merge {
+                configmap: name.clone(),
+                source,
+            }
+        })
+    };
+    let damaged = |problem: String, domains: &[String]| Damaged {
+        configmap: name.clone(),
+        problem,
+        fix: manual_fix(provider, &name, owner.context, domains),
+    };
 
     let mut outcome = Restore::Untouched;
     for attempt in 0..=CONFLICT_RETRIES {
         if attempt == CONFLICT_RETRIES {
-            return Err(DnsConfError::Contended { configmap: name });
+            return Err(DnsConfError::Contended {
+                configmap: name.clone(),
+            }
+            .into());
         }
         let Some(mut cm) = api.get_opt(&name).await.map_err(|e| api_err(&name, &e))? else {
             break;
         };
         let data = cm.data.clone().unwrap_or_default();
         if !dns::has_ours(provider, &data) {
-            break;
-        }
-        let (restored, how) = match (dns::remove(provider, &data), &original) {
-            (Ok(r), Some(o)) if &r == o => (r, Restore::Restored),
-            (Ok(r), Some(_)) => (r, Restore::RemovedKeepingLaterChanges),
-            (Ok(r), None) => (r, Restore::Restored),
-            (Err(_), Some(o)) => (o.clone(), Restore::RestoredFromBackup),
-            (Err(source), None) => {
-                return Err(DnsConfError::Merge {
-                    configmap: name,
-                    source,
-                });
+            let left = leftovers(&data)?;
+            if !left.is_empty() {
+                return Err(damaged(
+                    format!(
+                        "the ownership markers of crdb-multiregion are gone (edited by hand?) but forwarding apply added is still there ({})",
+                        left.join(", ")
+                    ),
+                    &left,
+                )
+                .into());
             }
-        };
-        let result = if !existed && restored.is_empty() {
-            api.delete(&name, &Default::default())
-                .await
-                .map(|_| Restore::Deleted)
-        } else {
-            cm.data = Some(restored);
-            api.replace(&name, &ours(), &cm).await.map(|_| how)
-        };
-        match result {
-            Ok(r) => {
-                outcome = r;
+            if annotation_of(&cm.metadata).is_none() {
                 break;
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => continue,
-            Err(e) => return Err(api_err(&name, &e)),
+            // Clean, but still carrying our digest: take it off.
+            set_annotation(&mut cm.metadata, None);
+        } else {
+            let restored = match dns::remove(provider, &data) {
+                Ok(r) => r,
+                Err(e) => {
+                    let mut domains: Vec<String> = owner.domains.iter().cloned().collect();
+                    if let Ok(left) = leftovers(&data)
+                        && !left.is_empty()
+                    {
+                        domains = left;
+                    }
+                    return Err(damaged(e.to_string(), &domains).into());
+                }
+            };
+            outcome = match &original {
+                Some(o) if &restored != o => Restore::RemovedKeepingLaterChanges,
+                _ => Restore::Restored,
+            };
+            if !existed && restored.is_empty() {
+                match api.delete(&name, &Default::default()).await {
+                    Ok(_) => {
+                        outcome = Restore::Deleted;
+                        break;
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                    Err(e) => return Err(api_err(&name, &e).into()),
+                }
+            }
+            cm.data = Some(restored);
+            set_annotation(&mut cm.metadata, None);
+        }
+        match api.replace(&name, &ours(), &cm).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                outcome = Restore::Untouched;
+                continue;
+            }
+            Err(e) => return Err(api_err(&name, &e).into()),
+        }
+    }
+
+    // Verify before the backup goes: it is the only record of the original.
+    if let Some(cm) = api.get_opt(&name).await.map_err(|e| api_err(&name, &e))? {
+        let data = cm.data.unwrap_or_default();
+        let left = leftovers(&data)?;
+        if dns::has_ours(provider, &data) || !left.is_empty() {
+            return Err(damaged(
+                format!(
+                    "our forwarding is still there after removing it ({}); someone may have written it again meanwhile",
+                    if left.is_empty() {
+                        "ownership markers".to_string()
+                    } else {
+                        left.join(", ")
+                    }
+                ),
+                &left,
+            )
+            .into());
         }
     }
     if backup.is_some() {
         match api.delete(BACKUP_CONFIGMAP, &Default::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(api_err(BACKUP_CONFIGMAP, &e)),
+            Err(e) => return Err(api_err(BACKUP_CONFIGMAP, &e).into()),
         }
     }
     Ok(outcome)
 }
 
+/// Why [`restore`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Api(#[from] DnsConfError),
+    #[error(transparent)]
+    Damaged(#[from] Damaged),
+}
+
+/// What we record for `forwards` on the DNS ConfigMap and the DNS pod
+/// template: `<federation>/<digest>`, `None` without forwarding.
+pub fn forwarding_record(
+    federation: &str,
+    forwards: &[Forward],
+    options: &ForwardOptions,
+) -> Option<String> {
+    dns::forwarding_digest(forwards, options).map(|d| format!("{federation}/{d}"))
+}
+
+/// The record of the forwarding the DNS pods were last restarted for (the
+/// DNS Deployment's pod template annotation), `None` if never by us.
+pub async fn restarted_for(
+    client: &Client,
+    dns: &DnsServer,
+) -> Result<Option<String>, DnsConfError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
+    let d = api
+        .get(&dns.deployment)
+        .await
+        .map_err(|e| DnsConfError::Deployment {
+            deployment: dns.deployment.clone(),
+            message: error_text(&e),
+        })?;
+    Ok(d.spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| annotation_of(&m).map(String::from)))
+}
+
 /// `kubectl rollout restart`: bump the pod template's restartedAt annotation,
 /// so pods are replaced one by one under the Deployment's rollout strategy.
-pub async fn rollout_restart(client: &Client, dns: &DnsServer) -> Result<(), DnsConfError> {
+/// The same patch records `record` (what the pods now run with) on the pod
+/// template, or removes our record when `None`, so an interrupted restart
+/// is noticed on the next run (see [`restarted_for`]).
+pub async fn rollout_restart(
+    client: &Client,
+    dns: &DnsServer,
+    record: Option<&str>,
+) -> Result<(), DnsConfError> {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let api: Api<Deployment> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
     let patch = serde_json::json!({
         "spec": {"template": {"metadata": {"annotations": {
-            "kubectl.kubernetes.io/restartedAt": now
+            "kubectl.kubernetes.io/restartedAt": now,
+            names::DNS_FORWARDING_ANNOTATION: record,
         }}}}
     });
     api.patch(

@@ -10,6 +10,15 @@ pub const FIELD_MANAGER: &str = "crdb-multiregion";
 pub const INIT_FIELD_MANAGER: &str = "crdb-multiregion-init";
 /// Annotation on the first zone's StatefulSet once `cockroach init` succeeded.
 pub const INITIALIZED_ANNOTATION: &str = "crdb-multiregion/initialized";
+/// Annotation on a zone's namespace when `apply` created it (absent on a
+/// namespace that existed before: teardown then deletes only our objects in
+/// it, never the namespace).
+pub const NAMESPACE_CREATED_ANNOTATION: &str = "crdb-multiregion/created-namespace";
+/// Annotation recording the digest of our DNS forwarding: on the DNS
+/// ConfigMap, what it holds; on the DNS Deployment's pod template, what its
+/// pods were last restarted for. Apply and teardown restart DNS until the
+/// two agree.
+pub const DNS_FORWARDING_ANNOTATION: &str = "crdb-multiregion/dns-forwarding";
 
 /// `app.kubernetes.io/managed-by` value on everything we create.
 pub const MANAGED_BY_KEY: &str = "app.kubernetes.io/managed-by";

@@ -7,6 +7,7 @@
 //! if that changed anything, then look again and report anything left.
 //! Nothing without our labels is ever deleted.
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,7 +27,8 @@ use crate::apply::Progress;
 use crate::cluster::{self, Cluster, error_text, wait_for};
 use crate::config::{Config, ProviderChoice};
 use crate::dns::DnsProvider;
-use crate::dnsconf::{self, Restore};
+use crate::dnsconf::{self, Owner, Restore};
+use crate::names;
 use crate::plan::owned_selector;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -37,6 +39,10 @@ pub struct ZoneTeardown {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub deleted: Vec<String>,
+    /// Namespaces that existed before apply: kept, only our objects in them
+    /// deleted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_namespaces: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<Restore>,
     pub dns_restarted: bool,
@@ -246,8 +252,14 @@ async fn run_zone(
 
     let selector = owned_selector(config);
     let owned = list_owned(client, &selector, false).await?;
-    let namespaces: Vec<&Found> = owned.iter().filter(|f| f.kind == "Namespace").collect();
-    // Objects inside our namespaces go with them; delete the rest one by one.
+    // Namespaces apply created go with their contents; a namespace that
+    // existed before apply (adopted) is kept, only our objects in it go.
+    let created = created_namespaces(client, &selector).await?;
+    let (namespaces, adopted): (Vec<&Found>, Vec<&Found>) = owned
+        .iter()
+        .filter(|f| f.kind == "Namespace")
+        .partition(|f| created.contains(&f.name));
+    // Objects inside namespaces we delete go with them; delete the rest one by one.
     let singles: Vec<&Found> = owned
         .iter()
         .filter(|f| f.kind != "Namespace")
@@ -264,7 +276,22 @@ async fn run_zone(
     for r in futures::future::join_all(deletions).await {
         r?;
     }
-    report.deleted = owned.iter().map(Found::describe).collect();
+    for ns in &adopted {
+        release_namespace(client, &ns.name).await?;
+        progress.say(
+            &cluster.zone,
+            format!(
+                "namespace {} existed before apply: kept, only our objects in it deleted",
+                ns.name
+            ),
+        );
+    }
+    report.deleted = singles
+        .iter()
+        .chain(namespaces.iter())
+        .map(|f| f.describe())
+        .collect();
+    report.kept_namespaces = adopted.iter().map(|f| f.name.clone()).collect();
     let mut deleted = Ok(());
     if owned.is_empty() {
         progress.say(&cluster.zone, "nothing of ours to delete");
@@ -273,16 +300,29 @@ async fn run_zone(
             &cluster.zone,
             format!(
                 "deleting {} object(s) (namespaces take their contents with them)",
-                owned.len()
+                report.deleted.len()
             ),
         );
+        let deleting: BTreeSet<String> = namespaces.iter().map(|n| n.name.clone()).collect();
         deleted = wait_for(wait_timeout, || {
             let selector = selector.clone();
+            let deleting = &deleting;
             async move {
                 let left = list_owned(client, &selector, false).await?;
                 if left.is_empty() {
                     Ok(Ok(()))
                 } else {
+                    // Outside namespaces being deleted, a controller may
+                    // recreate what went before its owner did (a
+                    // StatefulSet's claims, in a namespace we keep): delete
+                    // again what is still there.
+                    let again = left.iter().filter(|f| {
+                        f.kind != "Namespace"
+                            && !f.namespace.as_ref().is_some_and(|n| deleting.contains(n))
+                    });
+                    for r in futures::future::join_all(again.map(|f| delete(client, f))).await {
+                        r?;
+                    }
                     let shown: Vec<String> = left.iter().take(5).map(Found::describe).collect();
                     Ok(Err(format!(
                         "{} object(s) still present: {}",
@@ -306,7 +346,17 @@ async fn run_zone(
         .as_ref()
         .map(|d| d.provider)
         .unwrap_or(DnsProvider::KubeDns);
-    let restore = dnsconf::restore(client, provider)
+    let domains: BTreeSet<String> = config
+        .zones
+        .iter()
+        .map(|z| names::zone_domain(&z.namespace, &config.cluster_domain))
+        .collect();
+    let owner = Owner {
+        federation: &config.federation,
+        domains: &domains,
+        context: &cluster.context,
+    };
+    let restore = dnsconf::restore(client, provider, &owner)
         .await
         .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
     if restore != Restore::Untouched {
@@ -314,8 +364,18 @@ async fn run_zone(
             &cluster.zone,
             format!("DNS config: {}", restore_text(&restore)),
         );
-        if let Some(dns) = &dns {
-            dnsconf::rollout_restart(client, dns)
+    }
+    // Restart when we changed the config, and whenever the pods still run
+    // with our forwarding: also after a teardown that was stopped between
+    // restoring the ConfigMap and restarting.
+    if let (Some(dns), false) = (&dns, matches!(restore, Restore::OtherFederation { .. })) {
+        let ours = format!("{}/", config.federation);
+        let restarted_for = dnsconf::restarted_for(client, dns)
+            .await
+            .map_err(|e| e.to_string())?;
+        let changed = restore != Restore::Untouched;
+        if changed || restarted_for.is_some_and(|r| r.starts_with(&ours)) {
+            dnsconf::rollout_restart(client, dns, None)
                 .await
                 .map_err(|e| e.to_string())?;
             report.dns_restarted = true;
@@ -336,17 +396,66 @@ async fn run_zone(
     Ok(())
 }
 
-fn restore_text(r: &Restore) -> &'static str {
+/// Names of our namespaces that `apply` created (they carry
+/// [`names::NAMESPACE_CREATED_ANNOTATION`]).
+async fn created_namespaces(client: &Client, selector: &str) -> Result<BTreeSet<String>, String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(|e| format!("listing Namespace: {}", error_text(&e)))?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|n| {
+            n.annotations()
+                .get(names::NAMESPACE_CREATED_ANNOTATION)
+                .is_some_and(|v| v == "true")
+        })
+        .map(|n| n.name_any())
+        .collect())
+}
+
+/// Gives a namespace that existed before apply back: our labels removed,
+/// everything else as it is.
+async fn release_namespace(client: &Client, name: &str) -> Result<(), String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let patch = serde_json::json!({"metadata": {"labels": {
+        names::MANAGED_BY_KEY: null,
+        names::FEDERATION_KEY: null,
+        names::ZONE_KEY: null,
+    }}});
+    match api
+        .patch(
+            name,
+            &PatchParams {
+                field_manager: Some(names::FIELD_MANAGER.to_string()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(format!(
+            "removing our labels from namespace {name}: {}",
+            error_text(&e)
+        )),
+    }
+}
+
+fn restore_text(r: &Restore) -> String {
     match r {
-        Restore::Untouched => "nothing of ours",
-        Restore::Restored => "restored to the original",
+        Restore::Untouched => "nothing of ours".into(),
+        Restore::Restored => "restored to the original".into(),
         Restore::RemovedKeepingLaterChanges => {
-            "our forwarding removed; changes made by others since apply kept"
+            "our forwarding removed; changes made by others since apply kept".into()
         }
-        Restore::RestoredFromBackup => {
-            "our entries were edited; the original was restored from the backup"
+        Restore::Deleted => "deleted the ConfigMap we had created".into(),
+        Restore::OtherFederation { federation } => {
+            format!("the forwarding belongs to federation {federation:?}; left alone")
         }
-        Restore::Deleted => "deleted the ConfigMap we had created",
     }
 }
 
@@ -357,9 +466,20 @@ pub fn render_summary(report: &TeardownReport) -> String {
             (Some(e), _) => format!("FAILED: {e}"),
             (None, false) => format!("LEFT BEHIND: {}", z.left_behind.join(", ")),
             (None, true) => format!(
-                "{} object(s) deleted; DNS {}{}",
+                "{} object(s) deleted{}; DNS {}{}",
                 z.deleted.len(),
-                z.dns.as_ref().map(restore_text).unwrap_or("not checked"),
+                if z.kept_namespaces.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; namespace(s) {} kept (they existed before apply)",
+                        z.kept_namespaces.join(", ")
+                    )
+                },
+                z.dns
+                    .as_ref()
+                    .map(restore_text)
+                    .unwrap_or_else(|| "not checked".into()),
                 if z.dns_restarted { ", restarted" } else { "" }
             ),
         };

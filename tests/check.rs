@@ -294,6 +294,61 @@ fn probers_that_print_nothing_are_not_made_into_results_and_everything_is_remove
 }
 
 #[test]
+fn check_keeps_a_namespace_it_created_once_a_concurrent_apply_filled_it() {
+    let env = Env::start(|b| b);
+    let child = env
+        .command(&[
+            "check",
+            env.config.to_str().unwrap(),
+            "--wait-timeout",
+            "20s",
+            "--probe-timeout",
+            "1s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // As soon as the check has created us-east1-b's namespace, an apply
+    // writes its first Secret there (labelled as apply labels it).
+    let east = env.fed.cluster("us-east1-b");
+    wait_until("the check creates namespace us-east1-b", || {
+        east.get("v1", "Namespace", None, "us-east1-b")
+            .is_some_and(|n| n["metadata"]["labels"].get(PROBE_LABEL).is_some())
+    });
+    east.put(
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cockroachdb.node", "namespace": "us-east1-b",
+            "labels": {"app.kubernetes.io/managed-by": "crdb-multiregion", "crdb-multiregion/federation": "cockroachdb", "crdb-multiregion/zone": "us-east1-b"}},
+            "data": {"node.key": "a2V5"}}),
+        "crdb-multiregion",
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_exit(&out, 2);
+    assert!(env.namespace_exists("us-east1-b"));
+    assert!(
+        east.get("v1", "Secret", Some("us-east1-b"), "cockroachdb.node")
+            .is_some(),
+        "apply's Secret survives the check's cleanup"
+    );
+    assert!(
+        stderr(&out).contains("us-east1-b: namespace us-east1-b now holds objects that are not the check's (Secret cockroachdb.node); keeping it"),
+        "{}",
+        stderr(&out)
+    );
+    // Only the probe objects went; the check's own namespaces elsewhere too.
+    let pods_and_services: Vec<String> = env
+        .probe_leftovers()
+        .into_iter()
+        .filter(|l| !l.contains(": Namespace "))
+        .collect();
+    assert_eq!(pods_and_services, Vec::<String>::new());
+    assert!(!env.namespace_exists("us-west1-a"));
+    assert!(!env.namespace_exists("us-central1-a"));
+}
+
+#[test]
 fn image_pull_failures_stop_the_check_with_a_hint() {
     // Pods stay Pending; the runtime reports the pull failure a kubelet would.
     let env = Env::start(|b| b.pod_ready_delay(Duration::from_secs(600)));

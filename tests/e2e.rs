@@ -1088,6 +1088,237 @@ fn apply_with_a_foreign_ca_in_the_clusters_exits_2_and_changes_nothing() {
     }
 }
 
+/// Writes a config for `zones` of federation `federation`, each zone in
+/// namespace `<prefix><zone>`.
+fn federation_config(env: &Env, name: &str, federation: &str, prefix: &str) -> PathBuf {
+    let mut text = format!(
+        "federation = \"{federation}\"\n\n[certs]\ndir = \"{federation}-certs\"\nca_key = \"{federation}-ca/ca.key\"\n"
+    );
+    for z in ZONES {
+        let region = z.rsplit_once('-').map(|(r, _)| r).unwrap_or(z);
+        text.push_str(&format!(
+            "\n[[zones]]\nname = \"{z}\"\ncontext = \"{z}\"\nregion = \"{region}\"\nnamespace = \"{prefix}{z}\"\n"
+        ));
+    }
+    let path = env.path(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn dns_rollouts(env: &Env, deployment: &str) -> Vec<u32> {
+    env.fed
+        .clusters()
+        .iter()
+        .map(|c| c.rollouts("kube-system", deployment))
+        .collect()
+}
+
+#[test]
+fn a_second_federation_on_the_same_clusters_is_refused_naming_the_first_and_its_teardown_touches_nothing()
+ {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let first = federation_config(&env, "first.toml", "first", "");
+    let second = federation_config(&env, "second.toml", "second", "b-");
+    assert_exit(&env.apply(&first, &[]), 0);
+    let dns_before: Vec<_> = ZONES
+        .iter()
+        .map(|z| env.dns_data(z, DnsProvider::KubeDns))
+        .collect();
+    let rollouts = dns_rollouts(&env, "kube-dns");
+    let owned_before = env.owned();
+
+    for c in env.fed.clusters() {
+        c.clear_requests();
+    }
+    for prune in [&[][..], &["--prune"][..]] {
+        let out = env.apply(&second, prune);
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(err.contains("federation \"second\" would share"), "{err}");
+        for z in ZONES {
+            assert!(
+                err.contains(&format!(
+                    "{z} (context {z}): Service kube-system/kube-dns-lb belongs to federation \"first\""
+                )),
+                "{err}"
+            );
+        }
+        assert!(
+            err.contains("Service default/cockroachdb-public belongs to federation \"first\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("the DNS forwarding belongs to federation \"first\""),
+            "{err}"
+        );
+        assert!(!err.contains("no longer in the config"), "{err}");
+        assert_eq!(changing_writes(&env), Vec::<String>::new());
+        assert!(
+            !env.path("second-ca/ca.key").exists(),
+            "refused before anything was written locally"
+        );
+    }
+
+    // Tearing down the never-applied second federation touches nothing of
+    // the first's: no object, no DNS byte, no DNS restart.
+    let out = env.teardown(&second);
+    assert_exit(&out, 0);
+    assert_eq!(changing_writes(&env), Vec::<String>::new());
+    assert!(
+        stderr(&out).contains("the forwarding belongs to federation \"first\"; left alone"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.owned(), owned_before);
+    for (i, z) in ZONES.iter().enumerate() {
+        assert_eq!(env.dns_data(z, DnsProvider::KubeDns), dns_before[i], "{z}");
+    }
+    assert_eq!(dns_rollouts(&env, "kube-dns"), rollouts);
+    assert_planned_objects_present(&env, &first);
+
+    // The first tears down completely; then the second may use the clusters.
+    assert_exit(&env.teardown(&first), 0);
+    assert_eq!(env.owned(), Vec::<String>::new());
+    assert_exit(&env.apply(&second, &[]), 0);
+    assert_planned_objects_present(&env, &second);
+    assert_forwarding_for(&env, "b-");
+    assert_exit(&env.teardown(&second), 0);
+    assert_eq!(env.owned(), Vec::<String>::new());
+}
+
+/// Every zone forwards every other zone's `<prefix><zone>` domain.
+fn assert_forwarding_for(env: &Env, prefix: &str) {
+    for zone in ZONES {
+        let data = env.dns_data(zone, DnsProvider::KubeDns);
+        let forwards = dns::parse_forwards(DnsProvider::KubeDns, &data).unwrap();
+        for other in ZONES.iter().filter(|z| **z != zone) {
+            let domain = format!("{prefix}{other}.svc.cluster.local");
+            assert!(
+                forwards.iter().any(|f| f.domain == domain),
+                "{zone}: no forwarding for {domain}"
+            );
+        }
+    }
+}
+
+fn edit_corefile(env: &Env, zone: &str, edit: impl FnOnce(&str) -> String) {
+    let c = env.fed.cluster(zone);
+    let mut cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "coredns")
+        .unwrap();
+    let text = cm["data"]["Corefile"].as_str().unwrap().to_string();
+    cm["data"]["Corefile"] = Value::String(edit(&text));
+    cm["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    c.put(cm, "kubectl-edit").unwrap();
+}
+
+fn corefile(env: &Env, zone: &str) -> String {
+    env.dns_data(zone, DnsProvider::CoreDns)["Corefile"].clone()
+}
+
+fn backup_exists(env: &Env, zone: &str) -> bool {
+    env.fed
+        .cluster(zone)
+        .get(
+            "v1",
+            "ConfigMap",
+            Some("kube-system"),
+            "crdb-multiregion-dns-backup",
+        )
+        .is_some()
+}
+
+#[test]
+fn dns_markers_damaged_by_hand_stop_teardown_with_the_manual_fix_and_lose_nothing() {
+    let env = Env::start(Flavor::Eks, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "[dns]\ncloud = \"eks\"");
+    assert_exit(&env.apply(&config, &[]), 0);
+    let user_block = "late.example:53 {\n    forward . 10.98.0.1\n}\n";
+    // us-east1-b: the BEGIN line deleted; us-west1-a: the END line deleted.
+    // Both then add a block of their own after ours.
+    edit_corefile(&env, "us-east1-b", |t| {
+        format!(
+            "{}{user_block}",
+            t.replace(&format!("{}\n", dns::BEGIN_MARKER), "")
+        )
+    });
+    edit_corefile(&env, "us-west1-a", |t| {
+        format!("{}\n{user_block}", t.replace(dns::END_MARKER, ""))
+    });
+    let damaged = [corefile(&env, "us-east1-b"), corefile(&env, "us-west1-a")];
+
+    // A re-apply never takes the user's domains for removed zones of ours.
+    let out = env.apply(&config, &[]);
+    let err = stderr(&out);
+    assert!(!err.contains("no longer in the config"), "{err}");
+    assert_exit(&out, 2);
+    assert!(err.contains("us-west1-a       FAILED"), "{err}");
+
+    let out = env.teardown(&config);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(!err.contains("nothing of ours"), "{err}");
+    assert!(
+        err.contains("the ownership markers of crdb-multiregion are gone (edited by hand?) but forwarding apply added is still there (us-central1-a.svc.cluster.local, us-west1-a.svc.cluster.local)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("To fix by hand: run `kubectl --context us-east1-b -n kube-system edit configmap coredns` and remove the server blocks for `us-central1-a.svc.cluster.local`, `us-west1-a.svc.cluster.local` from the Corefile"),
+        "{err}"
+    );
+    assert!(
+        err.contains("us-west1-a       FAILED: ConfigMap kube-system/coredns: ConfigMap `coredns` key `Corefile`: the section crdb-multiregion manages is damaged (a BEGIN marker without an END marker)"),
+        "{err}"
+    );
+    // Nothing written over the user's edits, and the backups are kept.
+    assert_eq!(
+        [corefile(&env, "us-east1-b"), corefile(&env, "us-west1-a")],
+        damaged
+    );
+    for z in ["us-east1-b", "us-west1-a"] {
+        assert!(backup_exists(&env, z), "{z}: the backup is kept");
+        assert!(corefile(&env, z).contains(user_block), "{z}");
+    }
+    // The undamaged zone was restored completely.
+    assert!(!backup_exists(&env, "us-central1-a"));
+    assert!(!dns::has_ours(
+        DnsProvider::CoreDns,
+        &env.dns_data("us-central1-a", DnsProvider::CoreDns)
+    ));
+
+    // The user follows the fix: our blocks and marker lines go.
+    for z in ["us-east1-b", "us-west1-a"] {
+        edit_corefile(&env, z, |t| {
+            let mut out = String::new();
+            let mut skip = false;
+            for line in t.split_inclusive('\n') {
+                if line.contains(".svc.cluster.local:53 {") {
+                    skip = true;
+                }
+                let marker = line.trim() == dns::BEGIN_MARKER || line.trim() == dns::END_MARKER;
+                if !skip && !marker {
+                    out.push_str(line);
+                }
+                if skip && line.trim() == "}" {
+                    skip = false;
+                }
+            }
+            out
+        });
+    }
+    let out = env.teardown(&config);
+    assert_exit(&out, 0);
+    for z in ZONES {
+        assert!(!backup_exists(&env, z), "{z}: backup removed once clean");
+    }
+    for z in ["us-east1-b", "us-west1-a"] {
+        assert!(corefile(&env, z).contains(user_block), "{z}");
+    }
+}
+
 #[test]
 fn purge_local_deletes_only_files_the_tool_wrote() {
     let env = Env::start(Flavor::Gke, &ZONES, |b| b);
@@ -1158,4 +1389,205 @@ fn purge_local_deletes_only_files_the_tool_wrote() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_namespace_that_existed_before_apply_survives_teardown_with_the_users_configmap() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let c = env.fed.cluster("us-west1-a");
+    c.put(
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "us-west1-a", "labels": {"team": "db"}}}),
+        "kubectl",
+    )
+    .unwrap();
+    c.put(
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep-me", "namespace": "us-west1-a"}, "data": {"a": "b"}}),
+        "kubectl",
+    )
+    .unwrap();
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    assert_planned_objects_present(&env, &config);
+
+    let out = env.teardown(&config);
+    assert_exit(&out, 0);
+    let ns = c
+        .get("v1", "Namespace", None, "us-west1-a")
+        .expect("the user's namespace survives");
+    assert_eq!(ns["metadata"]["labels"]["team"], "db");
+    assert!(ns["metadata"].get("deletionTimestamp").is_none());
+    let cm = c
+        .get("v1", "ConfigMap", Some("us-west1-a"), "keep-me")
+        .expect("the user's ConfigMap survives");
+    assert_eq!(cm["data"]["a"], "b");
+    assert!(
+        stderr(&out).contains("namespace(s) us-west1-a kept (they existed before apply)"),
+        "{}",
+        stderr(&out)
+    );
+    // Everything of ours is gone, in that namespace too; the namespaces
+    // apply created are deleted.
+    assert_eq!(env.owned(), Vec::<String>::new());
+    for z in ["us-east1-b", "us-central1-a"] {
+        assert!(
+            env.fed.cluster(z).get("v1", "Namespace", None, z).is_none(),
+            "{z}"
+        );
+    }
+}
+
+/// Waits (bounded) until `zone` stored a write to its DNS ConfigMap.
+fn wait_for_dns_write(env: &Env, zone: &str, child: &mut std::process::Child) {
+    let c = env.fed.cluster(zone);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !c.requests().iter().any(|r| {
+        r.changed
+            && r.method == "PUT"
+            && r.path == "/api/v1/namespaces/kube-system/configmaps/kube-dns"
+    }) {
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("no write to the DNS ConfigMap of {zone}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn pod_template_record(env: &Env, zone: &str) -> Option<String> {
+    env.fed
+        .cluster(zone)
+        .get("apps/v1", "Deployment", Some("kube-system"), "kube-dns")
+        .and_then(|d| {
+            d["spec"]["template"]["metadata"]["annotations"]["crdb-multiregion/dns-forwarding"]
+                .as_str()
+                .map(String::from)
+        })
+}
+
+fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_crdb-multiregion"))
+        .current_dir(env.dir.path())
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(env.fed.kubeconfig_path())
+        .env_remove("KUBECONFIG")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Every request to `zone` is slowed down, so that the request after the
+/// DNS write (the restart) is still waiting when the cluster goes away:
+/// kube-sim drops in-flight requests unanswered when it goes down.
+const SLOW: Duration = Duration::from_millis(250);
+
+#[test]
+fn dns_restart_interrupted_after_the_dns_write_is_redone_by_the_next_apply() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let two = env.config("two.toml", &ZONES[..2], "");
+    let three = env.config("three.toml", &ZONES, "");
+    assert_exit(&env.apply(&two, &[]), 0);
+    let victim = env.fed.cluster("us-east1-b");
+    let rollouts = victim.rollouts("kube-system", "kube-dns");
+    let record = pod_template_record(&env, "us-east1-b");
+
+    // Adding a zone changes us-east1-b's forwarding; stop the cluster right
+    // after that write, before the restart.
+    victim.clear_requests();
+    victim.set_faults(faults(|f| f.latency = SLOW));
+    let mut child = spawn(
+        &env,
+        &[
+            "apply",
+            three.to_str().unwrap(),
+            "--wait-timeout",
+            "20s",
+            "--lb-resolver",
+            &env.fed.dns_addr().to_string(),
+        ],
+    );
+    wait_for_dns_write(&env, "us-east1-b", &mut child);
+    victim.set_faults(faults(|f| f.down = true));
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 2);
+    victim.set_faults(kube_sim::Faults::default());
+    assert!(
+        env.dns_data("us-east1-b", DnsProvider::KubeDns)["stubDomains"]
+            .contains("us-central1-a.svc.cluster.local"),
+        "the new forwarding was written"
+    );
+    assert_eq!(
+        victim.rollouts("kube-system", "kube-dns"),
+        rollouts,
+        "and DNS not restarted"
+    );
+    assert_eq!(pod_template_record(&env, "us-east1-b"), record);
+
+    // diff sees the pending restart; apply does it; then diff is clean.
+    let out = env.run(&["diff", three.to_str().unwrap()]);
+    assert_exit(&out, 1);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("us-east1-b: restart DNS"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = env.apply(&three, &[]);
+    assert_exit(&out, 0);
+    assert!(
+        victim.rollouts("kube-system", "kube-dns") > rollouts,
+        "DNS restarted: {}",
+        stderr(&out)
+    );
+    assert_ne!(pod_template_record(&env, "us-east1-b"), record);
+    let out = env.run(&["diff", three.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    assert_forwarding(&env, &ZONES, DnsProvider::KubeDns, |ip| ip.to_string());
+}
+
+#[test]
+fn dns_restart_interrupted_after_the_dns_restore_is_redone_by_the_next_teardown() {
+    let env = Env::start(Flavor::Gke, &ZONES[..2], |b| b);
+    let config = env.config("config.toml", &ZONES[..2], "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    let victim = env.fed.cluster("us-east1-b");
+    let rollouts = victim.rollouts("kube-system", "kube-dns");
+
+    victim.clear_requests();
+    victim.set_faults(faults(|f| f.latency = SLOW));
+    let mut child = spawn(
+        &env,
+        &[
+            "teardown",
+            config.to_str().unwrap(),
+            "--yes",
+            "--wait-timeout",
+            "20s",
+        ],
+    );
+    wait_for_dns_write(&env, "us-east1-b", &mut child);
+    victim.set_faults(faults(|f| f.down = true));
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 2);
+    victim.set_faults(kube_sim::Faults::default());
+    assert!(!dns::has_ours(
+        DnsProvider::KubeDns,
+        &env.dns_data("us-east1-b", DnsProvider::KubeDns)
+    ));
+    assert_eq!(victim.rollouts("kube-system", "kube-dns"), rollouts);
+
+    let out = env.teardown(&config);
+    assert_exit(&out, 0);
+    assert!(
+        victim.rollouts("kube-system", "kube-dns") > rollouts,
+        "DNS restarted: {}",
+        stderr(&out)
+    );
+    assert_eq!(pod_template_record(&env, "us-east1-b"), None);
+    assert_eq!(env.owned(), Vec::<String>::new());
+    // And a further teardown has nothing left to restart.
+    let out = env.teardown(&config);
+    assert_exit(&out, 0);
+    assert!(!stderr(&out).contains("DNS restarted"), "{}", stderr(&out));
 }

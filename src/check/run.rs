@@ -1196,6 +1196,67 @@ async fn remove_probe_objects(cluster: &Cluster, timeout: Duration) -> Result<bo
     Ok(removed)
 }
 
+/// Whether apply has taken on a namespace the check created.
+fn adopted_by_apply(meta: &kube::api::ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(names::NAMESPACE_CREATED_ANNOTATION))
+}
+
+/// Objects in `ns` that are not the check's probes and not what the cluster
+/// puts in every namespace (ServiceAccount `default`, ConfigMap
+/// `kube-root-ca.crt`): for example what a concurrent apply wrote.
+async fn foreign_contents(cluster: &Cluster, ns: &str) -> Result<Vec<String>, String> {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+
+    async fn names_of<K>(client: &kube::Client, ns: &str) -> Result<Vec<String>, String>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let kind = K::kind(&()).to_string();
+        let api: Api<K> = Api::namespaced(client.clone(), ns);
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("listing {kind} in {ns}: {}", error_text(&e)))?;
+        Ok(list
+            .items
+            .iter()
+            .filter(|o| !has_probe_label(o.meta()))
+            .map(|o| format!("{kind} {}", o.meta().name.clone().unwrap_or_default()))
+            .filter(|d| d != "ServiceAccount default" && d != "ConfigMap kube-root-ca.crt")
+            .collect())
+    }
+    let c = &cluster.client;
+    let parts = futures::future::join_all([
+        Box::pin(names_of::<Pod>(c, ns))
+            as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>,
+        Box::pin(names_of::<Service>(c, ns)),
+        Box::pin(names_of::<Secret>(c, ns)),
+        Box::pin(names_of::<ConfigMap>(c, ns)),
+        Box::pin(names_of::<ServiceAccount>(c, ns)),
+        Box::pin(names_of::<StatefulSet>(c, ns)),
+        Box::pin(names_of::<Job>(c, ns)),
+        Box::pin(names_of::<PersistentVolumeClaim>(c, ns)),
+        Box::pin(names_of::<Role>(c, ns)),
+        Box::pin(names_of::<RoleBinding>(c, ns)),
+        Box::pin(names_of::<PodDisruptionBudget>(c, ns)),
+    ])
+    .await;
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}
+
 async fn cleanup_zone(
     cluster: &Cluster,
     ns_state: NsState,
@@ -1215,18 +1276,36 @@ async fn cleanup_zone(
         match current {
             None => return Ok(()),
             Some(n) if has_probe_label(&n.metadata) => {
-                // Never delete a namespace that meanwhile holds pods of others
-                // (an apply that ran alongside the check).
-                let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
-                let others = pods
-                    .list(&ListParams::default().labels(&format!("!{}", probe::PROBE_KEY)))
-                    .await
-                    .map_err(|e| format!("listing pods in {ns}: {}", error_text(&e)))?;
-                if others.items.is_empty() {
+                // Never delete a namespace that meanwhile holds anything not
+                // the check's own, or that apply has taken on (an apply that
+                // ran alongside the check).
+                let others = if adopted_by_apply(&n.metadata) {
+                    vec![format!("namespace {ns} was taken on by apply")]
+                } else {
+                    foreign_contents(cluster, ns).await?
+                };
+                if others.is_empty() {
                     if n.metadata.deletion_timestamp.is_none() {
-                        match namespaces.delete(ns, &DeleteParams::background()).await {
+                        // Only the version we looked at: if apply labels the
+                        // namespace after our look (it writes the namespace
+                        // before anything inside), the delete is refused.
+                        let params = DeleteParams {
+                            preconditions: Some(kube::api::Preconditions {
+                                resource_version: n.metadata.resource_version.clone(),
+                                uid: n.metadata.uid.clone(),
+                            }),
+                            ..DeleteParams::background()
+                        };
+                        match namespaces.delete(ns, &params).await {
                             Ok(_) => {}
                             Err(kube::Error::Api(s)) if s.code == 404 => {}
+                            Err(kube::Error::Api(s)) if s.code == 409 => {
+                                progress.say(
+                                    zone,
+                                    format!("namespace {ns} changed meanwhile; keeping it"),
+                                );
+                                return remove_probe_objects(cluster, inner).await.map(|_| ());
+                            }
                             Err(e) => {
                                 return Err(format!("deleting namespace {ns}: {}", error_text(&e)));
                             }
@@ -1243,7 +1322,10 @@ async fn cleanup_zone(
                 }
                 progress.say(
                     zone,
-                    format!("namespace {ns} now holds other pods; keeping it"),
+                    format!(
+                        "namespace {ns} now holds objects that are not the check's ({}); keeping it",
+                        others.join(", ")
+                    ),
                 );
             }
             Some(_) => {}

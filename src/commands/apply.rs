@@ -140,6 +140,9 @@ fn print_report(report: &ApplyReport, format: ReportFormat) -> anyhow::Result<()
                     {
                         writeln!(stdout, "{}: change DNS forwarding", z.zone)?;
                     }
+                    if z.dns_restarted {
+                        writeln!(stdout, "{}: restart DNS", z.zone)?;
+                    }
                     if let Some(i) = &z.init
                         && i.starts_with("would")
                     {
