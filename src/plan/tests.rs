@@ -481,3 +481,111 @@ fn dns_lb_annotations_per_cloud() {
     );
     assert!(mk("aks", "public").is_empty());
 }
+
+/// The container command of a zone's StatefulSet.
+fn statefulset_command(plan: &Plan, zone: usize) -> Vec<String> {
+    let Object::StatefulSet(sts) = plan.zones[zone].stage(Stage::Workload).last().unwrap() else {
+        panic!("last workload object is the StatefulSet")
+    };
+    sts.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .command
+        .clone()
+        .unwrap()
+}
+
+/// Issue: `region` (and other values pasted into the start command) went
+/// unquoted into `bash -ecx`: `;`, `$(...)` and newlines ran as commands.
+/// Validation refuses such values now, but the command must be safe on its
+/// own: here the checked config is bypassed, hostile values are put straight
+/// into the zones, and the rendered StatefulSet command is run by a real
+/// bash, exactly as the container would run it, with the cockroach binary
+/// swapped for a script that records its arguments.
+#[test]
+fn start_command_quotes_hostile_values_so_nothing_executes() {
+    let hostile = [
+        "us-east1;touch pwned-semicolon",
+        "$(touch pwned-substitution)",
+        "`touch pwned-backtick`",
+        "us-east1\ntouch pwned-newline",
+        "'; touch pwned-quote; '",
+        "\"$(touch pwned-double)\"",
+        "a && touch pwned-and || touch pwned-or",
+        "a | tee pwned-pipe",
+        ">pwned-redirect",
+        "* ? [a] ~ {a,b} ! # \\ $HOME ${IFS}",
+        "",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fake-cockroach");
+    std::fs::write(&script, "#!/bin/sh\nprintf '%s\\0' \"$@\" > args\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    for value in hostile {
+        let mut c = example();
+        c.zones[0].region = Some(value.to_string());
+        if !value.is_empty() {
+            // (an empty namespace is refused by the planner itself)
+            c.zones[1].namespace = value.to_string();
+        }
+        let plan = plan_of(&c, &Facts::default());
+        let command = statefulset_command(&plan, 0);
+        assert_eq!(command[..2], ["/bin/bash", "-ecx"]);
+        let script_line = &command[2];
+
+        let syntax = std::process::Command::new("bash")
+            .args(["-n", "-c", script_line])
+            .output()
+            .unwrap();
+        assert!(syntax.status.success(), "{value:?}: bash -n: {syntax:?}");
+
+        let run_line = script_line.replacen(
+            "exec /cockroach/cockroach ",
+            &format!("exec {} ", script.display()),
+            1,
+        );
+        assert_ne!(
+            &run_line, script_line,
+            "the command execs the cockroach binary"
+        );
+        let out = std::process::Command::new(&command[0])
+            .args([&command[1], &run_line])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{value:?}: {out:?}");
+        let args = std::fs::read(dir.path().join("args")).unwrap();
+        let args: Vec<String> = args
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8(a.to_vec()).unwrap())
+            .collect();
+        let at = |flag: &str| {
+            let i = args
+                .iter()
+                .position(|a| a == flag)
+                .unwrap_or_else(|| panic!("{flag} in {args:?}"));
+            args[i + 1].clone()
+        };
+        assert_eq!(args[0], "start");
+        assert_eq!(at("--locality"), c.zones[0].locality(), "{value:?}");
+        assert_eq!(at("--join"), join_list(&c).join(","), "{value:?}");
+        assert_eq!(at("--certs-dir"), names::NODE_CERTS_MOUNT);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["args", "fake-cockroach"], "{value:?} ran something");
+        std::fs::remove_file(dir.path().join("args")).unwrap();
+    }
+}
