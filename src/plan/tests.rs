@@ -589,3 +589,138 @@ fn start_command_quotes_hostile_values_so_nothing_executes() {
         std::fs::remove_file(dir.path().join("args")).unwrap();
     }
 }
+
+/// `(kind name, pod template metadata, pod template spec)` of every workload
+/// in a plan.
+fn pod_templates(plan: &Plan) -> Vec<(String, Value, Value)> {
+    let mut out = Vec::new();
+    for z in &plan.zones {
+        for p in &z.objects {
+            let template = match &p.object {
+                Object::StatefulSet(s) => serde_json::to_value(&s.spec.as_ref().unwrap().template),
+                Object::Job(j) => serde_json::to_value(&j.spec.as_ref().unwrap().template),
+                _ => continue,
+            }
+            .unwrap();
+            out.push((
+                format!("{}: {}", z.zone, p.object.describe()),
+                template["metadata"].clone(),
+                template["spec"].clone(),
+            ));
+        }
+    }
+    out
+}
+
+/// Issue: the StatefulSet and init Job ran as root with no securityContext,
+/// so a namespace enforcing Pod Security `restricted` refused their pods.
+/// Every pod template passes the admission plugin's rules now, and runs as a
+/// non-root user whose group owns the data volume.
+#[test]
+fn pods_pass_pod_security_restricted_and_run_as_non_root() {
+    for c in [example(), config(FIVE)] {
+        let plan = plan_of(&c, &facts_all(&c));
+        let templates = pod_templates(&plan);
+        assert_eq!(
+            templates.len(),
+            c.zones.len() + 1,
+            "a StatefulSet per zone and one Job"
+        );
+        for (what, metadata, spec) in templates {
+            let violations = pod_security::restricted(&metadata, &spec);
+            assert_eq!(violations, [], "{what}");
+            let pod = &spec["securityContext"];
+            let user = pod["runAsUser"].as_i64().unwrap();
+            assert!(user > 0, "{what}: runs as uid {user}");
+            // The kubelet gives the data volume and the Secret files the
+            // fsGroup; CockroachDB reads a root-owned key file only when its
+            // group is the process's own group.
+            assert_eq!(pod["fsGroup"], pod["runAsGroup"], "{what}");
+            assert!(pod["runAsGroup"].as_i64().unwrap() > 0, "{what}");
+        }
+    }
+}
+
+#[test]
+fn a_template_override_that_breaks_restricted_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let builtin = include_str!("../../templates/statefulset.yaml");
+    std::fs::write(
+        dir.path().join("statefulset.yaml"),
+        builtin
+            .replace(
+                "allowPrivilegeEscalation: false",
+                "allowPrivilegeEscalation: true",
+            )
+            .replace("runAsUser: 1000", "runAsUser: 0"),
+    )
+    .unwrap();
+    let c = example();
+    let plan = plan(
+        &c,
+        &bundle(&c),
+        &facts_all(&c),
+        &Templates::with_overrides(dir.path()).unwrap(),
+    )
+    .unwrap();
+    let (what, metadata, spec) = &pod_templates(&plan)[0];
+    let violations = pod_security::restricted(metadata, spec);
+    assert_eq!(
+        violations,
+        [
+            pod_security::Violation {
+                reason: "allowPrivilegeEscalation != false",
+                detail: "container \"cockroachdb\" must set securityContext.allowPrivilegeEscalation=false".into(),
+            },
+            pod_security::Violation {
+                reason: "runAsUser=0",
+                detail: "pod must not set runAsUser=0".into(),
+            },
+        ],
+        "{what}"
+    );
+}
+
+#[test]
+fn resources_are_requests_equal_limits_and_size_the_caches() {
+    let c = example();
+    let plan = plan_of(&c, &Facts::default());
+    let Object::StatefulSet(sts) = plan.zones[0].stage(Stage::Workload).last().unwrap() else {
+        panic!()
+    };
+    let container = &sts
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let r = serde_json::to_value(container.resources.as_ref().unwrap()).unwrap();
+    assert_eq!(r["requests"], json!({"cpu": "2", "memory": "8Gi"}));
+    assert_eq!(r["limits"], r["requests"]);
+    assert!(statefulset_command(&plan, 0)[2].contains("--cache 2048MiB --max-sql-memory 2048MiB"));
+
+    let c = config(&format!(
+        "[cockroachdb]\nmemory_limit = \"12Gi\"\ncpu_limit = \"500m\"\n{}",
+        "[[zones]]\nname = \"a\"\ncontext = \"a\"\n"
+    ));
+    let plan = plan_of(&c, &Facts::default());
+    assert!(statefulset_command(&plan, 0)[2].contains("--cache 3072MiB --max-sql-memory 3072MiB"));
+    let Object::StatefulSet(sts) = plan.zones[0].stage(Stage::Workload).last().unwrap() else {
+        panic!()
+    };
+    let container = &sts
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let r = serde_json::to_value(container.resources.as_ref().unwrap()).unwrap();
+    assert_eq!(r["limits"], json!({"cpu": "500m", "memory": "12Gi"}));
+    assert_eq!(r["limits"], r["requests"]);
+}
