@@ -152,8 +152,8 @@ proptest! {
 /// Our forwards: distinct domains of the shape the planner makes.
 fn our_forwards() -> impl Strategy<Value = Vec<Forward>> {
     let ip = prop_oneof![
-        any::<[u8; 4]>().prop_map(|o| IpAddr::from(o)),
-        any::<[u16; 8]>().prop_map(|s| IpAddr::from(s)),
+        any::<[u8; 4]>().prop_map(IpAddr::from),
+        any::<[u16; 8]>().prop_map(IpAddr::from),
     ];
     let ns = prop::sample::subsequence(
         vec!["us-east1-b", "us-west1-a", "eu-west-1", "crdb-ap", "z0"],
