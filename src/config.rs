@@ -27,6 +27,13 @@ use toml::de::{DeTable, DeValue};
 use crate::certs::KeyType;
 use crate::names;
 
+mod values;
+use values::{
+    ANNOTATIONS_TOTAL_LIMIT, LABEL_VALUE_RULE, annotation_key_problem, image_problem,
+    is_label_value,
+};
+pub use values::{Quantity, parse_quantity, shell_quote};
+
 /// A checked configuration. Built only by [`Config::load`] / [`Config::parse`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
@@ -55,10 +62,12 @@ pub struct CockroachConfig {
     pub image: String,
     pub storage: String,
     pub storage_class: Option<String>,
-    pub cpu_request: Option<String>,
-    pub cpu_limit: Option<String>,
-    pub memory_request: Option<String>,
-    pub memory_limit: Option<String>,
+    /// Container resources; each defaults to its counterpart (request to
+    /// limit and back), then to CockroachDB's own manifests' values.
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_request: String,
+    pub memory_limit: String,
     pub templates_dir: Option<PathBuf>,
 }
 
@@ -359,11 +368,11 @@ impl<'t> Checker<'t> {
             && !is_label_value(&federation)
         {
             self.problem(
-                    span,
-                    format!(
-                        "federation: {federation:?} must be a valid label value (at most 63 characters: letters, digits, '-', '_' and '.', starting and ending with a letter or digit)"
-                    ),
-                );
+                span,
+                format!(
+                    "federation: {federation:?} must be a valid label value ({LABEL_VALUE_RULE})"
+                ),
+            );
         }
         let cluster_domain = self
             .string(&top, "cluster_domain", "cluster_domain")
@@ -449,10 +458,10 @@ impl<'t> Checker<'t> {
             image: names::DEFAULT_IMAGE.to_string(),
             storage: names::DEFAULT_STORAGE.to_string(),
             storage_class: None,
-            cpu_request: None,
-            cpu_limit: None,
-            memory_request: None,
-            memory_limit: None,
+            cpu_request: names::DEFAULT_CPU.to_string(),
+            cpu_limit: names::DEFAULT_CPU.to_string(),
+            memory_request: names::DEFAULT_MEMORY.to_string(),
+            memory_limit: names::DEFAULT_MEMORY.to_string(),
             templates_dir: None,
         };
         let Some(t) = self.table(top, "cockroachdb", "cockroachdb") else {
@@ -460,16 +469,23 @@ impl<'t> Checker<'t> {
         };
         self.unknown_keys(t, CRDB_KEYS, "[cockroachdb]");
         if let Some(image) = self.string(t, "image", "cockroachdb.image") {
-            if image.trim().is_empty() || image.contains(char::is_whitespace) {
+            if let Some(problem) = image_problem(&image) {
                 let span = span_of(t, "image").unwrap_or(0..0);
-                self.problem(
-                    span,
-                    "cockroachdb.image: must be a non-empty image reference without spaces",
-                );
+                self.problem(span, format!("cockroachdb.image: {image:?} {problem}"));
             }
             out.image = image;
         }
-        if let Some(storage) = self.quantity(t, "storage", "cockroachdb.storage") {
+        if let Some((storage, q)) = self.quantity(t, "storage", "cockroachdb.storage") {
+            // The API server refuses a PVC whose storage request is not > 0.
+            if q.value <= 0.0 {
+                let span = span_of(t, "storage").unwrap_or(0..0);
+                self.problem(
+                    span,
+                    format!(
+                        "cockroachdb.storage: {storage:?} must be greater than zero, e.g. \"100Gi\""
+                    ),
+                );
+            }
             out.storage = storage;
         }
         if let Some(class) = self.string(t, "storage_class", "cockroachdb.storage_class") {
@@ -482,26 +498,49 @@ impl<'t> Checker<'t> {
             }
             out.storage_class = Some(class);
         }
-        out.cpu_request = self.quantity(t, "cpu_request", "cockroachdb.cpu_request");
-        out.cpu_limit = self.quantity(t, "cpu_limit", "cockroachdb.cpu_limit");
-        out.memory_request = self.quantity(t, "memory_request", "cockroachdb.memory_request");
-        out.memory_limit = self.quantity(t, "memory_limit", "cockroachdb.memory_limit");
-        for key in ["memory_request", "memory_limit"] {
-            let value = if key == "memory_request" {
-                &out.memory_request
-            } else {
-                &out.memory_limit
-            };
-            if let Some(v) = value
-                && quantity_bytes(v).is_none_or(|b| b < 1 << 20)
+        let cpu_request = self.quantity(t, "cpu_request", "cockroachdb.cpu_request");
+        let cpu_limit = self.quantity(t, "cpu_limit", "cockroachdb.cpu_limit");
+        let memory_request = self.quantity(t, "memory_request", "cockroachdb.memory_request");
+        let memory_limit = self.quantity(t, "memory_limit", "cockroachdb.memory_limit");
+        for (key, value) in [
+            ("memory_request", &memory_request),
+            ("memory_limit", &memory_limit),
+        ] {
+            if let Some((v, q)) = value
+                && q.value < (1u64 << 20) as f64
             {
                 let span = span_of(t, key).unwrap_or(0..0);
                 self.problem(
-                        span,
-                        format!("cockroachdb.{key}: {v:?} must be a memory size of at least 1Mi, e.g. \"8Gi\""),
-                    );
+                    span,
+                    format!("cockroachdb.{key}: {v:?} must be a memory size of at least 1Mi, e.g. \"8Gi\""),
+                );
             }
         }
+        for (what, request, limit) in [
+            ("cpu", &cpu_request, &cpu_limit),
+            ("memory", &memory_request, &memory_limit),
+        ] {
+            // The API server: a request must be less than or equal to its limit.
+            if let (Some((r, rq)), Some((l, lq))) = (request, limit)
+                && rq.value > lq.value
+            {
+                let span = span_of(t, &format!("{what}_request")).unwrap_or(0..0);
+                self.problem(
+                    span,
+                    format!("cockroachdb.{what}_request: {r:?} is more than {what}_limit {l:?}; a request must be less than or equal to its limit"),
+                );
+            }
+        }
+        let pick =
+            |a: &Option<(String, Quantity)>, b: &Option<(String, Quantity)>, default: &str| {
+                a.as_ref()
+                    .or(b.as_ref())
+                    .map_or_else(|| default.to_string(), |(s, _)| s.clone())
+            };
+        out.cpu_request = pick(&cpu_request, &cpu_limit, names::DEFAULT_CPU);
+        out.cpu_limit = pick(&cpu_limit, &cpu_request, names::DEFAULT_CPU);
+        out.memory_request = pick(&memory_request, &memory_limit, names::DEFAULT_MEMORY);
+        out.memory_limit = pick(&memory_limit, &memory_request, names::DEFAULT_MEMORY);
         out.templates_dir = self.path(t, "templates_dir", "cockroachdb.templates_dir");
         out
     }
@@ -616,10 +655,18 @@ impl<'t> Checker<'t> {
         }
         if let Some(a) = self.table(t, "annotations", "dns.annotations") {
             for (k, v) in a.iter() {
+                let key = k.get_ref().to_string();
+                if let Some(problem) = annotation_key_problem(&key) {
+                    self.problem(
+                        k.span(),
+                        format!(
+                            "dns.annotations: key {key:?} is not a valid annotation key: {problem}"
+                        ),
+                    );
+                }
                 match v.get_ref().as_str() {
                     Some(s) => {
-                        out.annotations
-                            .insert(k.get_ref().to_string(), s.to_string());
+                        out.annotations.insert(key, s.to_string());
                     }
                     None => self.problem(
                         v.span(),
@@ -631,6 +678,14 @@ impl<'t> Checker<'t> {
                     ),
                 }
             }
+        }
+        let size: usize = out.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > ANNOTATIONS_TOTAL_LIMIT {
+            let span = span_of(t, "annotations").unwrap_or(0..0);
+            self.problem(
+                span,
+                format!("dns.annotations: {size} bytes in total; the API server accepts at most {ANNOTATIONS_TOTAL_LIMIT}"),
+            );
         }
         if out.load_balancer == LoadBalancer::Internal
             && out.cloud == Cloud::Generic
@@ -716,6 +771,10 @@ impl<'t> Checker<'t> {
                     ctx_span.clone(),
                     format!("{at}.context: must not be empty (the kubectl context of this zone's cluster)"),
                 ),
+                Some(c) if c.chars().any(char::is_control) => self.problem(
+                    ctx_span.clone(),
+                    format!("{at}.context: {c:?} contains a control character (a newline, say); kubectl context names are printed into generated files and must be one line"),
+                ),
                 Some(c) => {
                     if let Some(first) = seen_ctx.insert(c.clone(), i) {
                         self.problem(
@@ -728,12 +787,12 @@ impl<'t> Checker<'t> {
             }
             let region = self.string(t, "region", &format!("{at}.region"));
             if let Some(r) = &region
-                && (r.is_empty() || r.contains([',', '=', ' ']))
+                && !is_label_value(r)
             {
                 let span = span_of(t, "region").unwrap_or(item.span());
                 self.problem(
                         span,
-                        format!("{at}.region: {r:?} must be non-empty and contain no ',', '=' or spaces (it goes into --locality)"),
+                        format!("{at}.region: {r:?} must be a valid label value ({LABEL_VALUE_RULE}); it goes into --locality and labels"),
                     );
             }
             let namespace = match self.string(t, "namespace", &format!("{at}.namespace")) {
@@ -908,17 +967,19 @@ impl<'t> Checker<'t> {
         }
     }
 
-    fn quantity(&mut self, t: &Table, key: &str, at: &str) -> Option<String> {
+    fn quantity(&mut self, t: &Table, key: &str, at: &str) -> Option<(String, Quantity)> {
         let s = self.string(t, key, at)?;
-        if !is_quantity(&s) {
-            let span = span_of(t, key).unwrap_or(0..0);
-            self.problem(
-                span,
-                format!("{at}: {s:?} is not a Kubernetes quantity (e.g. \"500m\", \"2\", \"8Gi\", \"100Gi\")"),
-            );
-            return None;
+        match parse_quantity(&s) {
+            Ok(q) => Some((s, q)),
+            Err(why) => {
+                let span = span_of(t, key).unwrap_or(0..0);
+                self.problem(
+                    span,
+                    format!("{at}: {s:?} is not a Kubernetes quantity: it {why} (examples: \"500m\", \"2\", \"8Gi\")"),
+                );
+                None
+            }
         }
-        Some(s)
     }
 
     fn table<'a, 'i>(&mut self, t: &'a Table<'i>, key: &str, at: &str) -> Option<&'a Table<'i>> {
@@ -1014,59 +1075,9 @@ pub fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
-fn is_label_value(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-}
-
-const SUFFIXES: &[(&str, f64)] = &[
-    ("Ki", 1024.0),
-    ("Mi", 1_048_576.0),
-    ("Gi", 1_073_741_824.0),
-    ("Ti", 1_099_511_627_776.0),
-    ("Pi", 1_125_899_906_842_624.0),
-    ("Ei", 1_152_921_504_606_846_976.0),
-    ("n", 1e-9),
-    ("u", 1e-6),
-    ("m", 1e-3),
-    ("k", 1e3),
-    ("M", 1e6),
-    ("G", 1e9),
-    ("T", 1e12),
-    ("P", 1e15),
-    ("E", 1e18),
-    ("", 1.0),
-];
-
-fn split_quantity(s: &str) -> Option<(f64, f64)> {
-    let digits_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(digits_end);
-    if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1
-    {
-        return None;
-    }
-    let value: f64 = num.parse().ok()?;
-    let mult = SUFFIXES.iter().find(|(sfx, _)| *sfx == suffix)?.1;
-    Some((value, mult))
-}
-
-/// A non-negative Kubernetes resource quantity (`500m`, `2`, `8Gi`, `1.5G`).
-pub fn is_quantity(s: &str) -> bool {
-    split_quantity(s).is_some()
-}
-
-/// Bytes of a memory quantity, if it is one.
+/// Bytes of a memory quantity (rounded up), if it is one.
 pub fn quantity_bytes(s: &str) -> Option<u64> {
-    let (value, mult) = split_quantity(s)?;
-    let bytes = value * mult;
-    (bytes.is_finite() && (0.0..1.8e19).contains(&bytes)).then_some(bytes as u64)
+    parse_quantity(s).ok()?.ceil_u64()
 }
 
 fn path_is_inside(inner: &Path, outer: &Path) -> bool {

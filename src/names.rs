@@ -66,6 +66,13 @@ pub const DEFAULT_CA_KEY: &str = "my-safe-directory/ca.key";
 pub const DEFAULT_GENERATED_DIR: &str = "generated";
 pub const DEFAULT_IMAGE: &str = "cockroachdb/cockroach:v25.4.1";
 pub const DEFAULT_STORAGE: &str = "100Gi";
+/// CPU and memory of each CockroachDB container, requests = limits, as in
+/// CockroachDB's own Kubernetes manifests (`cloud/kubernetes`).
+pub const DEFAULT_CPU: &str = "2";
+pub const DEFAULT_MEMORY: &str = "8Gi";
+/// `--cache` and `--max-sql-memory` are each this fraction of the memory
+/// limit (CockroachDB's manifests: `$(expr $MEMORY_LIMIT_MIB / 4)MiB`).
+pub const CACHE_FRACTION_DENOMINATOR: u64 = 4;
 pub const DEFAULT_REPLICAS: u32 = 3;
 
 /// The per-pod DNS name other nodes join through: `cockroachdb-<i>.cockroachdb.<ns>`.

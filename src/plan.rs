@@ -21,10 +21,14 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::certs::CertBundle;
-use crate::config::{Cloud, Config, LoadBalancer, Protocol, ProviderChoice, Zone, quantity_bytes};
+use crate::config::{
+    Cloud, Config, LoadBalancer, Protocol, ProviderChoice, Zone, quantity_bytes, shell_quote,
+};
 use crate::dns::{DnsProvider, Forward, ForwardOptions};
 use crate::names;
 use crate::render::{Document, RenderError, Templates, strict_typed};
+
+pub mod pod_security;
 
 /// What the I/O layer learned from the clusters; empty for an offline plan.
 #[derive(Debug, Clone, Default)]
@@ -293,55 +297,41 @@ pub fn assumed_provider(cloud: Cloud) -> DnsProvider {
     }
 }
 
-/// `--cache` and `--max-sql-memory`: 25% of the memory limit (or request)
-/// each when one is set, as the CockroachDB production checklist advises;
-/// otherwise 25% of whatever the node has.
+/// `--cache` and `--max-sql-memory`: a quarter of the memory limit each, in
+/// MiB, as CockroachDB's own manifests size them
+/// (`$(expr $MEMORY_LIMIT_MIB / 4)MiB`). The limit always exists (config
+/// defaults), so the caches never size themselves from the node's memory.
 pub fn memory_flags(config: &Config) -> (String, String) {
-    let crdb = &config.cockroachdb;
-    match crdb
-        .memory_limit
-        .as_deref()
-        .or(crdb.memory_request.as_deref())
-        .and_then(quantity_bytes)
-    {
-        Some(bytes) => {
-            let quarter = format!("{}MiB", bytes / 4 / (1 << 20));
-            (quarter.clone(), quarter)
-        }
-        None => ("25%".to_string(), "25%".to_string()),
-    }
+    let limit = quantity_bytes(&config.cockroachdb.memory_limit).unwrap_or(0);
+    let share = format!(
+        "{}MiB",
+        limit / names::CACHE_FRACTION_DENOMINATOR / (1 << 20)
+    );
+    (share.clone(), share)
 }
 
+/// Container resources: requests and limits of CPU and memory.
 fn resources(config: &Config) -> Value {
     let c = &config.cockroachdb;
-    let pick = |cpu: &Option<String>, memory: &Option<String>| {
-        let mut m = serde_json::Map::new();
-        for (key, value) in [("cpu", cpu), ("memory", memory)] {
-            if let Some(v) = value {
-                m.insert(key.to_string(), json!(v));
-            }
-        }
-        m
-    };
-    let requests = pick(&c.cpu_request, &c.memory_request);
-    let limits = pick(&c.cpu_limit, &c.memory_limit);
-    let mut out = serde_json::Map::new();
-    if !requests.is_empty() {
-        out.insert("requests".into(), Value::Object(requests));
-    }
-    if !limits.is_empty() {
-        out.insert("limits".into(), Value::Object(limits));
-    }
-    Value::Object(out)
+    json!({
+        "requests": { "cpu": c.cpu_request, "memory": c.memory_request },
+        "limits": { "cpu": c.cpu_limit, "memory": c.memory_limit },
+    })
 }
 
-fn start_command(config: &Config, zone: &Zone) -> String {
+/// The shell command the CockroachDB container runs (under `bash -ec`).
+/// Every value from the config is shell-quoted; `$(hostname -f)` is the only
+/// expansion, and it is quoted too.
+pub fn start_command(config: &Config, zone: &Zone) -> String {
     let (cache, max_sql) = memory_flags(config);
+    let q = shell_quote;
     format!(
-        "exec /cockroach/cockroach start --logtostderr --certs-dir {certs} --advertise-host $(hostname -f) --http-addr 0.0.0.0 --join {join} --locality {locality} --cache {cache} --max-sql-memory {max_sql}",
-        certs = names::NODE_CERTS_MOUNT,
-        join = join_list(config).join(","),
-        locality = zone.locality(),
+        "exec /cockroach/cockroach start --logtostderr --certs-dir {certs} --advertise-host \"$(hostname -f)\" --http-addr 0.0.0.0 --join {join} --locality {locality} --cache {cache} --max-sql-memory {max_sql}",
+        certs = q(names::NODE_CERTS_MOUNT),
+        join = q(&join_list(config).join(",")),
+        locality = q(&zone.locality()),
+        cache = q(&cache),
+        max_sql = q(&max_sql),
     )
 }
 

@@ -1697,3 +1697,80 @@ fn a_missing_kubeconfig_is_one_line_with_the_path_and_a_hint() {
         "{stderr}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Values that reach a shell or an object
+
+/// Issue: `region` with `;`, `$(...)` or a newline went unquoted into the
+/// `bash -ecx` start command and `plan` exited 0. Now every such value is
+/// refused with its line, nothing is written, and the exit code is 2.
+#[test]
+fn plan_refuses_shell_metacharacters_and_values_the_api_server_rejects() {
+    for (name, from, to, expect) in [
+        (
+            "semicolon",
+            "region = \"us-east1\"",
+            "region = \"us-east1;touch pwned\"",
+            "10: zones[0].region: \"us-east1;touch pwned\" must be a valid label value",
+        ),
+        (
+            "substitution",
+            "region = \"us-east1\"",
+            "region = \"$(touch pwned)\"",
+            "10: zones[0].region",
+        ),
+        (
+            "newline",
+            "region = \"us-east1\"",
+            "region = \"us-east1\\ntouch pwned\"",
+            "10: zones[0].region",
+        ),
+        (
+            "quote",
+            "region = \"us-east1\"",
+            "region = \"us-east1'\"",
+            "10: zones[0].region",
+        ),
+        (
+            "zero_storage",
+            "storage = \"100Gi\"",
+            "storage = \"0\"",
+            "11: cockroachdb.storage: \"0\" must be greater than zero",
+        ),
+        (
+            "zero_width_image",
+            "image = \"cockroachdb/cockroach:v25.4.1\"",
+            "image = \"cockroachdb/cockroach:v25.4.1\u{200b}\"",
+            "9: cockroachdb.image: \"cockroachdb/cockroach:v25.4.1\\u{200b}\" contains '\\u{200b}' (U+200B)",
+        ),
+        (
+            "empty_annotation_key",
+            "protocols = [\"UDP\", \"TCP\"]",
+            "protocols = [\"UDP\", \"TCP\"]\nannotations = { \"\" = \"x\" }",
+            "17: dns.annotations: key \"\" is not a valid annotation key",
+        ),
+        (
+            "negative_cpu",
+            "# cpu_request = \"2\"",
+            "cpu_request = \"-2\"",
+            "15: cockroachdb.cpu_request: \"-2\" is not a Kubernetes quantity: it must not be negative",
+        ),
+    ] {
+        let work = Work::new();
+        work.edit_example(from, to);
+        // The line of the edited value's last line (where the key is).
+        let text = EXAMPLE.replacen(from, to, 1);
+        let end = text.find(to).unwrap() + to.len();
+        let line = text[..end].matches('\n').count() + 1;
+        let expect = format!("example.toml:{line}:{expect}");
+        let run = work.run(&["plan", "example.toml"]);
+        assert_eq!(run.code, 2, "{name}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&expect),
+            "{name}: {expect}\n{}",
+            run.stderr
+        );
+        assert!(!work.path("generated").exists(), "{name}: wrote manifests");
+        assert!(!work.path("pwned").exists(), "{name}");
+    }
+}

@@ -673,7 +673,7 @@ fn diff_shows_changes_without_writing() {
     let tuned = env.config(
         "tuned.toml",
         &ZONES,
-        "[cockroachdb]\nmemory_limit = \"8Gi\"",
+        "[cockroachdb]\nmemory_limit = \"4Gi\"",
     );
     let out = env.run(&["diff", tuned.to_str().unwrap(), "-o", "json"]);
     assert_exit(&out, 1);

@@ -214,10 +214,16 @@ fn quantities() {
     assert_eq!(quantity_bytes("8Gi"), Some(8 << 30));
     assert_eq!(quantity_bytes("1.5Gi"), Some(3 << 29));
     assert_eq!(quantity_bytes("512M"), Some(512_000_000));
-    assert!(is_quantity("500m"));
-    assert!(!is_quantity("8GB"));
-    assert!(!is_quantity(""));
-    assert!(!is_quantity("1..2"));
+    assert_eq!(quantity_bytes("1e3"), Some(1000));
+    assert_eq!(
+        quantity_bytes("0.5"),
+        Some(1),
+        "rounded up, as Quantity.Value()"
+    );
+    assert!(parse_quantity("500m").is_ok());
+    assert!(parse_quantity("8GB").is_err());
+    assert!(parse_quantity("").is_err());
+    assert!(parse_quantity("1..2").is_err());
 }
 
 #[test]
@@ -254,6 +260,40 @@ fn dns_protocols_default_to_what_each_cloud_accepts() {
     ] {
         let text = with_dns(&format!("cloud = \"{cloud}\"\nload_balancer = \"public\""));
         assert_eq!(parse(&text).unwrap().dns.protocols, want, "{cloud}");
+    }
+}
+
+/// Issue: values a real API server (or the kubelet, or a shell) rejects
+/// passed validation: storage "0", an empty annotation key, zero-width
+/// characters in the image, shell metacharacters in the region. Each is now
+/// refused at its own line.
+#[test]
+fn values_that_reach_a_shell_or_an_object_are_checked_with_their_line() {
+    let text = "[cockroachdb]\n\
+                image = \"cockroachdb/cockroach:v25.4.1\u{200b}\"\n\
+                storage = \"0\"\n\
+                cpu_request = \"4\"\n\
+                cpu_limit = \"2\"\n\
+                memory_limit = \"1e3\"\n\
+                [dns.annotations]\n\
+                \"\" = \"x\"\n\
+                \"bad key/x\" = \"y\"\n\
+                [[zones]]\n\
+                name = \"a\"\n\
+                context = \"line1\\nline2\"\n\
+                region = \"$(reboot)\"\n";
+    let e = errors(text);
+    for expected in [
+        "test.toml:2:9: cockroachdb.image: \"cockroachdb/cockroach:v25.4.1\\u{200b}\" contains '\\u{200b}' (U+200B)",
+        "test.toml:3:11: cockroachdb.storage: \"0\" must be greater than zero",
+        "test.toml:4:15: cockroachdb.cpu_request: \"4\" is more than cpu_limit \"2\"",
+        "test.toml:6:16: cockroachdb.memory_limit: \"1e3\" must be a memory size of at least 1Mi",
+        "test.toml:8:1: dns.annotations: key \"\" is not a valid annotation key",
+        "test.toml:9:1: dns.annotations: key \"bad key/x\" is not a valid annotation key",
+        "test.toml:12:11: zones[0].context: \"line1\\nline2\" contains a control character",
+        "test.toml:13:10: zones[0].region: \"$(reboot)\" must be a valid label value",
+    ] {
+        assert!(e.contains(expected), "missing {expected:?} in\n{e}");
     }
 }
 
@@ -295,4 +335,22 @@ fn lb_resolver_is_an_ip_and_port() {
             "{bad}: {e}"
         );
     }
+}
+
+#[test]
+fn resources_default_to_cockroachdbs_manifests_and_to_each_other() {
+    let c = parse(MINIMAL).unwrap().cockroachdb;
+    assert_eq!(
+        [c.cpu_request, c.cpu_limit, c.memory_request, c.memory_limit],
+        ["2", "2", "8Gi", "8Gi"]
+    );
+    let c = parse(&format!(
+        "[cockroachdb]\ncpu_limit = \"4\"\nmemory_request = \"16Gi\"\n{MINIMAL}"
+    ))
+    .unwrap()
+    .cockroachdb;
+    assert_eq!(
+        [c.cpu_request, c.cpu_limit, c.memory_request, c.memory_limit],
+        ["4", "4", "16Gi", "16Gi"]
+    );
 }

@@ -481,3 +481,246 @@ fn dns_lb_annotations_per_cloud() {
     );
     assert!(mk("aks", "public").is_empty());
 }
+
+/// The container command of a zone's StatefulSet.
+fn statefulset_command(plan: &Plan, zone: usize) -> Vec<String> {
+    let Object::StatefulSet(sts) = plan.zones[zone].stage(Stage::Workload).last().unwrap() else {
+        panic!("last workload object is the StatefulSet")
+    };
+    sts.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .command
+        .clone()
+        .unwrap()
+}
+
+/// Issue: `region` (and other values pasted into the start command) went
+/// unquoted into `bash -ecx`: `;`, `$(...)` and newlines ran as commands.
+/// Validation refuses such values now, but the command must be safe on its
+/// own: here the checked config is bypassed, hostile values are put straight
+/// into the zones, and the rendered StatefulSet command is run by a real
+/// bash, exactly as the container would run it, with the cockroach binary
+/// swapped for a script that records its arguments.
+#[test]
+fn start_command_quotes_hostile_values_so_nothing_executes() {
+    let hostile = [
+        "us-east1;touch pwned-semicolon",
+        "$(touch pwned-substitution)",
+        "`touch pwned-backtick`",
+        "us-east1\ntouch pwned-newline",
+        "'; touch pwned-quote; '",
+        "\"$(touch pwned-double)\"",
+        "a && touch pwned-and || touch pwned-or",
+        "a | tee pwned-pipe",
+        ">pwned-redirect",
+        "* ? [a] ~ {a,b} ! # \\ $HOME ${IFS}",
+        "",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fake-cockroach");
+    std::fs::write(&script, "#!/bin/sh\nprintf '%s\\0' \"$@\" > args\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    for value in hostile {
+        let mut c = example();
+        c.zones[0].region = Some(value.to_string());
+        if !value.is_empty() {
+            // (an empty namespace is refused by the planner itself)
+            c.zones[1].namespace = value.to_string();
+        }
+        let plan = plan_of(&c, &Facts::default());
+        let command = statefulset_command(&plan, 0);
+        assert_eq!(command[..2], ["/bin/bash", "-ecx"]);
+        let script_line = &command[2];
+
+        let syntax = std::process::Command::new("bash")
+            .args(["-n", "-c", script_line])
+            .output()
+            .unwrap();
+        assert!(syntax.status.success(), "{value:?}: bash -n: {syntax:?}");
+
+        let run_line = script_line.replacen(
+            "exec /cockroach/cockroach ",
+            &format!("exec {} ", script.display()),
+            1,
+        );
+        assert_ne!(
+            &run_line, script_line,
+            "the command execs the cockroach binary"
+        );
+        let out = std::process::Command::new(&command[0])
+            .args([&command[1], &run_line])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{value:?}: {out:?}");
+        let args = std::fs::read(dir.path().join("args")).unwrap();
+        let args: Vec<String> = args
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8(a.to_vec()).unwrap())
+            .collect();
+        let at = |flag: &str| {
+            let i = args
+                .iter()
+                .position(|a| a == flag)
+                .unwrap_or_else(|| panic!("{flag} in {args:?}"));
+            args[i + 1].clone()
+        };
+        assert_eq!(args[0], "start");
+        assert_eq!(at("--locality"), c.zones[0].locality(), "{value:?}");
+        assert_eq!(at("--join"), join_list(&c).join(","), "{value:?}");
+        assert_eq!(at("--certs-dir"), names::NODE_CERTS_MOUNT);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["args", "fake-cockroach"], "{value:?} ran something");
+        std::fs::remove_file(dir.path().join("args")).unwrap();
+    }
+}
+
+/// `(kind name, pod template metadata, pod template spec)` of every workload
+/// in a plan.
+fn pod_templates(plan: &Plan) -> Vec<(String, Value, Value)> {
+    let mut out = Vec::new();
+    for z in &plan.zones {
+        for p in &z.objects {
+            let template = match &p.object {
+                Object::StatefulSet(s) => serde_json::to_value(&s.spec.as_ref().unwrap().template),
+                Object::Job(j) => serde_json::to_value(&j.spec.as_ref().unwrap().template),
+                _ => continue,
+            }
+            .unwrap();
+            out.push((
+                format!("{}: {}", z.zone, p.object.describe()),
+                template["metadata"].clone(),
+                template["spec"].clone(),
+            ));
+        }
+    }
+    out
+}
+
+/// Issue: the StatefulSet and init Job ran as root with no securityContext,
+/// so a namespace enforcing Pod Security `restricted` refused their pods.
+/// Every pod template passes the admission plugin's rules now, and runs as a
+/// non-root user whose group owns the data volume.
+#[test]
+fn pods_pass_pod_security_restricted_and_run_as_non_root() {
+    for c in [example(), config(FIVE)] {
+        let plan = plan_of(&c, &facts_all(&c));
+        let templates = pod_templates(&plan);
+        assert_eq!(
+            templates.len(),
+            c.zones.len() + 1,
+            "a StatefulSet per zone and one Job"
+        );
+        for (what, metadata, spec) in templates {
+            let violations = pod_security::restricted(&metadata, &spec);
+            assert_eq!(violations, [], "{what}");
+            let pod = &spec["securityContext"];
+            let user = pod["runAsUser"].as_i64().unwrap();
+            assert!(user > 0, "{what}: runs as uid {user}");
+            // The kubelet gives the data volume and the Secret files the
+            // fsGroup; CockroachDB reads a root-owned key file only when its
+            // group is the process's own group.
+            assert_eq!(pod["fsGroup"], pod["runAsGroup"], "{what}");
+            assert!(pod["runAsGroup"].as_i64().unwrap() > 0, "{what}");
+        }
+    }
+}
+
+#[test]
+fn a_template_override_that_breaks_restricted_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let builtin = include_str!("../../templates/statefulset.yaml");
+    std::fs::write(
+        dir.path().join("statefulset.yaml"),
+        builtin
+            .replace(
+                "allowPrivilegeEscalation: false",
+                "allowPrivilegeEscalation: true",
+            )
+            .replace("runAsUser: 1000", "runAsUser: 0"),
+    )
+    .unwrap();
+    let c = example();
+    let plan = plan(
+        &c,
+        &bundle(&c),
+        &facts_all(&c),
+        &Templates::with_overrides(dir.path()).unwrap(),
+    )
+    .unwrap();
+    let (what, metadata, spec) = &pod_templates(&plan)[0];
+    let violations = pod_security::restricted(metadata, spec);
+    assert_eq!(
+        violations,
+        [
+            pod_security::Violation {
+                reason: "allowPrivilegeEscalation != false",
+                detail: "container \"cockroachdb\" must set securityContext.allowPrivilegeEscalation=false".into(),
+            },
+            pod_security::Violation {
+                reason: "runAsUser=0",
+                detail: "pod must not set runAsUser=0".into(),
+            },
+        ],
+        "{what}"
+    );
+}
+
+#[test]
+fn resources_are_requests_equal_limits_and_size_the_caches() {
+    let c = example();
+    let plan = plan_of(&c, &Facts::default());
+    let Object::StatefulSet(sts) = plan.zones[0].stage(Stage::Workload).last().unwrap() else {
+        panic!()
+    };
+    let container = &sts
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let r = serde_json::to_value(container.resources.as_ref().unwrap()).unwrap();
+    assert_eq!(r["requests"], json!({"cpu": "2", "memory": "8Gi"}));
+    assert_eq!(r["limits"], r["requests"]);
+    assert!(statefulset_command(&plan, 0)[2].contains("--cache 2048MiB --max-sql-memory 2048MiB"));
+
+    let c = config(&format!(
+        "[cockroachdb]\nmemory_limit = \"12Gi\"\ncpu_limit = \"500m\"\n{}",
+        "[[zones]]\nname = \"a\"\ncontext = \"a\"\n"
+    ));
+    let plan = plan_of(&c, &Facts::default());
+    assert!(statefulset_command(&plan, 0)[2].contains("--cache 3072MiB --max-sql-memory 3072MiB"));
+    let Object::StatefulSet(sts) = plan.zones[0].stage(Stage::Workload).last().unwrap() else {
+        panic!()
+    };
+    let container = &sts
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let r = serde_json::to_value(container.resources.as_ref().unwrap()).unwrap();
+    assert_eq!(r["limits"], json!({"cpu": "500m", "memory": "12Gi"}));
+    assert_eq!(r["limits"], r["requests"]);
+}
