@@ -1417,3 +1417,22 @@ fn a_dangling_symlink_at_ca_key_is_an_error_not_replaced() {
     let meta = std::fs::symlink_metadata(work.path("my-safe-directory/ca.key")).unwrap();
     assert!(meta.file_type().is_symlink());
 }
+
+#[test]
+fn a_write_error_names_the_file_that_could_not_be_written() {
+    let work = Work::new();
+    work.ok(&["plan", "example.toml"]);
+    // Something that cannot be replaced by a file, where a manifest goes.
+    let target = "generated/us-west1-a/dns-forwarding.yaml";
+    std::fs::remove_file(work.path(target)).unwrap();
+    work.write(&format!("{target}/keep"), "x");
+    let run = work.run(&["plan", "example.toml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("writing {target}")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(".tmp-"), "{}", run.stderr);
+    assert_eq!(work.read_string(&format!("{target}/keep")), "x");
+}
