@@ -266,6 +266,9 @@ fn generated_dir_and_certs_dir_must_not_overlap() {
         "generated_dir = \"out\"\n[certs]\ndir = \"out/certs\"\n",
     ] {
         let err = errors(&format!("{extra}{MINIMAL}"));
-        assert!(err.contains("must be separate directories"), "{extra}: {err}");
+        assert!(
+            err.contains("must be separate directories"),
+            "{extra}: {err}"
+        );
     }
 }
