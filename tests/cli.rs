@@ -1774,3 +1774,49 @@ fn plan_refuses_shell_metacharacters_and_values_the_api_server_rejects() {
         assert!(!work.path("pwned").exists(), "{name}");
     }
 }
+
+#[test]
+fn a_write_error_names_the_file_that_could_not_be_written() {
+    let work = Work::new();
+    work.ok(&["plan", "example.toml"]);
+    // Something that cannot be replaced by a file, where a manifest goes.
+    let target = "generated/us-west1-a/dns-forwarding.yaml";
+    std::fs::remove_file(work.path(target)).unwrap();
+    work.write(&format!("{target}/keep"), "x");
+    let run = work.run(&["plan", "example.toml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("writing {target}")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(".tmp-"), "{}", run.stderr);
+    assert_eq!(work.read_string(&format!("{target}/keep")), "x");
+}
+
+#[test]
+fn plan_yaml_on_a_terminal_warns_that_it_prints_private_keys() {
+    let work = Work::new();
+    // Piped (as in `plan -o yaml > file`): data only, no warning.
+    let run = work.ok(&["plan", "example.toml", "-o", "yaml"]);
+    assert!(run.stdout.contains("PRIVATE KEY") || run.stdout.contains("node.key"));
+    assert!(!run.stderr.contains("private keys"), "{}", run.stderr);
+    // On a terminal (util-linux `script` gives the command a pty).
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{BIN} plan example.toml -o yaml"),
+            "/dev/null",
+        ])
+        .current_dir(work.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("`script` (util-linux) is needed to give plan a terminal");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("holds the Secrets with private keys"),
+        "{text}"
+    );
+}

@@ -354,3 +354,37 @@ fn resources_default_to_cockroachdbs_manifests_and_to_each_other() {
         ["4", "4", "16Gi", "16Gi"]
     );
 }
+
+#[test]
+fn load_resolves_relative_paths_against_the_config_files_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("deploy");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("crdb.toml");
+    let text = format!(
+        "generated_dir = \"out\"\n[certs]\nca_key = \"/abs/ca.key\"\n[cockroachdb]\ntemplates_dir = \"tpl\"\n{MINIMAL}"
+    );
+    std::fs::write(&file, text).unwrap();
+    let c = Config::load(&file).unwrap();
+    assert_eq!(c.generated_dir, dir.join("out"));
+    assert_eq!(c.certs.dir, dir.join("certs"));
+    assert_eq!(c.certs.ca_key, PathBuf::from("/abs/ca.key"));
+    assert_eq!(c.cockroachdb.templates_dir, Some(dir.join("tpl")));
+    // parse() stays pure: paths as written.
+    assert_eq!(parse(MINIMAL).unwrap().certs.dir, PathBuf::from("certs"));
+}
+
+#[test]
+fn generated_dir_and_certs_dir_must_not_overlap() {
+    for extra in [
+        "generated_dir = \"certs\"\n",
+        "generated_dir = \"certs/gen\"\n",
+        "generated_dir = \"out\"\n[certs]\ndir = \"out/certs\"\n",
+    ] {
+        let err = errors(&format!("{extra}{MINIMAL}"));
+        assert!(
+            err.contains("must be separate directories"),
+            "{extra}: {err}"
+        );
+    }
+}
