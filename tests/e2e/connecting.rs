@@ -329,6 +329,28 @@ fn a_failing_exec_plugin_s_own_message_is_in_the_error_once() {
     assert_eq!(changing_writes(&env), Vec::<String>::new());
 }
 
+/// Whether the plugin that wrote `pid_file` has ended (waits, bounded): the
+/// binary ends the plugins it gave up on.
+fn plugin_ended(pid_file: &Path) -> bool {
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    let stat = format!("/proc/{}/stat", pid.trim());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Gone, or a zombie waiting for init to reap it.
+        match std::fs::read_to_string(&stat) {
+            Err(_) => return true,
+            Ok(s)
+                if s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) =>
+            {
+                return true;
+            }
+            Ok(_) if Instant::now() > deadline => return false,
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 /// A plugin for `us-west1-a` that never returns (it writes its pid first).
 fn hanging_plugin(env: &Env) -> (PathBuf, PluginPid) {
     let pid_file = env.path("plugin.pid");
@@ -348,7 +370,7 @@ fn hanging_plugin(env: &Env) -> (PathBuf, PluginPid) {
 fn an_exec_plugin_that_never_returns_is_bounded_by_timeout() {
     let env = Env::start(Flavor::Gke, &TWO, |b| b);
     let config = env.config("config.toml", &TWO, "");
-    let (kubeconfig, _plugin) = hanging_plugin(&env);
+    let (kubeconfig, plugin) = hanging_plugin(&env);
     let mut child = env
         .command_with(
             &["apply", config.to_str().unwrap(), "--timeout", "3s"],
@@ -370,6 +392,7 @@ fn an_exec_plugin_that_never_returns_is_bounded_by_timeout() {
         .unwrap();
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("error: gave up after --timeout 3s"), "{err}");
+    assert!(plugin_ended(&plugin.0), "the plugin was left running");
     assert_eq!(changing_writes(&env), Vec::<String>::new());
 }
 
@@ -405,6 +428,7 @@ fn an_exec_plugin_that_never_returns_is_stopped_by_ctrl_c() {
         .unwrap();
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("error: interrupted"), "{err}");
+    assert!(plugin_ended(&plugin.0), "the plugin was left running");
 }
 
 /// A CONNECT proxy on loopback that records each tunnel's target and
