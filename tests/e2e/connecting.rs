@@ -396,8 +396,10 @@ fn an_exec_plugin_that_never_returns_is_bounded_by_timeout() {
     assert_eq!(changing_writes(&env), Vec::<String>::new());
 }
 
-#[test]
-fn an_exec_plugin_that_never_returns_is_stopped_by_ctrl_c() {
+/// Starts `apply` with a plugin that never returns, sends `signal` once the
+/// plugin runs, and returns the exit status and stderr; the plugin must
+/// have been ended.
+fn signal_while_a_plugin_hangs(signal: i32) -> (ExitStatus, String) {
     let env = Env::start(Flavor::Gke, &TWO, |b| b);
     let config = env.config("config.toml", &TWO, "");
     let (kubeconfig, plugin) = hanging_plugin(&env);
@@ -417,8 +419,8 @@ fn an_exec_plugin_that_never_returns_is_stopped_by_ctrl_c() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: signalling our own child process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let status = wait_bounded(&mut child, Duration::from_secs(30), "apply after Ctrl-C");
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    let status = wait_bounded(&mut child, Duration::from_secs(30), "apply after a signal");
     let mut err = String::new();
     child
         .stderr
@@ -426,9 +428,22 @@ fn an_exec_plugin_that_never_returns_is_stopped_by_ctrl_c() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
+    assert!(plugin_ended(&plugin.0), "the plugin was left running");
+    (status, err)
+}
+
+#[test]
+fn an_exec_plugin_that_never_returns_is_stopped_by_ctrl_c() {
+    let (status, err) = signal_while_a_plugin_hangs(libc::SIGINT);
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("error: interrupted"), "{err}");
-    assert!(plugin_ended(&plugin.0), "the plugin was left running");
+}
+
+#[test]
+fn sigterm_stops_apply_with_exit_2_as_documented() {
+    let (status, err) = signal_while_a_plugin_hangs(libc::SIGTERM);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("error: terminated (SIGTERM)"), "{err}");
 }
 
 /// A CONNECT proxy on loopback that records each tunnel's target and
