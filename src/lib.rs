@@ -49,6 +49,16 @@ pub enum Exit {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    for var in ["NO_PROXY", "no_proxy"] {
+        if let Ok(value) = std::env::var(var) {
+            let normalized = connect::normalized_no_proxy(&value);
+            if normalized != value {
+                // SAFETY: the program is single-threaded here: nothing has
+                // started a thread yet (the async runtime starts later).
+                unsafe { std::env::set_var(var, normalized) };
+            }
+        }
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
