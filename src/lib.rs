@@ -109,7 +109,7 @@ pub fn print_error(e: &anyhow::Error) {
     if !causes.is_empty() {
         ewriteln!("\nCaused by:");
         for cause in causes {
-            ewriteln!("    {}", cause.replace('\n', "\n    "));
+            ewriteln!("    {cause}");
         }
     }
     if let Some(hint) = hint(e) {
