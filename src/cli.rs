@@ -381,6 +381,18 @@ mod tests {
     }
 
     #[test]
+    fn preflight_timeout_defaults_to_the_named_constant() {
+        let cli = Cli::try_parse_from(["crdb-multiregion", "apply", "c.toml"]).unwrap();
+        let Command::Apply(args) = cli.command else {
+            panic!("apply parses as apply")
+        };
+        assert_eq!(
+            args.cluster.preflight_timeout,
+            crate::cluster::PREFLIGHT_TIMEOUT
+        );
+    }
+
+    #[test]
     fn concurrency_is_bounded() {
         assert_eq!(parse_concurrency("0").unwrap(), 0);
         assert_eq!(parse_concurrency("1000").unwrap(), 1000);
