@@ -165,6 +165,31 @@ fn api_server_answering_503_to_everything_fails_preflight_in_bounded_time_naming
     let out = env.apply(&config, &["--preflight-timeout", "1s", "-v"]);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("kube_client"), "{}", stderr(&out));
+
+    // 429 too, and every zone is named with what its server last said.
+    env.fed.cluster("us-east1-b").set_faults(faults(|f| {
+        f.error_rate = 1.0;
+        f.error_code = 429;
+    }));
+    let out = env.apply(&config, &["--preflight-timeout", "2s", "-q"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: pre-flight failed in 2 zone(s)"),
+        "{err}"
+    );
+    for (zone, status) in [
+        ("us-east1-b", "429 Too Many Requests"),
+        ("us-west1-a", "503 Service Unavailable"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("  {zone} (context {zone}): "))
+                    && l.contains(&format!("last answered {status}"))),
+            "{zone}: {err}"
+        );
+    }
+    assert_clean_error(&err);
 }
 
 #[test]
