@@ -300,11 +300,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// A duration as a flag would take it back: `90s`, `15m`, `1h`, `250ms`.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
-    } else if ms % 3_600_000 == 0 {
+    } else if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
     } else {
         format!("{}s", ms / 1000)
@@ -409,6 +409,18 @@ mod tests {
         for s in ["90s", "15m", "1h", "250ms", "61s"] {
             assert_eq!(format_duration(parse_duration(s).unwrap()), s);
         }
+    }
+
+    #[test]
+    fn preflight_timeout_defaults_to_the_named_constant() {
+        let cli = Cli::try_parse_from(["crdb-multiregion", "apply", "c.toml"]).unwrap();
+        let Command::Apply(args) = cli.command else {
+            panic!("apply parses as apply")
+        };
+        assert_eq!(
+            args.cluster.preflight_timeout,
+            crate::cluster::PREFLIGHT_TIMEOUT
+        );
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! Talking to one zone's cluster: connecting through the user's kubeconfig,
-//! pre-flight checks, server-side apply of planned objects, bounded waits.
+//! Talking to one zone's cluster: a connected zone (the client itself is
+//! built in [`crate::connect`]), pre-flight checks bounded by their own
+//! timeout, server-side apply of planned objects, bounded waits.
 //!
 //! Owns every Kubernetes API call the commands make (through kube-rs only:
 //! no kubectl). Retries of transient errors (429/503/504) happen in one
-//! place, kube's retry layer on the client; nothing here loops on errors.
+//! place, kube's retry policy on the client; nothing here loops on errors.
+//! A failed request is described by what it says about the server: not
+//! reachable, answered with an error status, or still answering 429/503
+//! when pre-flight's time ran out.
 //! Knows nothing about the order of steps: `apply` and `teardown` decide that.
 
 use std::fmt::Debug;

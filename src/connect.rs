@@ -447,6 +447,28 @@ pub fn proxy_for(
     parse(&proxy, from).map(Some)
 }
 
+/// `NO_PROXY` as Go reads it, written so that kube's stricter parser reads
+/// it the same: empty entries dropped, `*.example.com` as `.example.com`,
+/// and `*` among other entries as `*` alone. kube refuses the whole list
+/// on an empty entry (a trailing comma is common), and it parses `NO_PROXY`
+/// whenever a proxy is set, before this module chooses the proxy itself.
+pub fn normalized_no_proxy(value: &str) -> String {
+    let entries: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            e.strip_prefix('*')
+                .filter(|r| r.starts_with('.'))
+                .unwrap_or(e)
+        })
+        .collect();
+    if entries.contains(&"*") {
+        return "*".to_string();
+    }
+    entries.join(",")
+}
+
 /// Go's `useProxy`, negated: whether `host:port` is reached directly.
 fn bypasses_proxy(host: &str, port: u16, no_proxy: &str) -> bool {
     let ip = host.parse::<IpAddr>().ok();
@@ -647,6 +669,31 @@ mod tests {
         assert!(!p("https://api.example.com:6443", "api.example.com:443"));
         assert!(p("https://API.Example.com", "other,, example.com ,"));
         assert!(!p("https://api.example.com", "other.com,"));
+    }
+
+    #[test]
+    fn no_proxy_is_normalised_to_what_kube_can_parse_with_go_s_meaning() {
+        assert_eq!(
+            normalized_no_proxy(" localhost,127.0.0.1,, *.svc ,"),
+            "localhost,127.0.0.1,.svc"
+        );
+        assert_eq!(normalized_no_proxy("a.com,*,b.com"), "*");
+        assert_eq!(normalized_no_proxy(","), "");
+        assert_eq!(normalized_no_proxy("10.0.0.0/8"), "10.0.0.0/8");
+        for v in [
+            " localhost,127.0.0.1,, *.svc ,",
+            "a.com,*",
+            "10.0.0.0/8,[::1]",
+        ] {
+            let n = normalized_no_proxy(v);
+            for host in ["localhost", "x.svc", "a.com", "10.1.2.3"] {
+                assert_eq!(
+                    bypasses_proxy(host, 443, v),
+                    bypasses_proxy(host, 443, &n),
+                    "{v:?} -> {n:?} changes {host}"
+                );
+            }
+        }
     }
 
     #[test]

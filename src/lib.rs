@@ -50,6 +50,16 @@ pub enum Exit {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    for var in ["NO_PROXY", "no_proxy"] {
+        if let Ok(value) = std::env::var(var) {
+            let normalized = connect::normalized_no_proxy(&value);
+            if normalized != value {
+                // SAFETY: the program is single-threaded here: nothing has
+                // started a thread yet (the async runtime starts later).
+                unsafe { std::env::set_var(var, normalized) };
+            }
+        }
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -102,7 +112,7 @@ pub fn print_error(e: &anyhow::Error) {
     if !causes.is_empty() {
         ewriteln!("\nCaused by:");
         for cause in causes {
-            ewriteln!("    {}", cause.replace('\n', "\n    "));
+            ewriteln!("    {cause}");
         }
     }
     if let Some(hint) = hint(e) {

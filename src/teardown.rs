@@ -209,6 +209,7 @@ async fn delete(client: &Client, f: &Found) -> Result<(), String> {
 pub async fn teardown_zone(
     cluster: &Cluster,
     config: &Config,
+    preflight_timeout: Duration,
     wait_timeout: Duration,
     progress: Progress,
 ) -> ZoneTeardown {
@@ -218,7 +219,16 @@ pub async fn teardown_zone(
         context: cluster.context.clone(),
         ..ZoneTeardown::default()
     };
-    if let Err(e) = run_zone(cluster, config, wait_timeout, progress, &mut report).await {
+    if let Err(e) = run_zone(
+        cluster,
+        config,
+        preflight_timeout,
+        wait_timeout,
+        progress,
+        &mut report,
+    )
+    .await
+    {
         progress.say(&cluster.zone, format!("failed: {e}"));
         report.error = Some(e);
     }
@@ -230,18 +240,15 @@ pub async fn teardown_zone(
 async fn run_zone(
     cluster: &Cluster,
     config: &Config,
+    preflight_timeout: Duration,
     wait_timeout: Duration,
     progress: Progress,
     report: &mut ZoneTeardown,
 ) -> Result<(), String> {
     let client = &cluster.client;
-    client.apiserver_version().await.map_err(|e| {
-        format!(
-            "API server of context {:?} is not reachable: {}",
-            cluster.context,
-            error_text(&e)
-        )
-    })?;
+    cluster::reach(cluster, preflight_timeout)
+        .await
+        .map_err(|p| p.text())?;
     let override_ = match config.dns.provider {
         ProviderChoice::Auto => None,
         ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),

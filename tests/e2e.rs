@@ -842,9 +842,10 @@ fn teardown_with_an_unreachable_cluster_cleans_the_others_and_purge_local_waits(
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
-        err.contains(
-            "us-central1-a    FAILED: API server of context \"us-central1-a\" is not reachable"
-        ),
+        err.contains("us-central1-a    FAILED: the API server https://127.0.0.1:")
+            && err.contains(
+                "is not reachable: client error (Connect): tcp connect error: Connection refused"
+            ),
         "{err}"
     );
     assert!(

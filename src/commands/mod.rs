@@ -42,16 +42,54 @@ pub async fn with_limits<T>(
 ) -> anyhow::Result<T> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::time::timeout(args.timeout, work) => r.map_err(|_| anyhow::anyhow!(
-            "gave up after --timeout {}; nothing is left half-done locally, re-run to continue",
-            crate::cli::format_duration(args.timeout)
-        )),
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!(
+    let stopped = tokio::select! {
+        r = tokio::time::timeout(args.timeout, work) => match r {
+            Ok(done) => return Ok(done),
+            Err(_) => anyhow::anyhow!(
+                "gave up after --timeout {}; nothing is left half-done locally, re-run to continue",
+                crate::cli::format_duration(args.timeout)
+            ),
+        },
+        _ = tokio::signal::ctrl_c() => anyhow::anyhow!(
             "interrupted; re-run the same command to continue where it stopped"
-        )),
-        _ = term.recv() => Err(anyhow::anyhow!(
+        ),
+        _ = term.recv() => anyhow::anyhow!(
             "terminated (SIGTERM); re-run the same command to continue where it stopped"
-        )),
+        ),
+    };
+    end_child_processes();
+    Err(stopped)
+}
+
+/// Ends (SIGTERM) our own child processes that still run. The only ones
+/// the program starts are kubeconfig `exec` credential plugins, which kube
+/// runs and waits for on a thread nobody can interrupt; once the command
+/// has stopped waiting, a plugin that never returns would otherwise be left
+/// running. Linux: children are found in /proc by their parent's pid.
+fn end_child_processes() {
+    let me = std::process::id().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let ppid = stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().nth(1));
+        if ppid == Some(me.as_str()) {
+            // SAFETY: kill(2) on a pid that is our own unreaped child, so it
+            // cannot have been reused by another process.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
     }
 }

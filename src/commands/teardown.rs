@@ -38,8 +38,14 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
                 let _permit = semaphore.acquire().await;
                 match cluster::connect(kubeconfig, zone).await {
                     Ok(c) => {
-                        teardown::teardown_zone(&c, config, args.cluster.wait_timeout, progress)
-                            .await
+                        teardown::teardown_zone(
+                            &c,
+                            config,
+                            args.cluster.preflight_timeout,
+                            args.cluster.wait_timeout,
+                            progress,
+                        )
+                        .await
                     }
                     Err(e) => ZoneTeardown {
                         zone: zone.name.clone(),

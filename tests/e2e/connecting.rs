@@ -1,7 +1,7 @@
 //! Connecting and pre-flight through the real binary: what the user sees
 //! when a cluster cannot be used, exec credential plugins (concurrent,
 //! bounded by `--timeout` and Ctrl-C, their own message in the error), and
-//! proxies (`HTTPS_PROXY`, loopback bypass, the kubeconfig's `proxy-url`) through
+//! proxies (`HTTPS_PROXY`, `NO_PROXY`, the kubeconfig's `proxy-url`) through
 //! a CONNECT proxy on loopback written here.
 
 use std::io::{Read, Write};
@@ -165,6 +165,31 @@ fn api_server_answering_503_to_everything_fails_preflight_in_bounded_time_naming
     let out = env.apply(&config, &["--preflight-timeout", "1s", "-v"]);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("kube_client"), "{}", stderr(&out));
+
+    // 429 too, and every zone is named with what its server last said.
+    env.fed.cluster("us-east1-b").set_faults(faults(|f| {
+        f.error_rate = 1.0;
+        f.error_code = 429;
+    }));
+    let out = env.apply(&config, &["--preflight-timeout", "2s", "-q"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: pre-flight failed in 2 zone(s)"),
+        "{err}"
+    );
+    for (zone, status) in [
+        ("us-east1-b", "429 Too Many Requests"),
+        ("us-west1-a", "503 Service Unavailable"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("  {zone} (context {zone}): "))
+                    && l.contains(&format!("last answered {status}"))),
+            "{zone}: {err}"
+        );
+    }
+    assert_clean_error(&err);
 }
 
 #[test]
@@ -329,6 +354,28 @@ fn a_failing_exec_plugin_s_own_message_is_in_the_error_once() {
     assert_eq!(changing_writes(&env), Vec::<String>::new());
 }
 
+/// Whether the plugin that wrote `pid_file` has ended (waits, bounded): the
+/// binary ends the plugins it gave up on.
+fn plugin_ended(pid_file: &Path) -> bool {
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    let stat = format!("/proc/{}/stat", pid.trim());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Gone, or a zombie waiting for init to reap it.
+        match std::fs::read_to_string(&stat) {
+            Err(_) => return true,
+            Ok(s)
+                if s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) =>
+            {
+                return true;
+            }
+            Ok(_) if Instant::now() > deadline => return false,
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 /// A plugin for `us-west1-a` that never returns (it writes its pid first).
 fn hanging_plugin(env: &Env) -> (PathBuf, PluginPid) {
     let pid_file = env.path("plugin.pid");
@@ -348,7 +395,7 @@ fn hanging_plugin(env: &Env) -> (PathBuf, PluginPid) {
 fn an_exec_plugin_that_never_returns_is_bounded_by_timeout() {
     let env = Env::start(Flavor::Gke, &TWO, |b| b);
     let config = env.config("config.toml", &TWO, "");
-    let (kubeconfig, _plugin) = hanging_plugin(&env);
+    let (kubeconfig, plugin) = hanging_plugin(&env);
     let mut child = env
         .command_with(
             &["apply", config.to_str().unwrap(), "--timeout", "3s"],
@@ -370,11 +417,14 @@ fn an_exec_plugin_that_never_returns_is_bounded_by_timeout() {
         .unwrap();
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("error: gave up after --timeout 3s"), "{err}");
+    assert!(plugin_ended(&plugin.0), "the plugin was left running");
     assert_eq!(changing_writes(&env), Vec::<String>::new());
 }
 
-#[test]
-fn an_exec_plugin_that_never_returns_is_stopped_by_ctrl_c() {
+/// Starts `apply` with a plugin that never returns, sends `signal` once the
+/// plugin runs, and returns the exit status and stderr; the plugin must
+/// have been ended.
+fn signal_while_a_plugin_hangs(signal: i32) -> (ExitStatus, String) {
     let env = Env::start(Flavor::Gke, &TWO, |b| b);
     let config = env.config("config.toml", &TWO, "");
     let (kubeconfig, plugin) = hanging_plugin(&env);
@@ -394,8 +444,8 @@ fn an_exec_plugin_that_never_returns_is_stopped_by_ctrl_c() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: signalling our own child process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let status = wait_bounded(&mut child, Duration::from_secs(30), "apply after Ctrl-C");
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    let status = wait_bounded(&mut child, Duration::from_secs(30), "apply after a signal");
     let mut err = String::new();
     child
         .stderr
@@ -403,8 +453,22 @@ fn an_exec_plugin_that_never_returns_is_stopped_by_ctrl_c() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
+    assert!(plugin_ended(&plugin.0), "the plugin was left running");
+    (status, err)
+}
+
+#[test]
+fn an_exec_plugin_that_never_returns_is_stopped_by_ctrl_c() {
+    let (status, err) = signal_while_a_plugin_hangs(libc::SIGINT);
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("error: interrupted"), "{err}");
+}
+
+#[test]
+fn sigterm_stops_apply_with_exit_2_as_documented() {
+    let (status, err) = signal_while_a_plugin_hangs(libc::SIGTERM);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("error: terminated (SIGTERM)"), "{err}");
 }
 
 /// A CONNECT proxy on loopback that records each tunnel's target and
@@ -564,9 +628,43 @@ fn https_proxy_tunnels_to_remote_servers_while_loopback_and_no_proxy_go_direct()
         .collect();
     expected.sort();
     assert_eq!(proxy.targets(), expected);
-    // NO_PROXY entries (matched as Go's httpproxy does) are unit tests in
-    // src/connect.rs: reaching a name directly would need a DNS lookup,
-    // which a test must not send off this machine.
+    // NO_PROXY entries are matched as Go's httpproxy does (unit tests in
+    // src/connect.rs); here through the binary, on servers at 0.0.0.0,
+    // which is not loopback to the proxy rules but which Linux connects to
+    // on this machine, so no packet leaves it either way.
+    let mut kc = env.kubeconfig_value();
+    for c in kc["clusters"].as_array_mut().unwrap() {
+        let server = c["cluster"]["server"]
+            .as_str()
+            .unwrap()
+            .replace("127.0.0.1", "0.0.0.0");
+        c["cluster"]["server"] = json!(server);
+        c["cluster"]["tls-server-name"] = json!("localhost");
+    }
+    let any = env.write_kubeconfig("any.kubeconfig", &kc);
+    let direct = ConnectProxy::start();
+    let out = env.run_with(
+        &diff,
+        &any,
+        &[
+            ("HTTPS_PROXY", Some(&direct.url())),
+            ("NO_PROXY", Some("example.com,,0.0.0.0/8")),
+        ],
+    );
+    assert_exit(&out, 1);
+    assert_eq!(direct.targets(), Vec::<String>::new(), "NO_PROXY matched");
+    let out = env.run_with(
+        &diff,
+        &any,
+        &[
+            ("HTTPS_PROXY", Some(&direct.url())),
+            ("no_proxy", Some("example.com")),
+        ],
+    );
+    assert_exit(&out, 1);
+    let mut expected: Vec<String> = ports.iter().map(|p| format!("0.0.0.0:{p}")).collect();
+    expected.sort();
+    assert_eq!(direct.targets(), expected, "NO_PROXY did not match");
 }
 
 #[test]
