@@ -296,7 +296,7 @@ fn probers_that_print_nothing_are_not_made_into_results_and_everything_is_remove
 #[test]
 fn check_keeps_a_namespace_it_created_once_a_concurrent_apply_filled_it() {
     let env = Env::start(|b| b);
-    let mut child = env
+    let child = env
         .command(&[
             "check",
             env.config.to_str().unwrap(),
