@@ -4,13 +4,17 @@
 //!
 //! ```text
 //! connect + pre-flight (all zones; any failure stops before changes)
+//!   -> another federation's shared objects in a cluster, or zones removed
+//!      from the config without --prune: refuse, before any change
 //!   -> certificates (local)
-//!   -> phase A per zone: namespace, secrets, RBAC, services, PDB, DNS LB
-//!      Service; wait for the LB address (resolve hostnames)
+//!   -> phase A per zone: namespace (annotated when we create it), secrets,
+//!      RBAC, services, PDB, DNS LB Service; wait for the LB address
+//!      (resolve hostnames)
 //!   -> barrier: every zone's DNS address is now known -> re-plan with it
-//!   -> phase B per zone: merge DNS forwarding (+ rollout restart only when it
-//!      changed), ExternalName Service, StatefulSet, wait for pods; init Job in
-//!      the first zone if the cluster is not initialised
+//!   -> phase B per zone: merge DNS forwarding, rollout restart of DNS until
+//!      its pods were restarted for that forwarding (recorded on the pod
+//!      template), ExternalName Service, StatefulSet, wait for pods; init Job
+//!      in the first zone if the cluster is not initialised
 //! ```
 //!
 //! One zone's failure after pre-flight fails that zone only; the others
@@ -933,40 +937,40 @@ async fn phase_b(
     .await
     .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
     report.dns = Some(change);
-    match change {
-        DnsChange::Unchanged => progress.say(
-            &cluster.zone,
-            format!("DNS forwarding already in place ({})", zone.dns.provider),
-        ),
-        _ if opts.dry_run => progress.say(
-            &cluster.zone,
-            format!("DNS forwarding would be updated ({})", zone.dns.provider),
-        ),
-        _ => progress.say(
-            &cluster.zone,
-            format!("DNS forwarding updated ({})", zone.dns.provider),
-        ),
-    }
     // Restart whenever the pods were last restarted for other forwarding
     // than the ConfigMap now holds: also after a run that was stopped
     // between writing the ConfigMap and restarting.
     let restarted_for = dnsconf::restarted_for(&cluster.client, &info.dns)
         .await
         .map_err(|e| e.to_string())?;
-    if restarted_for != record {
-        if opts.dry_run {
-            progress.say(
-                &cluster.zone,
-                format!(
-                    "DNS deployment {} would be restarted (its pods were not restarted for the current forwarding)",
-                    info.dns.deployment
-                ),
-            );
-        } else {
-            progress.say(
-                &cluster.zone,
-                format!("restarting DNS deployment {}", info.dns.deployment),
-            );
+    let restart = restarted_for != record;
+    let state = match (change, opts.dry_run) {
+        (DnsChange::Unchanged, _) => "already in place",
+        (_, true) => "would be updated",
+        (_, false) => "updated",
+    };
+    let provider = zone.dns.provider;
+    let deployment = &info.dns.deployment;
+    progress.say(
+        &cluster.zone,
+        match (restart, change, opts.dry_run) {
+            (false, _, _) => format!("DNS forwarding {state} ({provider})"),
+            (true, DnsChange::Unchanged, true) => format!(
+                "DNS forwarding {state} ({provider}); deployment {deployment} would be restarted (its pods were not restarted for it)"
+            ),
+            (true, DnsChange::Unchanged, false) => format!(
+                "DNS forwarding {state} ({provider}) but its pods were not restarted for it; restarting deployment {deployment}"
+            ),
+            (true, _, true) => format!(
+                "DNS forwarding {state} ({provider}); deployment {deployment} would be restarted"
+            ),
+            (true, _, false) => {
+                format!("DNS forwarding {state} ({provider}); restarting deployment {deployment}")
+            }
+        },
+    );
+    if restart {
+        if !opts.dry_run {
             dnsconf::rollout_restart(&cluster.client, &info.dns, record.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;

@@ -1,11 +1,14 @@
 //! `teardown`: remove exactly what `apply` created, concurrently in every
 //! zone's cluster, and give each cluster its DNS config back.
 //!
-//! Per cluster: delete every object carrying our labels (namespaces last, so
-//! their contents go with them), wait until they are gone, remove our DNS
-//! forwarding (restoring the backed-up original), restart DNS with a rollout
-//! if that changed anything, then look again and report anything left.
-//! Nothing without our labels is ever deleted.
+//! Per cluster: delete every object carrying our federation's labels
+//! (namespaces apply created last, so their contents go with them; a
+//! namespace that existed before apply is kept, only our objects in it go),
+//! wait until they are gone, remove our DNS forwarding (never another
+//! federation's, never by writing the backup over later edits), restart DNS
+//! with a rollout while its pods still run with our forwarding, then look
+//! again and report anything left. Nothing without our labels is ever
+//! deleted.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;

@@ -349,6 +349,49 @@ fn check_keeps_a_namespace_it_created_once_a_concurrent_apply_filled_it() {
 }
 
 #[test]
+fn check_keeps_a_namespace_it_created_once_a_concurrent_apply_took_it_on() {
+    let env = Env::start(|b| b);
+    let child = env
+        .command(&[
+            "check",
+            env.config.to_str().unwrap(),
+            "--wait-timeout",
+            "20s",
+            "--probe-timeout",
+            "1s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // apply's first write in a zone is its namespace: it marks the one the
+    // check created as created by us, before writing anything into it.
+    let west = env.fed.cluster("us-west1-a");
+    wait_until("the check creates namespace us-west1-a", || {
+        west.get("v1", "Namespace", None, "us-west1-a")
+            .is_some_and(|n| n["metadata"]["labels"].get(PROBE_LABEL).is_some())
+    });
+    let mut ns = west.get("v1", "Namespace", None, "us-west1-a").unwrap();
+    ns["metadata"]["annotations"] = json!({"crdb-multiregion/created-namespace": "true"});
+    ns["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    west.put(ns, "crdb-multiregion").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_exit(&out, 2);
+    assert!(env.namespace_exists("us-west1-a"));
+    assert!(
+        stderr(&out).contains("namespace us-west1-a was taken on by apply"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.namespace_exists("us-east1-b"));
+    assert!(!env.namespace_exists("us-central1-a"));
+}
+
+#[test]
 fn image_pull_failures_stop_the_check_with_a_hint() {
     // Pods stay Pending; the runtime reports the pull failure a kubelet would.
     let env = Env::start(|b| b.pod_ready_delay(Duration::from_secs(600)));

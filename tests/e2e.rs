@@ -1541,6 +1541,11 @@ fn dns_restart_interrupted_after_the_dns_write_is_redone_by_the_next_apply() {
         "DNS restarted: {}",
         stderr(&out)
     );
+    assert!(
+        stderr(&out).contains("us-east1-b: DNS forwarding already in place (kube-dns) but its pods were not restarted for it; restarting deployment kube-dns"),
+        "{}",
+        stderr(&out)
+    );
     assert_ne!(pod_template_record(&env, "us-east1-b"), record);
     let out = env.run(&["diff", three.to_str().unwrap()]);
     assert_exit(&out, 0);
