@@ -1745,8 +1745,8 @@ fn plan_refuses_shell_metacharacters_and_values_the_api_server_rejects() {
         ),
         (
             "empty_annotation_key",
-            "protocols = [\"UDP\", \"TCP\"]",
-            "protocols = [\"UDP\", \"TCP\"]\nannotations = { \"\" = \"x\" }",
+            "cloud = \"gke\"                  # gke | eks | aks | generic",
+            "cloud = \"gke\"\nannotations = { \"\" = \"x\" }",
             "17: dns.annotations: key \"\" is not a valid annotation key",
         ),
         (
