@@ -118,6 +118,11 @@ pub struct UpArgs {
     /// Real network: connections from zone A to zone B are dropped (repeatable).
     #[arg(long, value_name = "A:B", value_parser = crate::network::NetRule::parse_cut)]
     pub cut_oneway: Vec<(String, String)>,
+    /// Real network: route the load-balancer ranges (10.150+k.0.0/16) from
+    /// this machine into the simulated network through a link of its own,
+    /// removed on exit; refused when the host already routes them.
+    #[arg(long)]
+    pub host_lb_routes: bool,
     /// Real network: TCP to the pods of ZONE on PORT is dropped (repeatable).
     #[arg(long, value_name = "ZONE:PORT", value_parser = crate::network::NetRule::parse_block)]
     pub block_port: Vec<(String, u16)>,

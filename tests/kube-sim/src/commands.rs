@@ -77,7 +77,9 @@ fn up(a: UpArgs) -> Result<(), BoxError> {
         eks_lb_controller: a.eks_lb_controller,
         pod_security: a.pod_security,
     };
-    let mut builder = Federation::builder().network(a.network);
+    let mut builder = Federation::builder()
+        .network(a.network)
+        .host_lb_routes(a.host_lb_routes);
     for (x, y) in &a.cut {
         builder = builder.cut(x, y);
     }
