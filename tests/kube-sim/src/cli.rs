@@ -25,10 +25,23 @@ pub enum Command {
     Faults(FaultArgs),
     /// Print (or clear) a running cluster's request log as JSON.
     Requests(RequestArgs),
+    /// eks: update the CoreDNS add-on as `aws eks update-addon
+    /// --resolve-conflicts OVERWRITE` does (the default Corefile comes back).
+    AddonUpdate(AddonUpdateArgs),
     /// Remove network namespaces, processes and files that `--network real`
     /// runs left behind when they were killed (those of kube-sim processes
     /// that no longer run).
     Cleanup(CleanupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddonUpdateArgs {
+    /// Control endpoint URL, as printed by `kube-sim up`.
+    #[arg(long, env = "KUBE_SIM_CONTROL")]
+    pub control: String,
+    /// Zone (or context) of the eks cluster.
+    #[arg(long)]
+    pub zone: String,
 }
 
 #[derive(Debug, Args)]

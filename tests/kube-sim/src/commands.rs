@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::{Value, json};
 
-use crate::cli::{CleanupArgs, Cli, Command, FaultArgs, RequestArgs, UpArgs};
+use crate::cli::{AddonUpdateArgs, CleanupArgs, Cli, Command, FaultArgs, RequestArgs, UpArgs};
 use crate::config::{CloudRules, Faults, Flavor};
 use crate::{Federation, StartError};
 
@@ -33,6 +33,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Up(a) => up(a),
         Command::Faults(a) => faults(a),
         Command::Requests(a) => requests(a),
+        Command::AddonUpdate(a) => addon_update(a),
         Command::Cleanup(a) => cleanup(a),
     };
     match result {
@@ -231,6 +232,17 @@ fn requests(a: RequestArgs) -> Result<(), BoxError> {
         &a.control,
         method,
         &format!("/clusters/{}/requests", a.zone),
+        None,
+    )?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn addon_update(a: AddonUpdateArgs) -> Result<(), BoxError> {
+    let v = control_request(
+        &a.control,
+        "POST",
+        &format!("/clusters/{}/addon-update", a.zone),
         None,
     )?;
     println!("{}", serde_json::to_string_pretty(&v)?);

@@ -6,8 +6,10 @@
 use serde_json::{Value, json};
 
 use crate::config::Flavor;
+use crate::error::ApiError;
+use crate::fieldcheck::FieldValidation;
 use crate::resources::idx;
-use crate::store::Store;
+use crate::store::{Ownership, PatchKind, Store, WriteCtx, Written};
 
 /// The user DNS customisation seeded with `seed_user_dns`: a stub domain
 /// served by 10.99.0.10.
@@ -16,6 +18,8 @@ pub const USER_STUB_SERVER: &str = "10.99.0.10";
 
 /// The field manager that owns seeded add-on objects.
 pub const ADDON_MANAGER: &str = "kube-addon-manager";
+/// The field manager of EKS add-ons (server-side apply, operation Apply).
+pub const EKS_ADDON_MANAGER: &str = "eks";
 /// The field manager that owns seeded user DNS customisations.
 pub const USER_MANAGER: &str = "kubectl-edit";
 
@@ -104,6 +108,38 @@ fn dns_deployment(name: &str, flavor: Flavor) -> Value {
             },
         },
     })
+}
+
+/// The CoreDNS ConfigMap of the EKS add-on, as the add-on applies it.
+fn eks_coredns_configmap() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "coredns", "namespace": "kube-system",
+                     "labels": {"eks.amazonaws.com/component": "coredns", "k8s-app": "kube-dns"}},
+        "data": {"Corefile": STANDARD_COREFILE},
+    })
+}
+
+/// What an EKS add-on create or update with `resolveConflicts: OVERWRITE`
+/// does to the CoreDNS ConfigMap: a forced server-side apply by field
+/// manager `eks`, which takes back every field it manages (`data.Corefile`)
+/// from whoever changed it.
+pub fn eks_addon_apply(store: &mut Store) -> Result<Written, ApiError> {
+    let ctx = WriteCtx {
+        ownership: Ownership::Update(EKS_ADDON_MANAGER),
+        dry_run: false,
+        validation: FieldValidation::Ignore,
+    };
+    store.patch(
+        idx::CONFIGMAP,
+        "kube-system",
+        "coredns",
+        PatchKind::Apply,
+        &eks_coredns_configmap(),
+        false,
+        true,
+        ctx,
+    )
 }
 
 /// Seed a fresh cluster.
@@ -195,12 +231,16 @@ pub fn seed(store: &mut Store, flavor: Flavor, zone: &str, region: &str, seed_us
             }
         }
         Flavor::Eks | Flavor::Generic => {
-            put(
-                store,
-                idx::CONFIGMAP,
-                cm("coredns", json!({"Corefile": STANDARD_COREFILE})),
-                ADDON_MANAGER,
-            );
+            if flavor == Flavor::Eks {
+                eks_addon_apply(store).expect("the add-on's ConfigMap is valid");
+            } else {
+                put(
+                    store,
+                    idx::CONFIGMAP,
+                    cm("coredns", json!({"Corefile": STANDARD_COREFILE})),
+                    ADDON_MANAGER,
+                );
+            }
             if seed_user_dns {
                 let corefile = format!("{STANDARD_COREFILE}{}", user_server_block());
                 put(

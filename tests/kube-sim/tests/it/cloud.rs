@@ -495,3 +495,125 @@ async fn privileged_is_the_default_and_admits_everything() {
     wait_until("the pods", || pods_of(&fed, "default", "root") == 2).await;
     assert!(warnings(&fed, "default", "StatefulSet", "root").is_empty());
 }
+
+fn managers(cm: &Value) -> Vec<(String, String)> {
+    cm.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap_or("").to_string(),
+                m["operation"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn eks_addon_update_overwrites_an_edited_corefile() {
+    let fed = builder(Flavor::Eks).start().unwrap();
+    let c = fed.cluster("z1");
+    let cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "coredns")
+        .unwrap();
+    assert_eq!(
+        managers(&cm),
+        vec![("eks".to_string(), "Apply".to_string())],
+        "EKS owns the add-on's ConfigMap by server-side apply"
+    );
+    // Another manager applies an edited Corefile: a conflict with eks
+    // unless forced, as on EKS.
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client(&fed, "z1").await, "kube-system");
+    let edited = format!(
+        "{}example.internal:53 {{\n    forward . 10.1.2.3\n}}\n",
+        kube_sim::STANDARD_COREFILE
+    );
+    let patch = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": "coredns", "namespace": "kube-system"},
+                       "data": {"Corefile": edited}});
+    let e = api
+        .patch(
+            "coredns",
+            &PatchParams::apply("crdb-multiregion"),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&e).0, 409, "{e}");
+    assert!(e.to_string().contains("conflict with \"eks\""), "{e}");
+    api.patch(
+        "coredns",
+        &PatchParams::apply("crdb-multiregion").force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .unwrap();
+    let cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "coredns")
+        .unwrap();
+    assert_eq!(cm["data"]["Corefile"], edited);
+    // The add-on update takes the Corefile back.
+    c.addon_update().unwrap();
+    let cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "coredns")
+        .unwrap();
+    assert_eq!(cm["data"]["Corefile"], kube_sim::STANDARD_COREFILE);
+    assert!(
+        managers(&cm).contains(&("eks".to_string(), "Apply".to_string())),
+        "{:?}",
+        managers(&cm)
+    );
+    // Only eks has the add-on.
+    let gke = builder(Flavor::Gke).start().unwrap();
+    let e = gke.cluster("z1").addon_update().unwrap_err();
+    assert!(
+        e.message
+            .contains("only eks clusters have the CoreDNS add-on"),
+        "{e}"
+    );
+}
+
+#[test]
+fn addon_update_runs_through_the_control_endpoint() {
+    let fed = Federation::builder()
+        .zones(["z1"])
+        .flavor(Flavor::Eks)
+        .seed_user_dns(true)
+        .start()
+        .unwrap();
+    let c = fed.cluster("z1");
+    let seeded = c
+        .get("v1", "ConfigMap", Some("kube-system"), "coredns")
+        .unwrap();
+    assert!(
+        seeded["data"]["Corefile"]
+            .as_str()
+            .unwrap()
+            .contains("acme.internal")
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args([
+            "addon-update",
+            "--control",
+            &fed.control_url(),
+            "--zone",
+            "z1",
+        ])
+        .output()
+        .expect("kube-sim runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "coredns")
+        .unwrap();
+    assert_eq!(
+        cm["data"]["Corefile"],
+        kube_sim::STANDARD_COREFILE,
+        "the user's stub domain is gone, as with OVERWRITE on EKS"
+    );
+}
