@@ -56,7 +56,7 @@ pub struct UpArgs {
     /// Zones, comma-separated; each `zone` or `zone=context`.
     #[arg(long, value_delimiter = ',', required = true)]
     pub zones: Vec<String>,
-    /// gke, eks, aks or generic.
+    /// gke, gke-autopilot, eks, aks or generic.
     #[arg(long, default_value = "generic")]
     pub flavor: Flavor,
     /// Where to write the kubeconfig.

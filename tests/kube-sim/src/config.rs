@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 pub enum Flavor {
     /// kube-dns Deployment and ConfigMap `kube-dns`; LB IPs.
     Gke,
+    /// GKE Autopilot: Cloud DNS answers cluster DNS, so there is no kube-dns
+    /// Deployment and the `kube-dns` ConfigMap is ignored; LB IPs.
+    #[serde(rename = "gke-autopilot")]
+    GkeAutopilot,
     /// CoreDNS with ConfigMap `coredns`; LB hostnames.
     Eks,
     /// CoreDNS with ConfigMaps `coredns` and `coredns-custom`; LB IPs.
@@ -28,11 +32,12 @@ impl FromStr for Flavor {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "gke" => Ok(Flavor::Gke),
+            "gke-autopilot" => Ok(Flavor::GkeAutopilot),
             "eks" => Ok(Flavor::Eks),
             "aks" => Ok(Flavor::Aks),
             "generic" => Ok(Flavor::Generic),
             other => Err(format!(
-                "unknown flavor {other:?}: expected gke, eks, aks or generic"
+                "unknown flavor {other:?}: expected gke, gke-autopilot, eks, aks or generic"
             )),
         }
     }
@@ -42,6 +47,7 @@ impl fmt::Display for Flavor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Flavor::Gke => "gke",
+            Flavor::GkeAutopilot => "gke-autopilot",
             Flavor::Eks => "eks",
             Flavor::Aks => "aks",
             Flavor::Generic => "generic",
@@ -227,6 +233,10 @@ mod tests {
     #[test]
     fn flavor_parses() {
         assert_eq!("GKE".parse::<Flavor>().unwrap(), Flavor::Gke);
+        let autopilot = "gke-autopilot".parse::<Flavor>().unwrap();
+        assert_eq!(autopilot, Flavor::GkeAutopilot);
+        assert_eq!(autopilot.to_string(), "gke-autopilot");
+        assert_eq!(serde_json::to_value(autopilot).unwrap(), "gke-autopilot");
         assert!("k3s".parse::<Flavor>().is_err());
     }
 

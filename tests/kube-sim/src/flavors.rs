@@ -167,23 +167,23 @@ pub fn seed(store: &mut Store, flavor: Flavor, zone: &str, region: &str, seed_us
         }),
     );
     let dns_ip = store.net.dns_service_ip().to_string();
-    let dns_name = if flavor == Flavor::Gke {
-        "kube-dns"
-    } else {
-        "coredns"
-    };
+    let kube_dns = matches!(flavor, Flavor::Gke | Flavor::GkeAutopilot);
+    let dns_name = if kube_dns { "kube-dns" } else { "coredns" };
     let put = |store: &mut Store, res: usize, obj: Value, manager: &str| {
         store
             .put_as(res, "kube-system", obj, manager)
             .expect("seed objects are valid");
     };
-    put(
-        store,
-        idx::DEPLOYMENT,
-        dns_deployment(dns_name, flavor),
-        ADDON_MANAGER,
-    );
-    let mut svc_labels = json!({"k8s-app": "kube-dns", "kubernetes.io/name": if flavor == Flavor::Gke { "KubeDNS" } else { "CoreDNS" }});
+    // Autopilot: Cloud DNS serves cluster DNS from outside the cluster.
+    if flavor != Flavor::GkeAutopilot {
+        put(
+            store,
+            idx::DEPLOYMENT,
+            dns_deployment(dns_name, flavor),
+            ADDON_MANAGER,
+        );
+    }
+    let mut svc_labels = json!({"k8s-app": "kube-dns", "kubernetes.io/name": if kube_dns { "KubeDNS" } else { "CoreDNS" }});
     if flavor == Flavor::Eks {
         svc_labels["eks.amazonaws.com/component"] = json!("kube-dns");
     }
@@ -213,7 +213,7 @@ pub fn seed(store: &mut Store, flavor: Flavor, zone: &str, region: &str, seed_us
         })
     };
     match flavor {
-        Flavor::Gke => {
+        Flavor::Gke | Flavor::GkeAutopilot => {
             put(
                 store,
                 idx::CONFIGMAP,

@@ -405,6 +405,8 @@ pub fn forwards(flavor: Flavor, kube_system_configmaps: &[Arc<Value>]) -> Vec<Fo
     };
     let mut out = match flavor {
         Flavor::Gke => kube_dns_forwards(&data_of(find("kube-dns"))),
+        // Cloud DNS ignores the kube-dns ConfigMap.
+        Flavor::GkeAutopilot => Vec::new(),
         Flavor::Aks => coredns_forwards(
             data_of(find("coredns"))
                 .get("Corefile")
@@ -704,5 +706,9 @@ mod tests {
             "b.svc.cluster.local"
         );
         assert_eq!(forwards(Flavor::Eks, &cms).len(), 1);
+        assert!(
+            forwards(Flavor::GkeAutopilot, &cms).is_empty(),
+            "Cloud DNS ignores the kube-dns ConfigMap"
+        );
     }
 }

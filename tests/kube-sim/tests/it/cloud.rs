@@ -617,3 +617,48 @@ fn addon_update_runs_through_the_control_endpoint() {
         "the user's stub domain is gone, as with OVERWRITE on EKS"
     );
 }
+
+#[tokio::test]
+async fn gke_autopilot_has_cloud_dns_instead_of_kube_dns_pods() {
+    let fed = builder(Flavor::GkeAutopilot)
+        .cloud_lb_rules(true)
+        .seed_user_dns(true)
+        .start()
+        .unwrap();
+    let c = fed.cluster("z1");
+    assert!(
+        c.get("apps/v1", "Deployment", Some("kube-system"), "kube-dns")
+            .is_none()
+    );
+    assert!(
+        c.list("apps/v1", "Deployment", Some("kube-system"))
+            .is_empty()
+    );
+    let svc = c
+        .get("v1", "Service", Some("kube-system"), "kube-dns")
+        .unwrap();
+    assert_eq!(svc["spec"]["clusterIP"], c.dns_service_ip().to_string());
+    let cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "kube-dns")
+        .unwrap();
+    assert!(
+        cm["data"]["stubDomains"]
+            .as_str()
+            .unwrap()
+            .contains("acme.internal")
+    );
+    // Mixed protocols are refused as on gke.
+    let api: Api<Service> = Api::namespaced(client(&fed, "z1").await, "kube-system");
+    api.create(
+        &PostParams::default(),
+        &lb_service("kube-dns-lb", &["UDP", "TCP"], json!({})),
+    )
+    .await
+    .unwrap();
+    wait_until("the refusal", || {
+        !warnings(&fed, "kube-system", "Service", "kube-dns-lb").is_empty()
+    })
+    .await;
+    let pods = c.list("v1", "Pod", Some("kube-system"));
+    assert!(pods.is_empty(), "no kube-dns pods: {pods:?}");
+}
