@@ -28,6 +28,9 @@ pub enum Command {
     /// eks: update the CoreDNS add-on as `aws eks update-addon
     /// --resolve-conflicts OVERWRITE` does (the default Corefile comes back).
     AddonUpdate(AddonUpdateArgs),
+    /// Restart a zone's control plane as its distribution would (k3s
+    /// writes its bundled `coredns` ConfigMap again).
+    RestartZone(AddonUpdateArgs),
     /// Remove network namespaces, processes and files that `--network real`
     /// runs left behind when they were killed (those of kube-sim processes
     /// that no longer run).
@@ -39,7 +42,7 @@ pub struct AddonUpdateArgs {
     /// Control endpoint URL, as printed by `kube-sim up`.
     #[arg(long, env = "KUBE_SIM_CONTROL")]
     pub control: String,
-    /// Zone (or context) of the eks cluster.
+    /// Zone (or context) of the cluster.
     #[arg(long)]
     pub zone: String,
 }
@@ -56,7 +59,7 @@ pub struct UpArgs {
     /// Zones, comma-separated; each `zone` or `zone=context`.
     #[arg(long, value_delimiter = ',', required = true)]
     pub zones: Vec<String>,
-    /// gke, gke-autopilot, eks, aks or generic.
+    /// gke, gke-autopilot, eks, aks, k3s or generic.
     #[arg(long, default_value = "generic")]
     pub flavor: Flavor,
     /// Where to write the kubeconfig.

@@ -34,6 +34,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Faults(a) => faults(a),
         Command::Requests(a) => requests(a),
         Command::AddonUpdate(a) => addon_update(a),
+        Command::RestartZone(a) => restart_zone(a),
         Command::Cleanup(a) => cleanup(a),
     };
     match result {
@@ -243,6 +244,17 @@ fn addon_update(a: AddonUpdateArgs) -> Result<(), BoxError> {
         &a.control,
         "POST",
         &format!("/clusters/{}/addon-update", a.zone),
+        None,
+    )?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn restart_zone(a: AddonUpdateArgs) -> Result<(), BoxError> {
+    let v = control_request(
+        &a.control,
+        "POST",
+        &format!("/clusters/{}/restart", a.zone),
         None,
     )?;
     println!("{}", serde_json::to_string_pretty(&v)?);

@@ -22,6 +22,9 @@ pub enum Flavor {
     Eks,
     /// CoreDNS with ConfigMaps `coredns` and `coredns-custom`; LB IPs.
     Aks,
+    /// CoreDNS with ConfigMap `coredns` (rewritten by k3s when it restarts)
+    /// importing the optional `coredns-custom`; LB IPs (ServiceLB).
+    K3s,
     /// CoreDNS with ConfigMap `coredns`; LB IPs.
     #[default]
     Generic,
@@ -34,10 +37,11 @@ impl FromStr for Flavor {
             "gke" => Ok(Flavor::Gke),
             "gke-autopilot" => Ok(Flavor::GkeAutopilot),
             "eks" => Ok(Flavor::Eks),
+            "k3s" => Ok(Flavor::K3s),
             "aks" => Ok(Flavor::Aks),
             "generic" => Ok(Flavor::Generic),
             other => Err(format!(
-                "unknown flavor {other:?}: expected gke, gke-autopilot, eks, aks or generic"
+                "unknown flavor {other:?}: expected gke, gke-autopilot, eks, aks, k3s or generic"
             )),
         }
     }
@@ -50,6 +54,7 @@ impl fmt::Display for Flavor {
             Flavor::GkeAutopilot => "gke-autopilot",
             Flavor::Eks => "eks",
             Flavor::Aks => "aks",
+            Flavor::K3s => "k3s",
             Flavor::Generic => "generic",
         })
     }
@@ -237,7 +242,8 @@ mod tests {
         assert_eq!(autopilot, Flavor::GkeAutopilot);
         assert_eq!(autopilot.to_string(), "gke-autopilot");
         assert_eq!(serde_json::to_value(autopilot).unwrap(), "gke-autopilot");
-        assert!("k3s".parse::<Flavor>().is_err());
+        assert_eq!("k3s".parse::<Flavor>().unwrap(), Flavor::K3s);
+        assert!("k8s".parse::<Flavor>().is_err());
     }
 
     #[test]

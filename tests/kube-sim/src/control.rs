@@ -11,6 +11,7 @@
 //! | GET, DELETE | `/clusters/{zone}/requests` | the request log / clear it |
 //! | GET | `/clusters/{zone}/rollouts` | `{"ns/name": count}` |
 //! | POST | `/clusters/{zone}/addon-update` | eks: the CoreDNS add-on update (overwrite) |
+//! | POST | `/clusters/{zone}/restart` | restart as the distribution does (k3s rewrites `coredns`) |
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -134,6 +135,12 @@ async fn handle(clusters: &[Arc<ClusterShared>], req: Request<Incoming>) -> Resp
                     reply(200, json!({"cleared": true}))
                 }
                 (Method::GET, ["rollouts"]) => reply(200, json!(c.all_rollouts())),
+                (Method::POST, ["restart"]) => {
+                    match crate::Cluster::from_shared(c.clone()).restart() {
+                        Ok(rewritten) => reply(200, json!({"rewritten": rewritten})),
+                        Err(e) => reply(500, json!({"error": e.message})),
+                    }
+                }
                 (Method::POST, ["addon-update"]) => {
                     match crate::Cluster::from_shared(c.clone()).addon_update() {
                         Ok(()) => reply(200, json!({"updated": "kube-system/coredns"})),

@@ -65,6 +65,52 @@ pub const AKS_COREFILE: &str = ".:53 {
 import custom/*.server
 ";
 
+/// The Corefile of k3s's bundled CoreDNS manifest (`manifests/coredns.yaml`).
+pub const K3S_COREFILE: &str = ".:53 {
+    errors
+    health
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+      pods insecure
+      fallthrough in-addr.arpa ip6.arpa
+    }
+    hosts /etc/coredns/NodeHosts {
+      ttl 60
+      reload 15s
+      fallthrough
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf
+    cache 30
+    loop
+    reload
+    loadbalance
+    import /etc/coredns/custom/*.override
+}
+import /etc/coredns/custom/*.server
+";
+
+/// The field manager of k3s's manifest deploy controller.
+pub fn k3s_manager(zone: &str) -> String {
+    format!("deploy@{}", crate::controllers::node_name(zone))
+}
+
+/// What a k3s server does to its bundled CoreDNS manifest when it starts:
+/// the `coredns` ConfigMap is written again as shipped (any edit is lost);
+/// `coredns-custom`, which k3s does not ship, is left alone.
+pub fn k3s_restart(store: &mut Store, zone: &str) -> Result<Written, ApiError> {
+    let node_ip = store.net.node_ip();
+    let cm = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "coredns", "namespace": "kube-system"},
+        "data": {
+            "Corefile": K3S_COREFILE,
+            "NodeHosts": format!("{node_ip} {}\n", crate::controllers::node_name(zone)),
+        },
+    });
+    store.put_as(idx::CONFIGMAP, "kube-system", cm, &k3s_manager(zone))
+}
+
 pub fn user_server_block() -> String {
     format!(
         "{USER_STUB_DOMAIN}:53 {{\n    errors\n    cache 30\n    forward . {USER_STUB_SERVER}\n}}\n"
@@ -247,6 +293,20 @@ pub fn seed(store: &mut Store, flavor: Flavor, zone: &str, region: &str, seed_us
                     store,
                     idx::CONFIGMAP,
                     cm("coredns", json!({"Corefile": corefile})),
+                    USER_MANAGER,
+                );
+            }
+        }
+        Flavor::K3s => {
+            k3s_restart(store, zone).expect("the k3s ConfigMap is valid");
+            if seed_user_dns {
+                put(
+                    store,
+                    idx::CONFIGMAP,
+                    cm(
+                        "coredns-custom",
+                        json!({"user.server": user_server_block()}),
+                    ),
                     USER_MANAGER,
                 );
             }

@@ -56,7 +56,8 @@ pub use config::{
 pub use dns::{LB_DOMAIN, lb_hostname, resolve_lb_hostname};
 pub use error::{ApiError, StartError};
 pub use flavors::{
-    EKS_ADDON_MANAGER, STANDARD_COREFILE, USER_STUB_DOMAIN, USER_STUB_SERVER, user_server_block,
+    EKS_ADDON_MANAGER, K3S_COREFILE, STANDARD_COREFILE, USER_STUB_DOMAIN, USER_STUB_SERVER,
+    user_server_block,
 };
 pub use network::{
     MAX_REAL_ZONES, NetRule, Network, NetworkError, cleanup as cleanup_real_networks,
@@ -702,6 +703,17 @@ impl Cluster {
             )));
         }
         flavors::eks_addon_apply(&mut self.shared.store()).map(|_| ())
+    }
+
+    /// Restart the cluster's control plane as its distribution would. k3s
+    /// writes its bundled `coredns` ConfigMap again (edits are lost;
+    /// `coredns-custom` stays). Returns the objects rewritten.
+    pub fn restart(&self) -> Result<Vec<String>, ApiError> {
+        if self.shared.flavor != Flavor::K3s {
+            return Ok(Vec::new());
+        }
+        flavors::k3s_restart(&mut self.shared.store(), &self.shared.zone)?;
+        Ok(vec!["kube-system/coredns".to_string()])
     }
 
     /// Whether the API server accepts connections (false while `down`).

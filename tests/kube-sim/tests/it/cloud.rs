@@ -662,3 +662,64 @@ async fn gke_autopilot_has_cloud_dns_instead_of_kube_dns_pods() {
     let pods = c.list("v1", "Pod", Some("kube-system"));
     assert!(pods.is_empty(), "no kube-dns pods: {pods:?}");
 }
+
+#[tokio::test]
+async fn k3s_restart_rewrites_coredns_but_keeps_coredns_custom() {
+    let fed = builder(Flavor::K3s).seed_user_dns(true).start().unwrap();
+    let c = fed.cluster("z1");
+    let get = |name: &str| c.get("v1", "ConfigMap", Some("kube-system"), name).unwrap();
+    assert_eq!(get("coredns")["data"]["Corefile"], kube_sim::K3S_COREFILE);
+    assert!(get("coredns-custom")["data"]["user.server"].is_string());
+    // Someone edits the Corefile, and adds a server block to coredns-custom.
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client(&fed, "z1").await, "kube-system");
+    let edited = format!(
+        "{}x.svc.cluster.local:53 {{\n    forward . 10.1.2.3\n}}\n",
+        kube_sim::K3S_COREFILE
+    );
+    let pp = PatchParams::apply("crdb-multiregion").force();
+    api.patch(
+        "coredns",
+        &pp,
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "coredns"}, "data": {"Corefile": edited}})),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "coredns-custom",
+        &pp,
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "coredns-custom"},
+                             "data": {"crdb.server": "y.svc.cluster.local:53 {\n    forward . 10.1.2.4\n}\n"}})),
+    )
+    .await
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args([
+            "restart-zone",
+            "--control",
+            &fed.control_url(),
+            "--zone",
+            "z1",
+        ])
+        .output()
+        .expect("kube-sim runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kube-system/coredns"));
+    assert_eq!(
+        get("coredns")["data"]["Corefile"],
+        kube_sim::K3S_COREFILE,
+        "k3s writes its manifest again"
+    );
+    let custom = get("coredns-custom");
+    assert!(custom["data"]["crdb.server"].is_string(), "{custom}");
+    assert!(custom["data"]["user.server"].is_string(), "{custom}");
+    // Other flavours' restarts rewrite nothing.
+    let gke = builder(Flavor::Gke).start().unwrap();
+    assert!(gke.cluster("z1").restart().unwrap().is_empty());
+}
