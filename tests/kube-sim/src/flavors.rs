@@ -1,7 +1,9 @@
 //! What a fresh cluster of each flavour holds: the default namespaces, one
-//! node, and `kube-system` DNS objects shaped like GKE's kube-dns or
-//! EKS/AKS/upstream CoreDNS, optionally with user DNS customisations that
-//! the product must never destroy. Seeds through the store; no timing.
+//! node, and `kube-system` DNS objects shaped like GKE's kube-dns (none on
+//! Autopilot, which uses Cloud DNS) or EKS/AKS/k3s/upstream CoreDNS,
+//! optionally with user DNS customisations that the product must never
+//! destroy; and what the distributions do to those objects later (the EKS
+//! add-on update, the k3s restart). Writes through the store; no timing.
 
 use serde_json::{Value, json};
 
