@@ -339,6 +339,13 @@ pub struct PlanArgs {
     #[arg(long = "dns-address", value_name = "ZONE=IP", value_parser = parse_zone_ip)]
     pub dns_addresses: Vec<(String, IpAddr)>,
 
+    /// With `-o yaml`, print only this zone's objects (repeatable), e.g. to
+    /// pipe one zone into `kubectl --context <its context> apply -f -`. Every
+    /// document still starts with a `# zone: …, context: …` line. Files are
+    /// written for every zone as without it.
+    #[arg(long = "zone", value_name = "ZONE")]
+    pub zones: Vec<String>,
+
     /// Write manifests here instead of the config's generated_dir.
     #[arg(long, value_name = "DIR")]
     pub generated_dir: Option<PathBuf>,

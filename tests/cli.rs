@@ -1820,3 +1820,67 @@ fn plan_yaml_on_a_terminal_warns_that_it_prints_private_keys() {
         "{text}"
     );
 }
+
+#[test]
+fn plan_zone_prints_only_that_zones_documents() {
+    let work = Work::new();
+    let run = work.ok(&["plan", "example.toml", "-o", "yaml", "--zone", "us-west1-a"]);
+    let headers: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("# zone: "))
+        .collect();
+    assert!(!headers.is_empty(), "{}", run.stdout);
+    for h in &headers {
+        assert!(
+            h.starts_with("# zone: us-west1-a, context: gke_cockroach1_us-west1-a_cockroachdb2,"),
+            "{h}"
+        );
+    }
+    for other in ["us-east1-b", "us-central1-a"] {
+        assert!(
+            !run.stdout.contains(&format!("namespace: {other}\n")),
+            "{other} leaked into the stream"
+        );
+    }
+    // Files are still written for every zone.
+    for zone in ZONES {
+        assert!(work.path("generated").join(zone).is_dir(), "{zone}");
+    }
+    // Two zones, in config order.
+    let two = work.ok(&[
+        "plan",
+        "example.toml",
+        "-o",
+        "yaml",
+        "--zone",
+        "us-central1-a",
+        "--zone",
+        "us-east1-b",
+    ]);
+    let zones: Vec<&str> = two
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("# zone: "))
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    let mut seen = zones.clone();
+    seen.dedup();
+    assert_eq!(seen, vec!["us-east1-b", "us-central1-a"]);
+}
+
+#[test]
+fn plan_zone_that_is_not_in_the_config_exits_2_with_a_suggestion_before_writing() {
+    let work = Work::new();
+    let run = work.run(&["plan", "example.toml", "-o", "yaml", "--zone", "us-west1"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    assert!(
+        run.stderr
+            .starts_with("error: --zone us-west1: no zone \"us-west1\" in ")
+            && run.stderr.contains("(did you mean \"us-west1-a\"?)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!work.path("certs").exists() && !work.path("generated").exists());
+}

@@ -40,6 +40,19 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
             .dns_addresses
             .push(*ip);
     }
+    for zone in &args.zones {
+        if config.zone(zone).is_none() {
+            let names: Vec<String> = config.zones.iter().map(|z| z.name.clone()).collect();
+            let hint = crate::connect::did_you_mean(zone, &names)
+                .map(|m| format!(" (did you mean {m:?}?)"))
+                .unwrap_or_default();
+            bail!(
+                "--zone {zone}: no zone {zone:?} in {}{hint}; its zones are {}",
+                config.source.display(),
+                names.join(", ")
+            );
+        }
+    }
     if let Some(dir) = &args.generated_dir
         && let Some(why) = fsutil::unsafe_output_dir(dir, config_dir(&config))
     {
@@ -83,7 +96,11 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
                 "warning: the YAML below holds the Secrets with private keys (node and root client keys); do not paste it anywhere"
             );
         }
-        output::stdout(output::yaml_stream(&plan).as_bytes())?;
+        let mut shown = plan;
+        if !args.zones.is_empty() {
+            shown.zones.retain(|z| args.zones.contains(&z.zone));
+        }
+        output::stdout(output::yaml_stream(&shown).as_bytes())?;
     }
     Ok(Exit::Success)
 }
