@@ -182,6 +182,12 @@ pub struct TeardownArgs {
     #[arg(short, long)]
     pub yes: bool,
 
+    /// Show what teardown would delete and restore, validated by the
+    /// servers (server-side dry runs); nothing is deleted or written, so no
+    /// confirmation is asked. Local files are never touched.
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// Also delete the local certificates, the CA key and the generated
     /// manifests. Without the CA key, certificates of a cluster that still
     /// runs can never be renewed.

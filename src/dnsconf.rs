@@ -17,7 +17,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde::Serialize;
 
 use crate::cluster::{DnsServer, WaitError, error_text, wait_for};
@@ -361,7 +361,13 @@ pub async fn restore(
     client: &Client,
     provider: DnsProvider,
     owner: &Owner<'_>,
+    dry_run: bool,
 ) -> Result<Restore, RestoreError> {
+    let write = PostParams { dry_run, ..ours() };
+    let delete = DeleteParams {
+        dry_run,
+        ..DeleteParams::default()
+    };
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
     let backup = api
         .get_opt(BACKUP_CONFIGMAP)
@@ -449,7 +455,7 @@ pub async fn restore(
                 _ => Restore::Restored,
             };
             if !existed && restored.is_empty() {
-                match api.delete(&name, &Default::default()).await {
+                match api.delete(&name, &delete).await {
                     Ok(_) => {
                         outcome = Restore::Deleted;
                         break;
@@ -461,7 +467,7 @@ pub async fn restore(
             cm.data = Some(restored);
             set_annotation(&mut cm.metadata, None);
         }
-        match api.replace(&name, &ours(), &cm).await {
+        match api.replace(&name, &write, &cm).await {
             Ok(_) => break,
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 outcome = Restore::Untouched;
@@ -471,6 +477,10 @@ pub async fn restore(
         }
     }
 
+    if dry_run {
+        // The servers accepted the writes; nothing was changed to verify.
+        return Ok(outcome);
+    }
     // Verify before the backup goes: it is the only record of the original.
     if let Some(cm) = api.get_opt(&name).await.map_err(|e| api_err(&name, &e))? {
         let data = cm.data.unwrap_or_default();

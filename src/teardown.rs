@@ -56,6 +56,8 @@ pub struct ZoneTeardown {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TeardownReport {
+    /// A dry run: nothing was deleted or written; the counts say what would be.
+    pub dry_run: bool,
     pub ok: bool,
     pub zones: Vec<ZoneTeardown>,
     pub purged_local: Vec<String>,
@@ -149,8 +151,11 @@ pub async fn list_owned(
     Ok(all)
 }
 
-async fn delete(client: &Client, f: &Found) -> Result<(), String> {
-    let dp = DeleteParams::background();
+async fn delete(client: &Client, f: &Found, dry_run: bool) -> Result<(), String> {
+    let dp = DeleteParams {
+        dry_run,
+        ..DeleteParams::background()
+    };
     let ns = f.namespace.as_deref().unwrap_or_default();
     let c = client.clone();
     let result = match f.kind {
@@ -214,6 +219,7 @@ pub async fn teardown_zone(
     config: &Config,
     preflight_timeout: Duration,
     wait_timeout: Duration,
+    dry_run: bool,
     progress: Progress,
 ) -> ZoneTeardown {
     let started = Instant::now();
@@ -227,6 +233,7 @@ pub async fn teardown_zone(
         config,
         preflight_timeout,
         wait_timeout,
+        dry_run,
         progress,
         &mut report,
     )
@@ -245,6 +252,7 @@ async fn run_zone(
     config: &Config,
     preflight_timeout: Duration,
     wait_timeout: Duration,
+    dry_run: bool,
     progress: Progress,
     report: &mut ZoneTeardown,
 ) -> Result<(), String> {
@@ -282,11 +290,11 @@ async fn run_zone(
     let deletions = singles
         .iter()
         .chain(namespaces.iter())
-        .map(|f| delete(client, f));
+        .map(|f| delete(client, f, dry_run));
     for r in futures::future::join_all(deletions).await {
         r?;
     }
-    for ns in &adopted {
+    for ns in adopted.iter().filter(|_| !dry_run) {
         release_namespace(client, &ns.name).await?;
         progress.say(
             &cluster.zone,
@@ -305,6 +313,24 @@ async fn run_zone(
     let mut deleted = Ok(());
     if owned.is_empty() {
         progress.say(&cluster.zone, "nothing of ours to delete");
+    } else if dry_run {
+        progress.say(
+            &cluster.zone,
+            format!(
+                "would delete {} object(s) (namespaces take their contents with them): {}",
+                report.deleted.len(),
+                report.deleted.join(", ")
+            ),
+        );
+        for ns in &adopted {
+            progress.say(
+                &cluster.zone,
+                format!(
+                    "namespace {} existed before apply: would be kept, only our objects in it deleted",
+                    ns.name
+                ),
+            );
+        }
     } else {
         progress.say(
             &cluster.zone,
@@ -330,7 +356,9 @@ async fn run_zone(
                         f.kind != "Namespace"
                             && !f.namespace.as_ref().is_some_and(|n| deleting.contains(n))
                     });
-                    for r in futures::future::join_all(again.map(|f| delete(client, f))).await {
+                    for r in
+                        futures::future::join_all(again.map(|f| delete(client, f, false))).await
+                    {
                         r?;
                     }
                     let shown: Vec<String> = left.iter().take(5).map(Found::describe).collect();
@@ -366,7 +394,7 @@ async fn run_zone(
         domains: &domains,
         context: &cluster.context,
     };
-    let restore = dnsconf::restore(client, provider, &owner)
+    let restore = dnsconf::restore(client, provider, &owner, dry_run)
         .await
         .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
     if restore != Restore::Untouched {
@@ -384,7 +412,14 @@ async fn run_zone(
             .await
             .map_err(|e| e.to_string())?;
         let changed = restore != Restore::Untouched;
-        if changed || restarted_for.is_some_and(|r| r.starts_with(&ours)) {
+        let restart = changed || restarted_for.is_some_and(|r| r.starts_with(&ours));
+        if restart && dry_run {
+            report.dns_restarted = true;
+            progress.say(
+                &cluster.zone,
+                format!("would restart DNS ({})", dns.deployment),
+            );
+        } else if restart {
             dnsconf::rollout_restart(client, dns, None)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -398,6 +433,9 @@ async fn run_zone(
     report.dns = Some(restore);
 
     deleted?;
+    if dry_run {
+        return Ok(());
+    }
     report.left_behind = list_owned(client, &selector, true)
         .await?
         .iter()
@@ -469,12 +507,47 @@ fn restore_text(r: &Restore) -> String {
     }
 }
 
+fn would_restore_text(r: &Restore) -> String {
+    match r {
+        Restore::Untouched => "nothing of ours".into(),
+        Restore::Restored => "would restore the original".into(),
+        Restore::RemovedKeepingLaterChanges => {
+            "would remove our forwarding, keeping changes made by others since apply".into()
+        }
+        Restore::Deleted => "would delete the ConfigMap we had created".into(),
+        Restore::OtherFederation { federation } => {
+            format!("the forwarding belongs to federation {federation:?}; would be left alone")
+        }
+    }
+}
+
 pub fn render_summary(report: &TeardownReport) -> String {
     let mut out = String::new();
     for z in &report.zones {
         let status = match (&z.error, z.left_behind.is_empty()) {
             (Some(e), _) => format!("FAILED: {e}"),
             (None, false) => format!("LEFT BEHIND: {}", z.left_behind.join(", ")),
+            (None, true) if report.dry_run => format!(
+                "would delete {} object(s){}; DNS: {}{}",
+                z.deleted.len(),
+                if z.kept_namespaces.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; would keep namespace(s) {} (they existed before apply)",
+                        z.kept_namespaces.join(", ")
+                    )
+                },
+                z.dns
+                    .as_ref()
+                    .map(would_restore_text)
+                    .unwrap_or_else(|| "not checked".into()),
+                if z.dns_restarted {
+                    ", would restart"
+                } else {
+                    ""
+                }
+            ),
             (None, true) => format!(
                 "{} object(s) deleted{}; DNS {}{}",
                 z.deleted.len(),
@@ -499,7 +572,17 @@ pub fn render_summary(report: &TeardownReport) -> String {
         out.push_str(&format!("removed {p}\n"));
     }
     let failed = report.zones.iter().filter(|z| !z.ok).count();
-    if failed == 0 {
+    if report.dry_run {
+        out.push_str(&format!(
+            "dry run finished in {:.1}s: nothing was deleted or written{}\n",
+            report.elapsed_seconds,
+            if failed == 0 {
+                String::new()
+            } else {
+                format!("; {failed} of {} zone(s) would fail", report.zones.len())
+            }
+        ));
+    } else if failed == 0 {
         out.push_str(&format!(
             "teardown finished in {:.1}s: {} zone(s) clean\n",
             report.elapsed_seconds,

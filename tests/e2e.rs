@@ -789,6 +789,70 @@ fn teardown_needs_confirmation_without_a_terminal() {
 }
 
 #[test]
+fn teardown_dry_run_lists_what_would_go_and_changes_nothing() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    let owned_before = env.owned();
+    let dns_before: Vec<_> = ZONES
+        .iter()
+        .map(|z| env.dns_data(z, DnsProvider::KubeDns))
+        .collect();
+    let writes_before = changing_writes(&env).len();
+
+    // No --yes and no terminal: a dry run asks nothing.
+    let out = env.run(&[
+        "teardown",
+        config.to_str().unwrap(),
+        "--dry-run",
+        "--purge-local",
+    ]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    for z in ZONES {
+        assert!(
+            err.contains(&format!("{z}: would delete ")) && err.contains(&format!("Namespace {z}")),
+            "{z}: {err}"
+        );
+        assert!(
+            err.contains(&format!("{z}: would restart DNS (kube-dns)")),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains("DNS: would restore the original, would restart"),
+        "{err}"
+    );
+    assert!(
+        err.contains("dry run finished in ") && err.contains("nothing was deleted or written"),
+        "{err}"
+    );
+    assert!(
+        err.contains("local certificates and manifests are not touched"),
+        "{err}"
+    );
+
+    // Nothing changed anywhere: the servers only validated.
+    assert_eq!(
+        changing_writes(&env).len(),
+        writes_before,
+        "{:?}",
+        changing_writes(&env)
+    );
+    assert_eq!(env.owned(), owned_before);
+    let dns_after: Vec<_> = ZONES
+        .iter()
+        .map(|z| env.dns_data(z, DnsProvider::KubeDns))
+        .collect();
+    assert_eq!(dns_after, dns_before);
+    assert!(env.path("certs").join("ca.crt").exists());
+
+    // The real teardown still does it all.
+    assert_exit(&env.teardown(&config), 0);
+    assert!(env.owned().is_empty());
+}
+
+#[test]
 fn teardown_reports_what_does_not_go_away() {
     let env = Env::start(Flavor::Gke, &ZONES, |b| b);
     let config = env.config("config.toml", &ZONES, "");

@@ -17,7 +17,9 @@ use crate::teardown::{self, TeardownReport, ZoneTeardown};
 
 pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
     let config = Config::load(&args.cluster.config)?;
-    confirm(&config, args)?;
+    if !args.dry_run {
+        confirm(&config, args)?;
+    }
     let progress = Progress {
         quiet: args.cluster.quiet,
     };
@@ -43,6 +45,7 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
                             config,
                             args.cluster.preflight_timeout,
                             args.cluster.wait_timeout,
+                            args.dry_run,
                             progress,
                         )
                         .await
@@ -61,7 +64,12 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
 
     let mut purged = Vec::new();
     let all_clean = zones.iter().all(|z| z.ok);
-    if args.purge_local {
+    if args.purge_local && args.dry_run {
+        progress.say(
+            "local",
+            "dry run: local certificates and manifests are not touched",
+        );
+    } else if args.purge_local {
         if all_clean {
             purged = purge_local(&config, progress)?;
         } else {
@@ -72,6 +80,7 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
         }
     }
     let report = TeardownReport {
+        dry_run: args.dry_run,
         ok: all_clean,
         zones,
         purged_local: purged,
