@@ -583,6 +583,35 @@ fn before_apply_dns_is_skipped_and_pod_to_pod_is_reported() {
 }
 
 #[test]
+fn quiet_text_report_to_a_file_prints_nothing_on_stderr() {
+    let env = Env::start(|b| b);
+    let _runtime = scripted_runtime(&env, ("", ""));
+    let report_path = env.dir.path().join("report.txt");
+    let out = env.check(&[
+        "-q",
+        "-o",
+        "text",
+        "--report",
+        report_path.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 0);
+    let report = std::fs::read_to_string(&report_path).unwrap();
+    assert!(report.contains("TCP 26257, pod to pod"), "{report}");
+    assert!(stdout(&out).is_empty());
+    assert_eq!(stderr(&out), "", "-q with --report: the file only");
+
+    // Without --report, quiet text goes to stderr: there is nowhere else.
+    let out = env.check(&["-q", "-o", "text"]);
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("TCP 26257, pod to pod"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+}
+
+#[test]
 fn after_apply_a_cut_pair_fails_in_both_directions_and_junit_says_so() {
     let env = Env::start(|b| b);
     env.apply();

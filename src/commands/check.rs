@@ -87,7 +87,9 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
     };
 
     let text = report::render_text(&report);
-    if args.output == CheckFormat::Text || !args.quiet {
+    // On stderr unless quiet; quiet text without --report has nowhere
+    // else to go, so it is printed there all the same.
+    if !args.quiet || (args.output == CheckFormat::Text && args.report.is_none()) {
         crate::ewrite!("\n{text}");
     }
     let data = match args.output {
