@@ -495,7 +495,7 @@ async fn release_namespace(client: &Client, name: &str) -> Result<(), String> {
 
 fn restore_text(r: &Restore) -> String {
     match r {
-        Restore::Untouched => "nothing of ours".into(),
+        Restore::Untouched => "untouched (no forwarding of ours in it)".into(),
         Restore::Restored => "restored to the original".into(),
         Restore::RemovedKeepingLaterChanges => {
             "our forwarding removed; changes made by others since apply kept".into()
@@ -509,7 +509,7 @@ fn restore_text(r: &Restore) -> String {
 
 fn would_restore_text(r: &Restore) -> String {
     match r {
-        Restore::Untouched => "nothing of ours".into(),
+        Restore::Untouched => "untouched (no forwarding of ours in it)".into(),
         Restore::Restored => "would restore the original".into(),
         Restore::RemovedKeepingLaterChanges => {
             "would remove our forwarding, keeping changes made by others since apply".into()
@@ -549,8 +549,11 @@ pub fn render_summary(report: &TeardownReport) -> String {
                 }
             ),
             (None, true) => format!(
-                "{} object(s) deleted{}; DNS {}{}",
-                z.deleted.len(),
+                "{}{}; DNS {}{}",
+                match z.deleted.len() {
+                    0 => "nothing of ours to delete".to_string(),
+                    n => format!("{n} object(s) deleted"),
+                },
                 if z.kept_namespaces.is_empty() {
                     String::new()
                 } else {

@@ -850,6 +850,17 @@ fn teardown_dry_run_lists_what_would_go_and_changes_nothing() {
     // The real teardown still does it all.
     assert_exit(&env.teardown(&config), 0);
     assert!(env.owned().is_empty());
+
+    // Once more, with nothing left: it says so in words.
+    let again = env.teardown(&config);
+    assert_exit(&again, 0);
+    assert!(
+        stderr(&again).contains(
+            "us-west1-a       nothing of ours to delete; DNS untouched (no forwarding of ours in it) ("
+        ),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[test]
