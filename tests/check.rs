@@ -699,6 +699,26 @@ fn ctrl_c_or_sigterm_while_probing_removes_the_probe_objects() {
 }
 
 #[test]
+fn an_unreachable_cluster_stops_check_before_anything_is_created_and_says_so() {
+    let env = Env::start(|b| b);
+    let mut f = kube_sim::Faults::default();
+    f.down = true;
+    env.fed.cluster("us-west1-a").set_faults(f);
+    let out = env.check(&[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("could not connect to 1 zone(s)"), "{err}");
+    assert!(
+        err.contains("(nothing was created in any cluster)"),
+        "{err}"
+    );
+    assert!(!err.contains("probe objects were removed"), "{err}");
+    for z in ["us-east1-b", "us-central1-a"] {
+        assert!(!env.namespace_exists(z), "{z}");
+    }
+}
+
+#[test]
 fn the_overall_timeout_still_cleans_up() {
     let env = Env::start(|b| b);
     let out = env.check(&["--probe-timeout", "10m", "--timeout", "2s"]);

@@ -77,7 +77,10 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
     let report = match outcome.result {
         Ok(r) => r,
         Err(e) => {
-            let cleaned = if outcome.cleanup.is_empty() {
+            let cleaned = if matches!(e, run::CheckError::Connect(_)) {
+                // Every zone is connected before the first object is made.
+                "nothing was created in any cluster"
+            } else if outcome.cleanup.is_empty() {
                 "probe objects were removed"
             } else {
                 "some probe objects could not be removed (see the warnings above)"
