@@ -507,6 +507,17 @@ fn restore_text(r: &Restore) -> String {
     }
 }
 
+/// `kubectl --context C [-n NS] delete KIND NAME` for a [`Found::describe`]
+/// text (`Kind ns/name` or `Kind name`).
+fn delete_command(context: &str, described: &str) -> String {
+    let (kind, rest) = described.split_once(' ').unwrap_or((described, ""));
+    let kind = kind.to_ascii_lowercase();
+    match rest.split_once('/') {
+        Some((ns, name)) => format!("kubectl --context {context} -n {ns} delete {kind} {name}"),
+        None => format!("kubectl --context {context} delete {kind} {rest}"),
+    }
+}
+
 fn would_restore_text(r: &Restore) -> String {
     match r {
         Restore::Untouched => "untouched (no forwarding of ours in it)".into(),
@@ -526,7 +537,15 @@ pub fn render_summary(report: &TeardownReport) -> String {
     for z in &report.zones {
         let status = match (&z.error, z.left_behind.is_empty()) {
             (Some(e), _) => format!("FAILED: {e}"),
-            (None, false) => format!("LEFT BEHIND: {}", z.left_behind.join(", ")),
+            (None, false) => format!(
+                "LEFT BEHIND: {}; these carry our labels but teardown did not create them or could not delete them: inspect them and delete them by hand if they should go ({})",
+                z.left_behind.join(", "),
+                z.left_behind
+                    .iter()
+                    .map(|o| delete_command(&z.context, o))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
             (None, true) if report.dry_run => format!(
                 "would delete {} object(s){}; DNS: {}{}",
                 z.deleted.len(),
@@ -584,6 +603,12 @@ pub fn render_summary(report: &TeardownReport) -> String {
             } else {
                 format!("; {failed} of {} zone(s) would fail", report.zones.len())
             }
+        ));
+    } else if failed > 0 && report.zones.iter().all(|z| z.error.is_none()) {
+        out.push_str(&format!(
+            "teardown finished in {:.1}s: {failed} of {} zone(s) have objects left behind (see LEFT BEHIND above); re-running teardown does not remove them\n",
+            report.elapsed_seconds,
+            report.zones.len()
         ));
     } else if failed == 0 {
         out.push_str(&format!(

@@ -864,6 +864,45 @@ fn teardown_dry_run_lists_what_would_go_and_changes_nothing() {
 }
 
 #[test]
+fn teardown_names_a_labelled_object_it_does_not_remove_and_how_to_remove_it() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    // Someone copied our labels onto an object of their own.
+    env.fed
+        .cluster("us-east1-b")
+        .put(
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "zombie", "namespace": "default", "labels": {
+                    "app.kubernetes.io/managed-by": "crdb-multiregion",
+                    "crdb-multiregion/federation": "cockroachdb"}},
+                "data": {"a": "b"}}),
+            "kubectl",
+        )
+        .unwrap();
+    let out = env.teardown(&config);
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("us-east1-b       LEFT BEHIND: ConfigMap default/zombie; ")
+            && err.contains("(kubectl --context us-east1-b -n default delete configmap zombie)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("re-running teardown does not remove them"),
+        "{err}"
+    );
+    assert!(!err.contains("re-run teardown after"), "{err}");
+    // Not deleted: teardown deletes only what it creates.
+    assert!(
+        env.fed
+            .cluster("us-east1-b")
+            .get("v1", "ConfigMap", Some("default"), "zombie")
+            .is_some()
+    );
+}
+
+#[test]
 fn teardown_reports_what_does_not_go_away() {
     let env = Env::start(Flavor::Gke, &ZONES, |b| b);
     let config = env.config("config.toml", &ZONES, "");
