@@ -701,9 +701,10 @@ fn ctrl_c_or_sigterm_while_probing_removes_the_probe_objects() {
 #[test]
 fn an_unreachable_cluster_stops_check_before_anything_is_created_and_says_so() {
     let env = Env::start(|b| b);
-    let mut f = kube_sim::Faults::default();
-    f.down = true;
-    env.fed.cluster("us-west1-a").set_faults(f);
+    env.fed.cluster("us-west1-a").set_faults(kube_sim::Faults {
+        down: true,
+        ..Default::default()
+    });
     let out = env.check(&[]);
     assert_exit(&out, 2);
     let err = stderr(&out);
