@@ -25,10 +25,26 @@ pub enum Command {
     Faults(FaultArgs),
     /// Print (or clear) a running cluster's request log as JSON.
     Requests(RequestArgs),
+    /// eks: update the CoreDNS add-on as `aws eks update-addon
+    /// --resolve-conflicts OVERWRITE` does (the default Corefile comes back).
+    AddonUpdate(AddonUpdateArgs),
+    /// Restart a zone's control plane as its distribution would (k3s
+    /// writes its bundled `coredns` ConfigMap again).
+    RestartZone(AddonUpdateArgs),
     /// Remove network namespaces, processes and files that `--network real`
     /// runs left behind when they were killed (those of kube-sim processes
     /// that no longer run).
     Cleanup(CleanupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddonUpdateArgs {
+    /// Control endpoint URL, as printed by `kube-sim up`.
+    #[arg(long, env = "KUBE_SIM_CONTROL")]
+    pub control: String,
+    /// Zone (or context) of the cluster.
+    #[arg(long)]
+    pub zone: String,
 }
 
 #[derive(Debug, Args)]
@@ -43,7 +59,7 @@ pub struct UpArgs {
     /// Zones, comma-separated; each `zone` or `zone=context`.
     #[arg(long, value_delimiter = ',', required = true)]
     pub zones: Vec<String>,
-    /// gke, eks, aks or generic.
+    /// gke, gke-autopilot, eks, aks, k3s or generic.
     #[arg(long, default_value = "generic")]
     pub flavor: Flavor,
     /// Where to write the kubeconfig.
@@ -118,6 +134,11 @@ pub struct UpArgs {
     /// Real network: connections from zone A to zone B are dropped (repeatable).
     #[arg(long, value_name = "A:B", value_parser = crate::network::NetRule::parse_cut)]
     pub cut_oneway: Vec<(String, String)>,
+    /// Real network: route the load-balancer ranges (10.150+k.0.0/16) from
+    /// this machine into the simulated network through a link of its own,
+    /// removed on exit; refused when the host already routes them.
+    #[arg(long)]
+    pub host_lb_routes: bool,
     /// Real network: TCP to the pods of ZONE on PORT is dropped (repeatable).
     #[arg(long, value_name = "ZONE:PORT", value_parser = crate::network::NetRule::parse_block)]
     pub block_port: Vec<(String, u16)>,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::{Value, json};
 
-use crate::cli::{CleanupArgs, Cli, Command, FaultArgs, RequestArgs, UpArgs};
+use crate::cli::{AddonUpdateArgs, CleanupArgs, Cli, Command, FaultArgs, RequestArgs, UpArgs};
 use crate::config::{CloudRules, Faults, Flavor};
 use crate::{Federation, StartError};
 
@@ -33,6 +33,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Up(a) => up(a),
         Command::Faults(a) => faults(a),
         Command::Requests(a) => requests(a),
+        Command::AddonUpdate(a) => addon_update(a),
+        Command::RestartZone(a) => restart_zone(a),
         Command::Cleanup(a) => cleanup(a),
     };
     match result {
@@ -77,7 +79,9 @@ fn up(a: UpArgs) -> Result<(), BoxError> {
         eks_lb_controller: a.eks_lb_controller,
         pod_security: a.pod_security,
     };
-    let mut builder = Federation::builder().network(a.network);
+    let mut builder = Federation::builder()
+        .network(a.network)
+        .host_lb_routes(a.host_lb_routes);
     for (x, y) in &a.cut {
         builder = builder.cut(x, y);
     }
@@ -229,6 +233,28 @@ fn requests(a: RequestArgs) -> Result<(), BoxError> {
         &a.control,
         method,
         &format!("/clusters/{}/requests", a.zone),
+        None,
+    )?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn addon_update(a: AddonUpdateArgs) -> Result<(), BoxError> {
+    let v = control_request(
+        &a.control,
+        "POST",
+        &format!("/clusters/{}/addon-update", a.zone),
+        None,
+    )?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn restart_zone(a: AddonUpdateArgs) -> Result<(), BoxError> {
+    let v = control_request(
+        &a.control,
+        "POST",
+        &format!("/clusters/{}/restart", a.zone),
         None,
     )?;
     println!("{}", serde_json::to_string_pretty(&v)?);

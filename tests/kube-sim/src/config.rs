@@ -14,10 +14,17 @@ use serde::{Deserialize, Serialize};
 pub enum Flavor {
     /// kube-dns Deployment and ConfigMap `kube-dns`; LB IPs.
     Gke,
+    /// GKE Autopilot: Cloud DNS answers cluster DNS, so there is no kube-dns
+    /// Deployment and the `kube-dns` ConfigMap is ignored; LB IPs.
+    #[serde(rename = "gke-autopilot")]
+    GkeAutopilot,
     /// CoreDNS with ConfigMap `coredns`; LB hostnames.
     Eks,
     /// CoreDNS with ConfigMaps `coredns` and `coredns-custom`; LB IPs.
     Aks,
+    /// CoreDNS with ConfigMap `coredns` (rewritten by k3s when it restarts)
+    /// importing the optional `coredns-custom`; LB IPs (ServiceLB).
+    K3s,
     /// CoreDNS with ConfigMap `coredns`; LB IPs.
     #[default]
     Generic,
@@ -28,11 +35,13 @@ impl FromStr for Flavor {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "gke" => Ok(Flavor::Gke),
+            "gke-autopilot" => Ok(Flavor::GkeAutopilot),
             "eks" => Ok(Flavor::Eks),
+            "k3s" => Ok(Flavor::K3s),
             "aks" => Ok(Flavor::Aks),
             "generic" => Ok(Flavor::Generic),
             other => Err(format!(
-                "unknown flavor {other:?}: expected gke, eks, aks or generic"
+                "unknown flavor {other:?}: expected gke, gke-autopilot, eks, aks, k3s or generic"
             )),
         }
     }
@@ -42,8 +51,10 @@ impl fmt::Display for Flavor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Flavor::Gke => "gke",
+            Flavor::GkeAutopilot => "gke-autopilot",
             Flavor::Eks => "eks",
             Flavor::Aks => "aks",
+            Flavor::K3s => "k3s",
             Flavor::Generic => "generic",
         })
     }
@@ -227,7 +238,12 @@ mod tests {
     #[test]
     fn flavor_parses() {
         assert_eq!("GKE".parse::<Flavor>().unwrap(), Flavor::Gke);
-        assert!("k3s".parse::<Flavor>().is_err());
+        let autopilot = "gke-autopilot".parse::<Flavor>().unwrap();
+        assert_eq!(autopilot, Flavor::GkeAutopilot);
+        assert_eq!(autopilot.to_string(), "gke-autopilot");
+        assert_eq!(serde_json::to_value(autopilot).unwrap(), "gke-autopilot");
+        assert_eq!("k3s".parse::<Flavor>().unwrap(), Flavor::K3s);
+        assert!("k8s".parse::<Flavor>().is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The control endpoint: plain HTTP on 127.0.0.1 (no auth, loopback only)
 //! for reading request logs and rollout counts and for changing faults at
-//! run time. It stays up while a cluster is "down". Must not touch objects.
+//! run time. It stays up while a cluster is "down". Touches objects only as
+//! a cloud's own add-on manager would (`addon-update`).
 //!
 //! | method | path | body / answer |
 //! |---|---|---|
@@ -9,6 +10,8 @@
 //! | GET, PUT, PATCH | `/clusters/{zone}/faults` | [`Faults`] as JSON (PATCH merges) |
 //! | GET, DELETE | `/clusters/{zone}/requests` | the request log / clear it |
 //! | GET | `/clusters/{zone}/rollouts` | `{"ns/name": count}` |
+//! | POST | `/clusters/{zone}/addon-update` | eks: the CoreDNS add-on update (overwrite) |
+//! | POST | `/clusters/{zone}/restart` | restart as the distribution does (k3s rewrites `coredns`) |
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -132,6 +135,18 @@ async fn handle(clusters: &[Arc<ClusterShared>], req: Request<Incoming>) -> Resp
                     reply(200, json!({"cleared": true}))
                 }
                 (Method::GET, ["rollouts"]) => reply(200, json!(c.all_rollouts())),
+                (Method::POST, ["restart"]) => {
+                    match crate::Cluster::from_shared(c.clone()).restart() {
+                        Ok(rewritten) => reply(200, json!({"rewritten": rewritten})),
+                        Err(e) => reply(500, json!({"error": e.message})),
+                    }
+                }
+                (Method::POST, ["addon-update"]) => {
+                    match crate::Cluster::from_shared(c.clone()).addon_update() {
+                        Ok(()) => reply(200, json!({"updated": "kube-system/coredns"})),
+                        Err(e) => reply(400, json!({"error": e.message})),
+                    }
+                }
                 _ => reply(
                     404,
                     json!({"error": format!("no such control path {path}")}),

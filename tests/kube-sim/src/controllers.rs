@@ -728,7 +728,7 @@ fn lb_refusal(svc: &Value, flavor: Flavor, rules: CloudRules) -> Option<(&'stati
     let failed =
         |why: &str| format!("Error syncing load balancer: failed to ensure load balancer: {why}");
     match flavor {
-        Flavor::Gke | Flavor::Eks if mixed => Some((
+        Flavor::Gke | Flavor::GkeAutopilot | Flavor::Eks if mixed => Some((
             "SyncLoadBalancerFailed",
             failed("mixed protocol is not supported for LoadBalancer"),
         )),
@@ -804,7 +804,9 @@ fn load_balancers(
                 reason,
                 &message,
             );
-            if flavor == Flavor::Gke && svc.pointer("/status/conditions").is_none() {
+            if matches!(flavor, Flavor::Gke | Flavor::GkeAutopilot)
+                && svc.pointer("/status/conditions").is_none()
+            {
                 let mut status = svc.get("status").cloned().unwrap_or(json!({}));
                 status["conditions"] = json!([{
                     "type": "LoadBalancerPortsError", "status": "True",

@@ -1,13 +1,17 @@
 //! What a fresh cluster of each flavour holds: the default namespaces, one
-//! node, and `kube-system` DNS objects shaped like GKE's kube-dns or
-//! EKS/AKS/upstream CoreDNS, optionally with user DNS customisations that
-//! the product must never destroy. Seeds through the store; no timing.
+//! node, and `kube-system` DNS objects shaped like GKE's kube-dns (none on
+//! Autopilot, which uses Cloud DNS) or EKS/AKS/k3s/upstream CoreDNS,
+//! optionally with user DNS customisations that the product must never
+//! destroy; and what the distributions do to those objects later (the EKS
+//! add-on update, the k3s restart). Writes through the store; no timing.
 
 use serde_json::{Value, json};
 
 use crate::config::Flavor;
+use crate::error::ApiError;
+use crate::fieldcheck::FieldValidation;
 use crate::resources::idx;
-use crate::store::Store;
+use crate::store::{Ownership, PatchKind, Store, WriteCtx, Written};
 
 /// The user DNS customisation seeded with `seed_user_dns`: a stub domain
 /// served by 10.99.0.10.
@@ -16,6 +20,8 @@ pub const USER_STUB_SERVER: &str = "10.99.0.10";
 
 /// The field manager that owns seeded add-on objects.
 pub const ADDON_MANAGER: &str = "kube-addon-manager";
+/// The field manager of EKS add-ons (server-side apply, operation Apply).
+pub const EKS_ADDON_MANAGER: &str = "eks";
 /// The field manager that owns seeded user DNS customisations.
 pub const USER_MANAGER: &str = "kubectl-edit";
 
@@ -60,6 +66,52 @@ pub const AKS_COREFILE: &str = ".:53 {
 }
 import custom/*.server
 ";
+
+/// The Corefile of k3s's bundled CoreDNS manifest (`manifests/coredns.yaml`).
+pub const K3S_COREFILE: &str = ".:53 {
+    errors
+    health
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+      pods insecure
+      fallthrough in-addr.arpa ip6.arpa
+    }
+    hosts /etc/coredns/NodeHosts {
+      ttl 60
+      reload 15s
+      fallthrough
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf
+    cache 30
+    loop
+    reload
+    loadbalance
+    import /etc/coredns/custom/*.override
+}
+import /etc/coredns/custom/*.server
+";
+
+/// The field manager of k3s's manifest deploy controller.
+pub fn k3s_manager(zone: &str) -> String {
+    format!("deploy@{}", crate::controllers::node_name(zone))
+}
+
+/// What a k3s server does to its bundled CoreDNS manifest when it starts:
+/// the `coredns` ConfigMap is written again as shipped (any edit is lost);
+/// `coredns-custom`, which k3s does not ship, is left alone.
+pub fn k3s_restart(store: &mut Store, zone: &str) -> Result<Written, ApiError> {
+    let node_ip = store.net.node_ip();
+    let cm = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "coredns", "namespace": "kube-system"},
+        "data": {
+            "Corefile": K3S_COREFILE,
+            "NodeHosts": format!("{node_ip} {}\n", crate::controllers::node_name(zone)),
+        },
+    });
+    store.put_as(idx::CONFIGMAP, "kube-system", cm, &k3s_manager(zone))
+}
 
 pub fn user_server_block() -> String {
     format!(
@@ -106,6 +158,38 @@ fn dns_deployment(name: &str, flavor: Flavor) -> Value {
     })
 }
 
+/// The CoreDNS ConfigMap of the EKS add-on, as the add-on applies it.
+fn eks_coredns_configmap() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "coredns", "namespace": "kube-system",
+                     "labels": {"eks.amazonaws.com/component": "coredns", "k8s-app": "kube-dns"}},
+        "data": {"Corefile": STANDARD_COREFILE},
+    })
+}
+
+/// What an EKS add-on create or update with `resolveConflicts: OVERWRITE`
+/// does to the CoreDNS ConfigMap: a forced server-side apply by field
+/// manager `eks`, which takes back every field it manages (`data.Corefile`)
+/// from whoever changed it.
+pub fn eks_addon_apply(store: &mut Store) -> Result<Written, ApiError> {
+    let ctx = WriteCtx {
+        ownership: Ownership::Update(EKS_ADDON_MANAGER),
+        dry_run: false,
+        validation: FieldValidation::Ignore,
+    };
+    store.patch(
+        idx::CONFIGMAP,
+        "kube-system",
+        "coredns",
+        PatchKind::Apply,
+        &eks_coredns_configmap(),
+        false,
+        true,
+        ctx,
+    )
+}
+
 /// Seed a fresh cluster.
 pub fn seed(store: &mut Store, flavor: Flavor, zone: &str, region: &str, seed_user_dns: bool) {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -131,23 +215,23 @@ pub fn seed(store: &mut Store, flavor: Flavor, zone: &str, region: &str, seed_us
         }),
     );
     let dns_ip = store.net.dns_service_ip().to_string();
-    let dns_name = if flavor == Flavor::Gke {
-        "kube-dns"
-    } else {
-        "coredns"
-    };
+    let kube_dns = matches!(flavor, Flavor::Gke | Flavor::GkeAutopilot);
+    let dns_name = if kube_dns { "kube-dns" } else { "coredns" };
     let put = |store: &mut Store, res: usize, obj: Value, manager: &str| {
         store
             .put_as(res, "kube-system", obj, manager)
             .expect("seed objects are valid");
     };
-    put(
-        store,
-        idx::DEPLOYMENT,
-        dns_deployment(dns_name, flavor),
-        ADDON_MANAGER,
-    );
-    let mut svc_labels = json!({"k8s-app": "kube-dns", "kubernetes.io/name": if flavor == Flavor::Gke { "KubeDNS" } else { "CoreDNS" }});
+    // Autopilot: Cloud DNS serves cluster DNS from outside the cluster.
+    if flavor != Flavor::GkeAutopilot {
+        put(
+            store,
+            idx::DEPLOYMENT,
+            dns_deployment(dns_name, flavor),
+            ADDON_MANAGER,
+        );
+    }
+    let mut svc_labels = json!({"k8s-app": "kube-dns", "kubernetes.io/name": if kube_dns { "KubeDNS" } else { "CoreDNS" }});
     if flavor == Flavor::Eks {
         svc_labels["eks.amazonaws.com/component"] = json!("kube-dns");
     }
@@ -177,7 +261,7 @@ pub fn seed(store: &mut Store, flavor: Flavor, zone: &str, region: &str, seed_us
         })
     };
     match flavor {
-        Flavor::Gke => {
+        Flavor::Gke | Flavor::GkeAutopilot => {
             put(
                 store,
                 idx::CONFIGMAP,
@@ -195,18 +279,36 @@ pub fn seed(store: &mut Store, flavor: Flavor, zone: &str, region: &str, seed_us
             }
         }
         Flavor::Eks | Flavor::Generic => {
-            put(
-                store,
-                idx::CONFIGMAP,
-                cm("coredns", json!({"Corefile": STANDARD_COREFILE})),
-                ADDON_MANAGER,
-            );
+            if flavor == Flavor::Eks {
+                eks_addon_apply(store).expect("the add-on's ConfigMap is valid");
+            } else {
+                put(
+                    store,
+                    idx::CONFIGMAP,
+                    cm("coredns", json!({"Corefile": STANDARD_COREFILE})),
+                    ADDON_MANAGER,
+                );
+            }
             if seed_user_dns {
                 let corefile = format!("{STANDARD_COREFILE}{}", user_server_block());
                 put(
                     store,
                     idx::CONFIGMAP,
                     cm("coredns", json!({"Corefile": corefile})),
+                    USER_MANAGER,
+                );
+            }
+        }
+        Flavor::K3s => {
+            k3s_restart(store, zone).expect("the k3s ConfigMap is valid");
+            if seed_user_dns {
+                put(
+                    store,
+                    idx::CONFIGMAP,
+                    cm(
+                        "coredns-custom",
+                        json!({"user.server": user_server_block()}),
+                    ),
                     USER_MANAGER,
                 );
             }

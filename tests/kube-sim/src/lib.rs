@@ -55,7 +55,10 @@ pub use config::{
 };
 pub use dns::{LB_DOMAIN, lb_hostname, resolve_lb_hostname};
 pub use error::{ApiError, StartError};
-pub use flavors::{STANDARD_COREFILE, USER_STUB_DOMAIN, USER_STUB_SERVER, user_server_block};
+pub use flavors::{
+    EKS_ADDON_MANAGER, K3S_COREFILE, STANDARD_COREFILE, USER_STUB_DOMAIN, USER_STUB_SERVER,
+    user_server_block,
+};
 pub use network::{
     MAX_REAL_ZONES, NetRule, Network, NetworkError, cleanup as cleanup_real_networks,
     real_network_support,
@@ -687,6 +690,30 @@ impl Cluster {
     /// What `GET .../pods/{name}/log` returns for this pod.
     pub fn set_pod_log(&self, namespace: &str, name: &str, text: impl Into<String>) {
         self.shared.set_pod_log(namespace, name, text.into())
+    }
+
+    /// eks: an add-on update of CoreDNS with `resolveConflicts: OVERWRITE`:
+    /// field manager `eks` force-applies the default Corefile, undoing any
+    /// edit of it. Other flavours have no such add-on.
+    pub fn addon_update(&self) -> Result<(), ApiError> {
+        if self.shared.flavor != Flavor::Eks {
+            return Err(ApiError::bad_request(format!(
+                "zone {} is a {} cluster: only eks clusters have the CoreDNS add-on",
+                self.shared.zone, self.shared.flavor
+            )));
+        }
+        flavors::eks_addon_apply(&mut self.shared.store()).map(|_| ())
+    }
+
+    /// Restart the cluster's control plane as its distribution would. k3s
+    /// writes its bundled `coredns` ConfigMap again (edits are lost;
+    /// `coredns-custom` stays). Returns the objects rewritten.
+    pub fn restart(&self) -> Result<Vec<String>, ApiError> {
+        if self.shared.flavor != Flavor::K3s {
+            return Ok(Vec::new());
+        }
+        flavors::k3s_restart(&mut self.shared.store(), &self.shared.zone)?;
+        Ok(vec!["kube-system/coredns".to_string()])
     }
 
     /// Whether the API server accepts connections (false while `down`).

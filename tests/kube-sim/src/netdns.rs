@@ -352,7 +352,12 @@ fn block_forwards(blocks: &[ServerBlock]) -> Vec<Forward> {
 /// Whether an `import` pattern (`custom/*.server`) names the key `key` of
 /// the `coredns-custom` ConfigMap (mounted at `custom/`).
 fn import_matches(pattern: &str, key: &str) -> bool {
-    let Some(p) = pattern.strip_prefix("custom/") else {
+    // AKS imports `custom/*.server`, k3s `/etc/coredns/custom/*.server`:
+    // both are where the `coredns-custom` ConfigMap is mounted.
+    let Some(p) = pattern
+        .strip_prefix("custom/")
+        .or_else(|| pattern.strip_prefix("/etc/coredns/custom/"))
+    else {
         return false;
     };
     match p.split_once('*') {
@@ -405,7 +410,9 @@ pub fn forwards(flavor: Flavor, kube_system_configmaps: &[Arc<Value>]) -> Vec<Fo
     };
     let mut out = match flavor {
         Flavor::Gke => kube_dns_forwards(&data_of(find("kube-dns"))),
-        Flavor::Aks => coredns_forwards(
+        // Cloud DNS ignores the kube-dns ConfigMap.
+        Flavor::GkeAutopilot => Vec::new(),
+        Flavor::Aks | Flavor::K3s => coredns_forwards(
             data_of(find("coredns"))
                 .get("Corefile")
                 .map(String::as_str)
@@ -704,5 +711,19 @@ mod tests {
             "b.svc.cluster.local"
         );
         assert_eq!(forwards(Flavor::Eks, &cms).len(), 1);
+        assert!(
+            forwards(Flavor::GkeAutopilot, &cms).is_empty(),
+            "Cloud DNS ignores the kube-dns ConfigMap"
+        );
+        let k3s = vec![
+            arc(json!({"metadata": {"name": "coredns"},
+                 "data": {"Corefile": crate::flavors::K3S_COREFILE}})),
+            arc(json!({"metadata": {"name": "coredns-custom"},
+                 "data": {"crdb.server": "c.svc.cluster.local:53 {\n forward . 10.152.0.10\n}\n",
+                          "ignored.txt": "d.svc.cluster.local:53 {\n forward . 10.153.0.10\n}\n"}})),
+        ];
+        let f = forwards(Flavor::K3s, &k3s);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].domain, "c.svc.cluster.local");
     }
 }

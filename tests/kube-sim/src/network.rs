@@ -136,6 +136,8 @@ impl NetRule {
 pub struct NetSpec {
     pub network: Network,
     pub rules: Vec<NetRule>,
+    /// Route the load-balancer ranges from the host into the federation.
+    pub host_lb_routes: bool,
 }
 
 /// Why the real network could not be set up or changed.
@@ -158,8 +160,14 @@ pub enum NetworkError {
     UnknownZone(String),
     #[error("a cut needs two different zones, got {0:?} twice")]
     SameZone(String),
-    #[error("the federation runs the simulated network: cuts and port blocks need Network::Real")]
+    #[error(
+        "the federation runs the simulated network: cuts, port blocks and host LB routes need Network::Real"
+    )]
     NotReal,
+    #[error(
+        "the host already routes addresses in {cidr} ({existing}); host LB routes would take them over: remove that route or run without host LB routes"
+    )]
+    HostRouteTaken { cidr: String, existing: String },
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
     #[error("`{command}` did not finish within {COMMAND_TIMEOUT:?}")]
@@ -204,6 +212,14 @@ impl FederationBuilder {
     /// Real network: TCP to the pods of `zone` on `port` is dropped.
     pub fn block_port(mut self, zone: impl Into<String>, port: u16) -> Self {
         self.net.rules.push(NetRule::BlockPort(zone.into(), port));
+        self
+    }
+
+    /// Real network: the host reaches the load-balancer ranges
+    /// `10.(150+k).0.0/16` of this federation (and nothing else) through a
+    /// veth link into its core namespace, removed with the federation.
+    pub fn host_lb_routes(mut self, on: bool) -> Self {
+        self.net.host_lb_routes = on;
         self
     }
 }
@@ -356,6 +372,18 @@ fn pod_cidr(i: usize) -> String {
     format!("10.{}.0.0/16", 100 + i)
 }
 
+/// The host end of the host link: `kh<pid>-<n>` for `ksim-<pid>-<n>`
+/// (interface names have at most 15 bytes).
+fn host_if(prefix: &str) -> String {
+    format!("kh{}", prefix.strip_prefix(PREFIX).unwrap_or(prefix))
+}
+
+/// The host link: host end `HOST_IP`, core end `CORE_HOST_IP` on `CORE_HOST_IF`
+/// (outside every cluster's `169.254.<k>.0/30`, k < [`MAX_REAL_ZONES`]).
+const HOST_IP: &str = "169.254.255.1";
+const CORE_HOST_IP: &str = "169.254.255.2";
+const CORE_HOST_IF: &str = "host";
+
 fn lb_cidr(i: usize) -> String {
     format!("10.{}.0.0/16", 150 + i)
 }
@@ -395,7 +423,7 @@ struct Snapshot {
 /// [`MAX_REAL_ZONES`] zones. The tools, for the real network.
 pub(crate) fn preflight(spec: &NetSpec, zones: usize) -> Result<Option<Tools>, NetworkError> {
     if spec.network != Network::Real {
-        return if spec.rules.is_empty() {
+        return if spec.rules.is_empty() && !spec.host_lb_routes {
             Ok(None)
         } else {
             Err(NetworkError::NotReal)
@@ -530,6 +558,8 @@ pub struct RealNet {
     /// Zone and context of each cluster, by index.
     zones: Vec<(String, String)>,
     namespaces: Vec<String>,
+    /// The host end of the host link, when the host routes the LB ranges.
+    host_if: Option<String>,
     rules: Mutex<BTreeSet<Rule>>,
     stop: Arc<AtomicBool>,
     agent: Option<JoinHandle<()>>,
@@ -565,6 +595,7 @@ impl RealNet {
                 .map(|c| (c.zone.clone(), c.context.clone()))
                 .collect(),
             namespaces: Vec::new(),
+            host_if: None,
             rules: Mutex::new(BTreeSet::new()),
             stop: Arc::new(AtomicBool::new(false)),
             agent: None,
@@ -574,6 +605,9 @@ impl RealNet {
             .map_err(io(format!("could not create {}", dir.display())))?;
         net.install_busybox_applets()?;
         net.build_topology(clusters)?;
+        if spec.host_lb_routes {
+            net.link_host(clusters.len())?;
+        }
         for rule in &spec.rules {
             let rule = net.resolve(rule)?;
             net.add_rule(rule)?;
@@ -727,6 +761,64 @@ impl RealNet {
             None,
         )?;
         Ok(())
+    }
+
+    /// A veth link from the host into the core namespace, and host routes
+    /// for the LB ranges only. The core has no default route and cluster
+    /// namespaces do not forward, so what the host sends this way stays in
+    /// the federation. Refuses to take over a range the host already routes.
+    fn link_host(&mut self, zones: usize) -> Result<(), NetworkError> {
+        let ip = self.tools.ip.clone();
+        for i in 0..zones {
+            let cidr = lb_cidr(i);
+            let existing = run(&ip, &["-4", "route", "show", "root", &cidr], None)?;
+            if !existing.trim().is_empty() {
+                return Err(NetworkError::HostRouteTaken {
+                    cidr,
+                    existing: existing.trim().replace('\n', "; "),
+                });
+            }
+        }
+        let hif = host_if(&self.prefix);
+        let core = self.namespaces[0].clone();
+        run(
+            &ip,
+            &[
+                "link",
+                "add",
+                &hif,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                CORE_HOST_IF,
+                "netns",
+                &core,
+            ],
+            None,
+        )?;
+        self.host_if = Some(hif.clone());
+        ip_batch(
+            &self.tools,
+            &core,
+            &[
+                format!("address add {CORE_HOST_IP}/30 dev {CORE_HOST_IF}"),
+                format!("link set {CORE_HOST_IF} up"),
+            ],
+        )?;
+        let mut lines = vec![
+            format!("address add {HOST_IP}/30 dev {hif}"),
+            format!("link set {hif} up"),
+        ];
+        for i in 0..zones {
+            lines.push(format!(
+                "route add {} via {CORE_HOST_IP} dev {hif}",
+                lb_cidr(i)
+            ));
+        }
+        let mut text = lines.join("\n");
+        text.push('\n');
+        run(&ip, &["-batch", "-"], Some(&text)).map(|_| ())
     }
 
     fn index_of(&self, zone: &str) -> Result<usize, NetworkError> {
@@ -894,6 +986,10 @@ impl Drop for RealNet {
         if let Some(agent) = self.agent.take() {
             let _ = agent.join();
         }
+        if let Some(hif) = &self.host_if {
+            // Its routes go with it; removing the core namespace would too.
+            let _ = run(&self.tools.ip, &["link", "del", hif], None);
+        }
         for ns in self.namespaces.iter().rev() {
             remove_netns(&self.tools.ip, ns);
         }
@@ -937,6 +1033,22 @@ pub fn cleanup(all: bool) -> Vec<String> {
     let mut removed = Vec::new();
     let ip = find_tool("ip");
     if let Some(ip) = &ip {
+        let links = run(ip, &["-o", "link", "show"], None).unwrap_or_default();
+        for line in links.lines() {
+            let Some(name) = line.split_whitespace().nth(1) else {
+                continue;
+            };
+            let name = name.trim_end_matches(':');
+            let name = name.split('@').next().unwrap_or(name);
+            let Some(rest) = name.strip_prefix("kh") else {
+                continue;
+            };
+            let owner = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if owner.is_some() && (all || owner.is_some_and(|p| !pid_alive(p))) {
+                let _ = run(ip, &["link", "del", name], None);
+                removed.push(format!("host link {name}"));
+            }
+        }
         let list = run(ip, &["netns", "list"], None).unwrap_or_default();
         for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
             if name.starts_with(PREFIX) && stale(name) {
@@ -1110,9 +1222,23 @@ mod tests {
         let spec = NetSpec {
             network: Network::Simulated,
             rules: vec![NetRule::Cut("a".into(), "b".into())],
+            host_lb_routes: false,
+        };
+        assert!(matches!(preflight(&spec, 2), Err(NetworkError::NotReal)));
+        let spec = NetSpec {
+            network: Network::Simulated,
+            rules: Vec::new(),
+            host_lb_routes: true,
         };
         assert!(matches!(preflight(&spec, 2), Err(NetworkError::NotReal)));
         assert!(matches!(preflight(&NetSpec::default(), 2), Ok(None)));
+    }
+
+    #[test]
+    fn host_link_names_fit_an_interface_name() {
+        let name = host_if(&format!("{PREFIX}4194304-999"));
+        assert_eq!(name, "kh4194304-999");
+        assert!(name.len() <= 15);
     }
 
     #[test]

@@ -153,3 +153,63 @@ fn up_prints_ready_and_stops_on_sigterm() {
         );
     }
 }
+
+fn up_output(extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args(["up", "--zones", "a"])
+        .arg("--kubeconfig")
+        .arg(dir.path().join("kubeconfig"))
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("kube-sim runs")
+}
+
+#[test]
+fn up_refuses_cloud_options_that_do_not_fit() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--flavor", "gke", "--eks-lb-controller"],
+            "--eks-lb-controller models an EKS add-on: it needs --flavor eks (got --flavor gke)",
+        ),
+        (
+            &["--pod-security", "strict"],
+            "unknown Pod Security level \"strict\"",
+        ),
+        (&["--host-lb-routes"], "host LB routes need Network::Real"),
+    ];
+    for (args, message) in cases {
+        let out = up_output(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: no ready line");
+    }
+}
+
+#[test]
+fn up_accepts_every_cloud_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args(["up", "--zones", "a", "--flavor", "eks", "--cloud-lb-rules"])
+        .args(["--eks-lb-controller", "--lb-dns-delay-ms", "1000"])
+        .args(["--pod-security", "restricted"])
+        .arg("--kubeconfig")
+        .arg(dir.path().join("kubeconfig"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kube-sim starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.expect("a ready line").starts_with("ready "));
+}

@@ -495,3 +495,231 @@ async fn privileged_is_the_default_and_admits_everything() {
     wait_until("the pods", || pods_of(&fed, "default", "root") == 2).await;
     assert!(warnings(&fed, "default", "StatefulSet", "root").is_empty());
 }
+
+fn managers(cm: &Value) -> Vec<(String, String)> {
+    cm.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap_or("").to_string(),
+                m["operation"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn eks_addon_update_overwrites_an_edited_corefile() {
+    let fed = builder(Flavor::Eks).start().unwrap();
+    let c = fed.cluster("z1");
+    let cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "coredns")
+        .unwrap();
+    assert_eq!(
+        managers(&cm),
+        vec![("eks".to_string(), "Apply".to_string())],
+        "EKS owns the add-on's ConfigMap by server-side apply"
+    );
+    // Another manager applies an edited Corefile: a conflict with eks
+    // unless forced, as on EKS.
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client(&fed, "z1").await, "kube-system");
+    let edited = format!(
+        "{}example.internal:53 {{\n    forward . 10.1.2.3\n}}\n",
+        kube_sim::STANDARD_COREFILE
+    );
+    let patch = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": "coredns", "namespace": "kube-system"},
+                       "data": {"Corefile": edited}});
+    let e = api
+        .patch(
+            "coredns",
+            &PatchParams::apply("crdb-multiregion"),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&e).0, 409, "{e}");
+    assert!(e.to_string().contains("conflict with \"eks\""), "{e}");
+    api.patch(
+        "coredns",
+        &PatchParams::apply("crdb-multiregion").force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .unwrap();
+    let cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "coredns")
+        .unwrap();
+    assert_eq!(cm["data"]["Corefile"], edited);
+    // The add-on update takes the Corefile back.
+    c.addon_update().unwrap();
+    let cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "coredns")
+        .unwrap();
+    assert_eq!(cm["data"]["Corefile"], kube_sim::STANDARD_COREFILE);
+    assert!(
+        managers(&cm).contains(&("eks".to_string(), "Apply".to_string())),
+        "{:?}",
+        managers(&cm)
+    );
+    // Only eks has the add-on.
+    let gke = builder(Flavor::Gke).start().unwrap();
+    let e = gke.cluster("z1").addon_update().unwrap_err();
+    assert!(
+        e.message
+            .contains("only eks clusters have the CoreDNS add-on"),
+        "{e}"
+    );
+}
+
+#[test]
+fn addon_update_runs_through_the_control_endpoint() {
+    let fed = Federation::builder()
+        .zones(["z1"])
+        .flavor(Flavor::Eks)
+        .seed_user_dns(true)
+        .start()
+        .unwrap();
+    let c = fed.cluster("z1");
+    let seeded = c
+        .get("v1", "ConfigMap", Some("kube-system"), "coredns")
+        .unwrap();
+    assert!(
+        seeded["data"]["Corefile"]
+            .as_str()
+            .unwrap()
+            .contains("acme.internal")
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args([
+            "addon-update",
+            "--control",
+            &fed.control_url(),
+            "--zone",
+            "z1",
+        ])
+        .output()
+        .expect("kube-sim runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "coredns")
+        .unwrap();
+    assert_eq!(
+        cm["data"]["Corefile"],
+        kube_sim::STANDARD_COREFILE,
+        "the user's stub domain is gone, as with OVERWRITE on EKS"
+    );
+}
+
+#[tokio::test]
+async fn gke_autopilot_has_cloud_dns_instead_of_kube_dns_pods() {
+    let fed = builder(Flavor::GkeAutopilot)
+        .cloud_lb_rules(true)
+        .seed_user_dns(true)
+        .start()
+        .unwrap();
+    let c = fed.cluster("z1");
+    assert!(
+        c.get("apps/v1", "Deployment", Some("kube-system"), "kube-dns")
+            .is_none()
+    );
+    assert!(
+        c.list("apps/v1", "Deployment", Some("kube-system"))
+            .is_empty()
+    );
+    let svc = c
+        .get("v1", "Service", Some("kube-system"), "kube-dns")
+        .unwrap();
+    assert_eq!(svc["spec"]["clusterIP"], c.dns_service_ip().to_string());
+    let cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "kube-dns")
+        .unwrap();
+    assert!(
+        cm["data"]["stubDomains"]
+            .as_str()
+            .unwrap()
+            .contains("acme.internal")
+    );
+    // Mixed protocols are refused as on gke.
+    let api: Api<Service> = Api::namespaced(client(&fed, "z1").await, "kube-system");
+    api.create(
+        &PostParams::default(),
+        &lb_service("kube-dns-lb", &["UDP", "TCP"], json!({})),
+    )
+    .await
+    .unwrap();
+    wait_until("the refusal", || {
+        !warnings(&fed, "kube-system", "Service", "kube-dns-lb").is_empty()
+    })
+    .await;
+    let pods = c.list("v1", "Pod", Some("kube-system"));
+    assert!(pods.is_empty(), "no kube-dns pods: {pods:?}");
+}
+
+#[tokio::test]
+async fn k3s_restart_rewrites_coredns_but_keeps_coredns_custom() {
+    let fed = builder(Flavor::K3s).seed_user_dns(true).start().unwrap();
+    let c = fed.cluster("z1");
+    let get = |name: &str| c.get("v1", "ConfigMap", Some("kube-system"), name).unwrap();
+    assert_eq!(get("coredns")["data"]["Corefile"], kube_sim::K3S_COREFILE);
+    assert!(get("coredns-custom")["data"]["user.server"].is_string());
+    // Someone edits the Corefile, and adds a server block to coredns-custom.
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client(&fed, "z1").await, "kube-system");
+    let edited = format!(
+        "{}x.svc.cluster.local:53 {{\n    forward . 10.1.2.3\n}}\n",
+        kube_sim::K3S_COREFILE
+    );
+    let pp = PatchParams::apply("crdb-multiregion").force();
+    api.patch(
+        "coredns",
+        &pp,
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "coredns"}, "data": {"Corefile": edited}})),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "coredns-custom",
+        &pp,
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "coredns-custom"},
+                             "data": {"crdb.server": "y.svc.cluster.local:53 {\n    forward . 10.1.2.4\n}\n"}})),
+    )
+    .await
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args([
+            "restart-zone",
+            "--control",
+            &fed.control_url(),
+            "--zone",
+            "z1",
+        ])
+        .output()
+        .expect("kube-sim runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kube-system/coredns"));
+    assert_eq!(
+        get("coredns")["data"]["Corefile"],
+        kube_sim::K3S_COREFILE,
+        "k3s writes its manifest again"
+    );
+    let custom = get("coredns-custom");
+    assert!(custom["data"]["crdb.server"].is_string(), "{custom}");
+    assert!(custom["data"]["user.server"].is_string(), "{custom}");
+    // Other flavours' restarts rewrite nothing.
+    let gke = builder(Flavor::Gke).start().unwrap();
+    assert!(gke.cluster("z1").restart().unwrap().is_empty());
+}

@@ -528,13 +528,27 @@ fn image_pull_failures_and_never_ready_probes_in_the_simulated_network() {
     ));
 }
 
-/// `kube-sim up --network real` in the background; the child, its
-/// namespace prefix and the kubeconfig's directory.
+/// Tests that route the LB ranges from the host take turns: two
+/// federations cannot both route 10.150.0.0/16.
+static HOST_ROUTES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn host_links() -> String {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
+        .output()
+        .expect("ip runs");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// `kube-sim up --network real --host-lb-routes` in the background; the
+/// child and its namespace prefix.
 fn up_real(dir: &Path) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     let state = dir.join("state.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
         .args(["up", "--zones", "a,b", "--network", "real", "--cut", "a:b"])
+        .arg("--host-lb-routes")
         .arg("--kubeconfig")
         .arg(dir.join("kubeconfig"))
         .arg("--state-file")
@@ -577,22 +591,32 @@ fn up_real_cleans_up_on_sigterm_and_cleanup_removes_what_sigkill_left() {
     if !real_network_available() {
         return;
     }
+    let _turn = HOST_ROUTES.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
 
     let (mut child, prefix) = up_real(dir.path());
     assert!(netns_list().contains(&format!("{prefix}-core")));
+    let hif = format!("kh{}", prefix.trim_start_matches("ksim-"));
+    assert!(
+        host_links().contains(&format!(" {hif}@")),
+        "{}",
+        host_links()
+    );
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(wait_exit(&mut child).success());
     assert!(!netns_list().contains(&prefix), "{}", netns_list());
+    assert!(!host_links().contains(&hif), "the host link goes on exit");
     assert!(!Path::new("/etc/netns").join(format!("{prefix}-0")).exists());
 
     let (mut child, prefix) = up_real(dir.path());
+    let hif = format!("kh{}", prefix.trim_start_matches("ksim-"));
     child.kill().expect("SIGKILL");
     wait_exit(&mut child);
     assert!(netns_list().contains(&format!("{prefix}-core")));
+    assert!(host_links().contains(&hif), "SIGKILL leaves the host link");
     let out = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
         .arg("cleanup")
         .output()
@@ -603,6 +627,11 @@ fn up_real_cleans_up_on_sigterm_and_cleanup_removes_what_sigkill_left() {
         printed.contains(&format!("removed netns {prefix}-core")),
         "{printed}"
     );
+    assert!(
+        printed.contains(&format!("removed host link {hif}")),
+        "{printed}"
+    );
+    assert!(!host_links().contains(&hif));
     assert!(!netns_list().contains(&prefix), "{}", netns_list());
     assert!(!Path::new("/etc/netns").join(format!("{prefix}-1")).exists());
     assert!(!std::env::temp_dir().join(&prefix).exists());
@@ -632,4 +661,111 @@ fn up_real_needs_root() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the real network needs root"), "{err}");
+}
+
+/// `ip -4 route get ADDR` on the host.
+fn host_route(addr: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-4", "route", "get", addr])
+        .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
+        .output()
+        .expect("ip runs");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// One UDP DNS query from the host; the response code, or None on timeout.
+fn host_dns_query(server: &str, name: &str) -> Option<u8> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut q = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    sock.send_to(&q, (server, 53)).unwrap();
+    let mut buf = [0u8; 512];
+    sock.recv(&mut buf).ok().map(|_| buf[3] & 0x0f)
+}
+
+#[test]
+fn host_lb_routes_reach_the_dns_load_balancers_and_go_with_the_federation() {
+    if !real_network_available() {
+        return;
+    }
+    let _turn = HOST_ROUTES.lock().unwrap_or_else(|p| p.into_inner());
+    let fed = real(&["lb-a", "lb-b"], Flavor::Gke)
+        .host_lb_routes(true)
+        .start()
+        .expect("the real network starts");
+    // A second federation cannot take the same ranges over.
+    let second = real(&["lb-c"], Flavor::Gke).host_lb_routes(true).start();
+    match second {
+        Err(e) => {
+            let mut chain = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                chain.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            assert!(
+                chain.contains("already routes addresses in 10.150.0.0/16"),
+                "{chain}"
+            );
+        }
+        Ok(_) => panic!("a second federation took over the host LB routes"),
+    }
+    let prefix = fed.network_prefix().expect("real network").to_string();
+    let hif = format!("kh{}", prefix.trim_start_matches("ksim-"));
+    let mut lb_ips = Vec::new();
+    for zone in ["lb-a", "lb-b"] {
+        let c = fed.cluster(zone);
+        c.put(
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kube-dns-lb", "namespace": "kube-system"},
+                "spec": {"type": "LoadBalancer", "selector": {"k8s-app": "kube-dns"},
+                         "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]},
+            }),
+            "test",
+        )
+        .unwrap();
+        let deadline = Instant::now() + WAIT;
+        let ip = loop {
+            if let Some(ip) = c
+                .get("v1", "Service", Some("kube-system"), "kube-dns-lb")
+                .and_then(|s| s.pointer("/status/loadBalancer/ingress/0/ip").cloned())
+                .and_then(|v| v.as_str().map(String::from))
+            {
+                break ip;
+            }
+            assert!(Instant::now() < deadline, "no LB address in {zone}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        lb_ips.push(ip);
+    }
+    for ip in &lb_ips {
+        // Only ever send where the route leads into this federation.
+        let route = host_route(ip);
+        assert!(route.contains(&format!("dev {hif}")), "{ip}: {route}");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if host_dns_query(ip, "kube-dns.kube-system.svc.cluster.local") == Some(0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no DNS answer from {ip}");
+        }
+    }
+    // Nothing but the LB ranges: pod addresses are not routed this way.
+    let pod_route = host_route(&fed.cluster("lb-a").pod_cidr().replace("0/16", "10"));
+    assert!(!pod_route.contains(&hif), "{pod_route}");
+    drop(fed);
+    for ip in &lb_ips {
+        assert!(
+            !host_route(ip).contains(&hif),
+            "the route went with the federation"
+        );
+    }
+    assert!(!host_links().contains(&hif));
 }
