@@ -41,6 +41,7 @@ use crate::cluster::{
 use crate::config::{Config, ProviderChoice};
 use crate::dns::DnsProvider;
 use crate::dnsconf::{self, DnsChange};
+use crate::events;
 use crate::lb;
 use crate::names;
 use crate::plan::{self, DnsStatus, Facts, Object, Stage, ZoneFacts, ZonePlan};
@@ -1055,6 +1056,8 @@ async fn wait_pods_running(
     wait_for(timeout, || {
         let pods = pods.clone();
         let selector = selector.clone();
+        let client = cluster.client.clone();
+        let namespace = namespace.to_string();
         async move {
             let list = pods
                 .list(&ListParams::default().labels(&selector))
@@ -1078,21 +1081,60 @@ async fn wait_pods_running(
                 }
             }
             if running >= want {
-                Ok(Ok(()))
-            } else {
-                Ok(Err(format!(
-                    "{running}/{want} pods running in namespace {namespace}{}",
-                    if others.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", others.join(", "))
-                    }
-                )))
+                return Ok(Ok(()));
+            }
+            // The StatefulSet controller records why it could not create a
+            // pod on the StatefulSet; a refusal will not change by waiting.
+            let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+            let failure = match sets.get_opt(names::STATEFULSET).await {
+                Ok(Some(set)) => {
+                    pod_create_failure(&client, &namespace, "StatefulSet", &set.metadata).await
+                }
+                _ => None,
+            };
+            let seen = format!(
+                "{running}/{want} pods running in namespace {namespace}{}",
+                if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", others.join(", "))
+                }
+            );
+            match failure {
+                Some(events::PodCreateFailure::Refused(why)) => Err(format!(
+                    "{seen}: the API server refused the StatefulSet's pods: {why}\n      hint: `kubectl -n {namespace} describe statefulset {}` shows the events; make the pod template (cockroachdb.templates_dir) pass the namespace's Pod Security level and policies",
+                    names::STATEFULSET
+                )),
+                Some(events::PodCreateFailure::Other(why)) => {
+                    Ok(Err(format!("{seen}; last FailedCreate: {why}")))
+                }
+                None => Ok(Err(seen)),
             }
         }
     })
     .await
     .map_err(|e| format!("waiting for CockroachDB pods: {e}"))
+}
+
+/// What the controller of `owner` (a `kind` in `namespace`) last said about
+/// pods it could not create, if anything newer than our last change. Events
+/// that cannot be read only cost the early answer.
+async fn pod_create_failure(
+    client: &kube::Client,
+    namespace: &str,
+    kind: &str,
+    owner: &ObjectMeta,
+) -> Option<events::PodCreateFailure> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let fields = format!(
+        "involvedObject.kind={kind},involvedObject.name={},type=Warning",
+        owner.name.as_deref().unwrap_or_default()
+    );
+    let list = events
+        .list(&ListParams::default().fields(&fields))
+        .await
+        .ok()?;
+    events::pod_create_failure(owner, &list.items)
 }
 
 /// Runs `cockroach init` once: never when the Job already exists or the
@@ -1124,7 +1166,7 @@ async fn init(
         if opts.dry_run {
             return Ok("init Job running".into());
         }
-        wait_job(&jobs, job.name(), opts.wait_timeout).await?;
+        wait_job(&cluster.client, &jobs, job.name(), opts.wait_timeout).await?;
         mark_initialised(&sets).await?;
         return Ok("initialised (init Job completed)".into());
     }
@@ -1148,7 +1190,7 @@ async fn init(
         Err(kube::Error::Api(s)) if s.code == 409 => {}
         Err(e) => return Err(format!("creating {}: {}", job.describe(), error_text(&e))),
     }
-    wait_job(&jobs, job.name(), opts.wait_timeout).await?;
+    wait_job(&cluster.client, &jobs, job.name(), opts.wait_timeout).await?;
     mark_initialised(&sets).await?;
     Ok("initialised (cockroach init succeeded)".into())
 }
@@ -1170,20 +1212,37 @@ fn job_done(job: &Job) -> Result<bool, String> {
     Ok(status.succeeded.unwrap_or(0) >= 1)
 }
 
-async fn wait_job(jobs: &Api<Job>, name: &str, timeout: Duration) -> Result<(), String> {
+async fn wait_job(
+    client: &kube::Client,
+    jobs: &Api<Job>,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), String> {
     wait_for(timeout, || {
         let jobs = jobs.clone();
+        let client = client.clone();
         async move {
             let job = jobs.get(name).await.map_err(|e| error_text(&e))?;
             match job_done(&job) {
                 Ok(true) => Ok(Ok(())),
                 Ok(false) => {
-                    let s = job.status.unwrap_or_default();
-                    Ok(Err(format!(
+                    let s = job.status.clone().unwrap_or_default();
+                    let seen = format!(
                         "init Job {name}: {} active, {} failed",
                         s.active.unwrap_or(0),
                         s.failed.unwrap_or(0)
-                    )))
+                    );
+                    // The Job controller records refused pods on the Job.
+                    let namespace = job.metadata.namespace.clone().unwrap_or_default();
+                    match pod_create_failure(&client, &namespace, "Job", &job.metadata).await {
+                        Some(events::PodCreateFailure::Refused(why)) => Err(format!(
+                            "{seen}: the API server refused the Job's pods: {why}\n      hint: `kubectl -n {namespace} describe job {name}` shows the events; make the Job template (cockroachdb.templates_dir) pass the namespace's Pod Security level and policies, then delete the Job and apply again"
+                        )),
+                        Some(events::PodCreateFailure::Other(why)) => {
+                            Ok(Err(format!("{seen}; last FailedCreate: {why}")))
+                        }
+                        None => Ok(Err(seen)),
+                    }
                 }
                 Err(e) => Err(e),
             }

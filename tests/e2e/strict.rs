@@ -89,3 +89,78 @@ fn udp_and_tcp_on_a_gke_public_lb_stops_before_any_change() {
         "nothing written locally either"
     );
 }
+
+/// A config whose `templates_dir` holds the built-in `file` with the pod's
+/// `runAsNonRoot: true` / `runAsUser: 1000` replaced by `runAsUser: 0`.
+fn root_template_config(env: &Env, file: &str) -> PathBuf {
+    let builtin = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("templates")
+            .join(file),
+    )
+    .unwrap();
+    let root = builtin.replacen(
+        "runAsNonRoot: true\n        runAsUser: 1000",
+        "runAsUser: 0",
+        1,
+    );
+    assert_ne!(root, builtin, "{file}: the pod's securityContext moved");
+    std::fs::create_dir_all(env.path("my-templates")).unwrap();
+    std::fs::write(env.path("my-templates").join(file), root).unwrap();
+    env.config(
+        "config.toml",
+        &ZONES,
+        "[cockroachdb]\ntemplates_dir = \"my-templates\"",
+    )
+}
+
+#[test]
+fn statefulset_template_running_as_root_under_restricted_fails_naming_the_rule_not_after_the_timeout()
+ {
+    let env = Env::start(Flavor::Gke, &ZONES, strict);
+    let config = root_template_config(&env, "statefulset.yaml");
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    for zone in ZONES {
+        let line = err
+            .lines()
+            .find(|l| l.starts_with(zone) && l.contains("FAILED"))
+            .unwrap_or_else(|| panic!("{zone} failed: {err}"));
+        assert!(
+            line.contains("the API server refused the StatefulSet's pods")
+                && line.contains("violates PodSecurity \"restricted:latest\"")
+                && line.contains("runAsUser=0"),
+            "{line}"
+        );
+    }
+    assert!(
+        err.contains("describe statefulset cockroachdb"),
+        "the hint: {err}"
+    );
+    // The refusal, not --wait-timeout (20s), ended the wait.
+    assert!(!err.contains("timed out"), "{err}");
+    assert_eq!(init_jobs(&env), Vec::<String>::new());
+}
+
+#[test]
+fn init_job_template_running_as_root_under_restricted_fails_naming_the_rule_not_after_the_timeout()
+{
+    let env = Env::start(Flavor::Gke, &ZONES, strict);
+    let config = root_template_config(&env, "init-job.yaml");
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("us-east1-b") && l.contains("FAILED"))
+        .unwrap_or_else(|| panic!("the init zone failed: {err}"));
+    assert!(
+        line.contains("the API server refused the Job's pods")
+            && line.contains("violates PodSecurity \"restricted:latest\"")
+            && line.contains("runAsUser=0"),
+        "{line}"
+    );
+    assert!(err.contains("describe job cluster-init-secure"), "{err}");
+    assert!(!err.contains("timed out"), "{err}");
+}
