@@ -164,3 +164,74 @@ fn init_job_template_running_as_root_under_restricted_fails_naming_the_rule_not_
     assert!(err.contains("describe job cluster-init-secure"), "{err}");
     assert!(!err.contains("timed out"), "{err}");
 }
+
+#[test]
+fn gke_autopilot_cloud_dns_stops_apply_before_any_change_with_the_explanation() {
+    let env = Env::start(Flavor::GkeAutopilot, &ZONES, strict);
+    let config = env.config("config.toml", &ZONES, "");
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    for zone in ZONES {
+        assert!(
+            err.lines().any(|l| l.contains(zone)
+                && l.contains("this cluster's DNS is managed outside the cluster, as on GKE Autopilot or GKE with Cloud DNS")),
+            "{zone}: {err}"
+        );
+    }
+    assert!(
+        err.contains("GKE Standard cluster that runs kube-dns"),
+        "the hint: {err}"
+    );
+    assert_eq!(changing_writes(&env), Vec::<String>::new());
+    assert!(
+        !env.path("my-safe-directory/ca.key").exists(),
+        "nothing written locally either"
+    );
+}
+
+#[test]
+fn k3s_forwarding_goes_to_coredns_custom_and_survives_a_server_restart() {
+    // A fresh k3s: no `coredns-custom` until someone creates it.
+    let env = Env::start(Flavor::K3s, &ZONES, |b| strict(b).seed_user_dns(false));
+    for zone in ZONES {
+        assert_eq!(
+            env.dns_data(zone, DnsProvider::CoreDnsCustom),
+            BTreeMap::new()
+        );
+    }
+    let config = env.config(
+        "config.toml",
+        &ZONES,
+        "[dns]\ncloud = \"generic\"\nload_balancer = \"public\"",
+    );
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 0);
+    assert_forwarding(&env, &ZONES, DnsProvider::CoreDnsCustom, |ip| {
+        ip.to_string()
+    });
+    for zone in ZONES {
+        assert_eq!(
+            corefile(&env, zone),
+            kube_sim::K3S_COREFILE,
+            "{zone}: the coredns ConfigMap k3s rewrites is left alone"
+        );
+        let rewritten = env.fed.cluster(zone).restart().unwrap();
+        assert!(!rewritten.is_empty(), "{zone}: k3s rewrote {rewritten:?}");
+    }
+    assert_forwarding(&env, &ZONES, DnsProvider::CoreDnsCustom, |ip| {
+        ip.to_string()
+    });
+    // Teardown deletes the `coredns-custom` it created.
+    let out = env.teardown(&config);
+    assert_exit(&out, 0);
+    for zone in ZONES {
+        assert_eq!(
+            env.fed
+                .cluster(zone)
+                .get("v1", "ConfigMap", Some("kube-system"), "coredns-custom"),
+            None,
+            "{zone}"
+        );
+    }
+}
