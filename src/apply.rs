@@ -107,6 +107,10 @@ pub struct ZoneReport {
     pub dns_restarted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<String>,
+    /// Things that worked but may not stay so (e.g. a DNS ConfigMap a
+    /// cloud add-on re-applies).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub steps: Vec<StepTime>,
 }
 
@@ -938,6 +942,11 @@ async fn phase_b(
     .await
     .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
     report.dns = Some(change);
+    if let Some(manager) = dnsconf::addon_manager_of(&cluster.client, zone.dns.provider).await {
+        let warning = dnsconf::addon_warning(zone.dns.provider.configmap_name(), &manager);
+        progress.say(&cluster.zone, format!("warning: {warning}"));
+        report.warnings.push(warning);
+    }
     // Restart whenever the pods were last restarted for other forwarding
     // than the ConfigMap now holds: also after a run that was stopped
     // between writing the ConfigMap and restarting.
@@ -1327,6 +1336,9 @@ pub fn render_summary(report: &ApplyReport) -> String {
         };
         let total: f64 = z.steps.iter().map(|s| s.seconds).sum();
         out.push_str(&format!("{:<16} {status} ({total:.1}s)\n", z.zone));
+        for w in &z.warnings {
+            out.push_str(&format!("{:<16} warning: {w}\n", ""));
+        }
     }
     let failed: Vec<&str> = report
         .zones

@@ -235,3 +235,60 @@ fn k3s_forwarding_goes_to_coredns_custom_and_survives_a_server_restart() {
         );
     }
 }
+
+#[test]
+fn eks_coredns_add_on_ownership_is_warned_about_and_apply_re_merges_after_an_add_on_update() {
+    // The add-on's own ConfigMap (kube-sim seeds the user's stub domain
+    // into a ConfigMap edited by hand instead).
+    let env = Env::start(Flavor::Eks, &ZONES, |b| strict(b).seed_user_dns(false));
+    let config = env.config("config.toml", &ZONES, "[dns]\ncloud = \"eks\"");
+    let out = env.apply(&config, &["-o", "json"]);
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("warning: ConfigMap kube-system/coredns is managed by the EKS CoreDNS add-on (field manager eks"),
+        "text: {}",
+        stderr(&out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for zone in report["zones"].as_array().unwrap() {
+        let warnings = zone["warnings"].as_array().expect("JSON warnings");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.as_str().unwrap().contains("resolve-conflicts PRESERVE")),
+            "{zone}"
+        );
+    }
+    assert_forwarding(&env, &ZONES, DnsProvider::CoreDns, resolve_lb_host);
+
+    // The add-on update with OVERWRITE takes the Corefile back in one zone.
+    let zone = "us-west1-a";
+    env.fed.cluster(zone).addon_update().unwrap();
+    assert!(
+        !corefile(&env, zone).contains(dns::BEGIN_MARKER),
+        "the add-on update removed our forwarding"
+    );
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(zone) && l.contains("DNS forwarding updated")),
+        "re-merged in {zone}: {err}"
+    );
+    assert!(err.contains("EKS CoreDNS add-on"), "warned again: {err}");
+    assert_forwarding(&env, &ZONES, DnsProvider::CoreDns, resolve_lb_host);
+}
+
+#[test]
+fn clusters_without_an_add_on_manager_get_no_warning() {
+    let env = Env::start(Flavor::Aks, &ZONES, strict);
+    let config = env.config("config.toml", &ZONES, "[dns]\ncloud = \"aks\"");
+    let out = env.apply(&config, &["-o", "json"]);
+    assert_exit(&out, 0);
+    assert!(!stderr(&out).contains("warning:"), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for zone in report["zones"].as_array().unwrap() {
+        assert_eq!(zone.get("warnings"), None, "{zone}");
+    }
+}
