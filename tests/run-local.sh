@@ -66,6 +66,10 @@ case "$flavor" in
   k3s) sed 's/^cloud = .*/cloud = "generic"/' config/sim.toml ;;
   *) cat config/sim.toml ;;
 esac >"$work/config.toml"
+if [ -n "$dns_addr" ]; then
+  # Every command (check's dns-lb too) resolves the LB host names there.
+  sed -i "s/^\[dns\]\$/[dns]\nlb_resolver = \"$dns_addr\"/" "$work/config.toml"
+fi
 cd "$work"
 export KUBECONFIG="$work/kubeconfig"
 cmd="$bin/crdb-multiregion"
