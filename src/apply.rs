@@ -41,6 +41,7 @@ use crate::cluster::{
 use crate::config::{Config, ProviderChoice};
 use crate::dns::DnsProvider;
 use crate::dnsconf::{self, DnsChange};
+use crate::events;
 use crate::lb;
 use crate::names;
 use crate::plan::{self, DnsStatus, Facts, Object, Stage, ZoneFacts, ZonePlan};
@@ -106,6 +107,10 @@ pub struct ZoneReport {
     pub dns_restarted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<String>,
+    /// Things that worked but may not stay so (e.g. a DNS ConfigMap a
+    /// cloud add-on re-applies).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub steps: Vec<StepTime>,
 }
 
@@ -937,6 +942,11 @@ async fn phase_b(
     .await
     .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
     report.dns = Some(change);
+    if let Some(manager) = dnsconf::addon_manager_of(&cluster.client, zone.dns.provider).await {
+        let warning = dnsconf::addon_warning(zone.dns.provider.configmap_name(), &manager);
+        progress.say(&cluster.zone, format!("warning: {warning}"));
+        report.warnings.push(warning);
+    }
     // Restart whenever the pods were last restarted for other forwarding
     // than the ConfigMap now holds: also after a run that was stopped
     // between writing the ConfigMap and restarting.
@@ -1055,6 +1065,8 @@ async fn wait_pods_running(
     wait_for(timeout, || {
         let pods = pods.clone();
         let selector = selector.clone();
+        let client = cluster.client.clone();
+        let namespace = namespace.to_string();
         async move {
             let list = pods
                 .list(&ListParams::default().labels(&selector))
@@ -1078,21 +1090,60 @@ async fn wait_pods_running(
                 }
             }
             if running >= want {
-                Ok(Ok(()))
-            } else {
-                Ok(Err(format!(
-                    "{running}/{want} pods running in namespace {namespace}{}",
-                    if others.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", others.join(", "))
-                    }
-                )))
+                return Ok(Ok(()));
+            }
+            // The StatefulSet controller records why it could not create a
+            // pod on the StatefulSet; a refusal will not change by waiting.
+            let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+            let failure = match sets.get_opt(names::STATEFULSET).await {
+                Ok(Some(set)) => {
+                    pod_create_failure(&client, &namespace, "StatefulSet", &set.metadata).await
+                }
+                _ => None,
+            };
+            let seen = format!(
+                "{running}/{want} pods running in namespace {namespace}{}",
+                if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", others.join(", "))
+                }
+            );
+            match failure {
+                Some(events::PodCreateFailure::Refused(why)) => Err(format!(
+                    "{seen}: the API server refused the StatefulSet's pods: {why}\n      hint: `kubectl -n {namespace} describe statefulset {}` shows the events; make the pod template (cockroachdb.templates_dir) pass the namespace's Pod Security level and policies",
+                    names::STATEFULSET
+                )),
+                Some(events::PodCreateFailure::Other(why)) => {
+                    Ok(Err(format!("{seen}; last FailedCreate: {why}")))
+                }
+                None => Ok(Err(seen)),
             }
         }
     })
     .await
     .map_err(|e| format!("waiting for CockroachDB pods: {e}"))
+}
+
+/// What the controller of `owner` (a `kind` in `namespace`) last said about
+/// pods it could not create, if anything newer than our last change. Events
+/// that cannot be read only cost the early answer.
+async fn pod_create_failure(
+    client: &kube::Client,
+    namespace: &str,
+    kind: &str,
+    owner: &ObjectMeta,
+) -> Option<events::PodCreateFailure> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let fields = format!(
+        "involvedObject.kind={kind},involvedObject.name={},type=Warning",
+        owner.name.as_deref().unwrap_or_default()
+    );
+    let list = events
+        .list(&ListParams::default().fields(&fields))
+        .await
+        .ok()?;
+    events::pod_create_failure(owner, &list.items)
 }
 
 /// Runs `cockroach init` once: never when the Job already exists or the
@@ -1124,7 +1175,7 @@ async fn init(
         if opts.dry_run {
             return Ok("init Job running".into());
         }
-        wait_job(&jobs, job.name(), opts.wait_timeout).await?;
+        wait_job(&cluster.client, &jobs, job.name(), opts.wait_timeout).await?;
         mark_initialised(&sets).await?;
         return Ok("initialised (init Job completed)".into());
     }
@@ -1148,7 +1199,7 @@ async fn init(
         Err(kube::Error::Api(s)) if s.code == 409 => {}
         Err(e) => return Err(format!("creating {}: {}", job.describe(), error_text(&e))),
     }
-    wait_job(&jobs, job.name(), opts.wait_timeout).await?;
+    wait_job(&cluster.client, &jobs, job.name(), opts.wait_timeout).await?;
     mark_initialised(&sets).await?;
     Ok("initialised (cockroach init succeeded)".into())
 }
@@ -1170,20 +1221,37 @@ fn job_done(job: &Job) -> Result<bool, String> {
     Ok(status.succeeded.unwrap_or(0) >= 1)
 }
 
-async fn wait_job(jobs: &Api<Job>, name: &str, timeout: Duration) -> Result<(), String> {
+async fn wait_job(
+    client: &kube::Client,
+    jobs: &Api<Job>,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), String> {
     wait_for(timeout, || {
         let jobs = jobs.clone();
+        let client = client.clone();
         async move {
             let job = jobs.get(name).await.map_err(|e| error_text(&e))?;
             match job_done(&job) {
                 Ok(true) => Ok(Ok(())),
                 Ok(false) => {
-                    let s = job.status.unwrap_or_default();
-                    Ok(Err(format!(
+                    let s = job.status.clone().unwrap_or_default();
+                    let seen = format!(
                         "init Job {name}: {} active, {} failed",
                         s.active.unwrap_or(0),
                         s.failed.unwrap_or(0)
-                    )))
+                    );
+                    // The Job controller records refused pods on the Job.
+                    let namespace = job.metadata.namespace.clone().unwrap_or_default();
+                    match pod_create_failure(&client, &namespace, "Job", &job.metadata).await {
+                        Some(events::PodCreateFailure::Refused(why)) => Err(format!(
+                            "{seen}: the API server refused the Job's pods: {why}\n      hint: `kubectl -n {namespace} describe job {name}` shows the events; make the Job template (cockroachdb.templates_dir) pass the namespace's Pod Security level and policies, then delete the Job and apply again"
+                        )),
+                        Some(events::PodCreateFailure::Other(why)) => {
+                            Ok(Err(format!("{seen}; last FailedCreate: {why}")))
+                        }
+                        None => Ok(Err(seen)),
+                    }
                 }
                 Err(e) => Err(e),
             }
@@ -1268,6 +1336,9 @@ pub fn render_summary(report: &ApplyReport) -> String {
         };
         let total: f64 = z.steps.iter().map(|s| s.seconds).sum();
         out.push_str(&format!("{:<16} {status} ({total:.1}s)\n", z.zone));
+        for w in &z.warnings {
+            out.push_str(&format!("{:<16} warning: {w}\n", ""));
+        }
     }
     let failed: Vec<&str> = report
         .zones

@@ -17,7 +17,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::Kubeconfig;
 use kube::{Client, Resource};
@@ -368,11 +368,24 @@ pub async fn detect_dns(
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
     let selector = format!("{}={}", names::DNS_POD_KEY, names::DNS_POD_VALUE);
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
+    let services: Api<Service> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
     let by_label = ListParams::default().labels(&selector);
-    let (list, custom) = tokio::join!(
+    let (list, custom, dns_service, corefile) = tokio::join!(
         deployments.list(&by_label),
-        configmaps.get_opt(DnsProvider::CoreDnsCustom.configmap_name())
+        configmaps.get_opt(DnsProvider::CoreDnsCustom.configmap_name()),
+        services.get_opt(names::CLUSTER_DNS_SERVICE),
+        configmaps.get_opt(DnsProvider::CoreDns.configmap_name())
     );
+    // k3s writes `coredns` again from its bundled manifest on every server
+    // start, and imports the optional `coredns-custom` ConfigMap (k3s docs,
+    // "Networking services", CoreDNS): a Corefile that imports it says that
+    // `coredns-custom` is the place for our server blocks, even before it
+    // exists. Unreadable: detection falls back to the ConfigMap's presence.
+    let imports_custom = matches!(&corefile, Ok(Some(cm)) if cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get(crate::dns::COREFILE_KEY))
+        .is_some_and(|c| imports_custom_servers(c)));
     let list = list.map_err(|e| {
         PreflightProblem::new(
             format!(
@@ -404,12 +417,35 @@ pub async fn detect_dns(
         .find(|n| n.as_str() == "kube-dns")
         .cloned();
     let detected = match (&coredns, &kube_dns) {
-        (Some(d), _) if has_custom => Some((DnsProvider::CoreDnsCustom, d.clone())),
+        (Some(d), _) if has_custom || imports_custom => {
+            Some((DnsProvider::CoreDnsCustom, d.clone()))
+        }
         (Some(d), _) => Some((DnsProvider::CoreDns, d.clone())),
         (None, Some(d)) => Some((DnsProvider::KubeDns, d.clone())),
         (None, None) => None,
     };
+    // A `kube-dns` Service with no DNS pods behind it: the cluster's DNS
+    // is served from outside the cluster (GKE Autopilot and GKE with Cloud
+    // DNS: "Autopilot uses Cloud DNS"; "For Autopilot clusters, you cannot
+    // modify the default kube-dns configuration", GKE docs, kube-dns). The
+    // kube-dns ConfigMap is ignored there and the DNS load balancer would
+    // have no endpoints, so nothing we could write would work.
+    let managed_outside = matches!(dns_service, Ok(Some(_)));
     let missing = || {
+        if managed_outside {
+            return PreflightProblem::new(
+                format!(
+                    "Service kube-system/{} exists but no DNS Deployment with pods labelled {selector} serves it (found: {}): this cluster's DNS is managed outside the cluster, as on GKE Autopilot or GKE with Cloud DNS, which ignore the kube-dns ConfigMap and leave the DNS load balancer without endpoints",
+                    names::CLUSTER_DNS_SERVICE,
+                    if names_found.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names_found.join(", ")
+                    }
+                ),
+                "crdb-multiregion forwards between clusters through kube-dns or CoreDNS in each cluster; use a GKE Standard cluster that runs kube-dns (created without --cluster-dns=clouddns), or set up cross-cluster names yourself in Cloud DNS and do not use this tool's DNS forwarding",
+            );
+        }
         PreflightProblem::new(
             format!(
                 "no DNS Deployment with pods labelled {selector} in kube-system (found: {})",
@@ -442,6 +478,18 @@ pub async fn detect_dns(
             }
         }
     }
+}
+
+/// The Corefile imports `coredns-custom`'s `*.server` keys at the top level
+/// as k3s mounts them (`import /etc/coredns/custom/*.server`).
+pub fn imports_custom_servers(corefile: &str) -> bool {
+    corefile.lines().any(|line| {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut words = line.split_whitespace();
+        words.next() == Some("import")
+            && words.next() == Some("/etc/coredns/custom/*.server")
+            && words.next().is_none()
+    })
 }
 
 /// What applying one object did.
@@ -607,4 +655,23 @@ pub enum WaitError {
     Timeout { after: Duration, last: String },
     #[error("{0}")]
     Api(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::imports_custom_servers;
+
+    #[test]
+    fn k3s_corefile_imports_custom_servers_and_the_standard_one_does_not() {
+        let k3s = ".:53 {\n    forward . /etc/resolv.conf\n    import /etc/coredns/custom/*.override\n}\nimport /etc/coredns/custom/*.server\n";
+        assert!(imports_custom_servers(k3s));
+        let standard = ".:53 {\n    forward . /etc/resolv.conf\n}\n";
+        assert!(!imports_custom_servers(standard));
+        assert!(!imports_custom_servers(
+            "# import /etc/coredns/custom/*.server\n"
+        ));
+        assert!(!imports_custom_servers(
+            "import /etc/coredns/custom/*.override\n"
+        ));
+    }
 }

@@ -86,6 +86,45 @@ fn data_of(cm: &Option<ConfigMap>) -> BTreeMap<String, String> {
     cm.as_ref().and_then(|c| c.data.clone()).unwrap_or_default()
 }
 
+/// The field manager that owns `cm` with server-side apply, other than us:
+/// a cloud add-on manager that re-applies its own version on an add-on
+/// update and so can take our forwarding away (EKS installs and updates the
+/// CoreDNS add-on by server-side apply as field manager `eks`: Amazon EKS
+/// user guide, "Determine fields you can customize for Amazon EKS add-ons").
+pub fn addon_manager(cm: &ConfigMap) -> Option<String> {
+    cm.metadata
+        .managed_fields
+        .as_deref()?
+        .iter()
+        .filter(|m| m.operation.as_deref() == Some("Apply"))
+        .filter_map(|m| m.manager.clone())
+        .find(|m| m != names::FIELD_MANAGER)
+}
+
+/// What a user reads about `manager` owning the DNS ConfigMap `configmap`.
+pub fn addon_warning(configmap: &str, manager: &str) -> String {
+    if manager == EKS_ADDON_MANAGER {
+        format!(
+            "ConfigMap kube-system/{configmap} is managed by the EKS CoreDNS add-on (field manager {manager}, server-side apply): an add-on update with resolve-conflicts OVERWRITE puts its Corefile back and removes our forwarding; update the add-on with resolve-conflicts PRESERVE, or put the forwarding into the add-on's `corefile` configuration value, and re-run apply after add-on updates (`check` names the add-on when forwarding is gone)"
+        )
+    } else {
+        format!(
+            "ConfigMap kube-system/{configmap} is also managed with server-side apply by {manager:?}: when that manager re-applies it, our forwarding may be removed; re-run apply afterwards (`check` names it when forwarding is gone)"
+        )
+    }
+}
+
+/// The field manager of Amazon EKS add-ons.
+pub const EKS_ADDON_MANAGER: &str = "eks";
+
+/// [`addon_manager`] of the DNS ConfigMap of `provider`, if it exists;
+/// `None` too when it cannot be read (the warning is a courtesy).
+pub async fn addon_manager_of(client: &Client, provider: DnsProvider) -> Option<String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
+    let cm = api.get_opt(provider.configmap_name()).await.ok()??;
+    addon_manager(&cm)
+}
+
 /// The forwarding currently configured by us (not the user's), found
 /// through our ownership markers only (see [`dns::our_forwards`]).
 pub fn our_forwards(provider: DnsProvider, data: &BTreeMap<String, String>) -> Vec<Forward> {
@@ -629,4 +668,56 @@ pub async fn read_backup(
         .await
         .map_err(|e| api_err(BACKUP_CONFIGMAP, &e))?
         .and_then(|c| c.data))
+}
+
+#[cfg(test)]
+mod addon_tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    use super::*;
+
+    fn cm(entries: &[(&str, &str)]) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                managed_fields: Some(
+                    entries
+                        .iter()
+                        .map(|(manager, op)| ManagedFieldsEntry {
+                            manager: Some(manager.to_string()),
+                            operation: Some(op.to_string()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_add_on_applying_the_configmap_is_found_and_updates_and_our_own_are_not() {
+        assert_eq!(
+            addon_manager(&cm(&[(names::FIELD_MANAGER, "Update"), ("eks", "Apply")])),
+            Some("eks".to_string())
+        );
+        assert_eq!(
+            addon_manager(&cm(&[
+                ("kubectl-edit", "Update"),
+                (names::FIELD_MANAGER, "Apply")
+            ])),
+            None
+        );
+        assert_eq!(addon_manager(&ConfigMap::default()), None);
+    }
+
+    #[test]
+    fn the_eks_warning_names_the_add_on_and_the_supported_alternatives() {
+        let w = addon_warning("coredns", "eks");
+        assert!(w.contains("EKS CoreDNS add-on"), "{w}");
+        assert!(w.contains("resolve-conflicts PRESERVE"), "{w}");
+        assert!(w.contains("`corefile` configuration value"), "{w}");
+        let other = addon_warning("coredns", "flux");
+        assert!(other.contains("\"flux\""), "{other}");
+    }
 }

@@ -77,7 +77,7 @@ fn ours_changed_at(svc: &Service) -> Option<Timestamp> {
 
 /// The last time an event happened: `lastTimestamp` (core/v1 events),
 /// `eventTime` (events.k8s.io writers), or its creation.
-fn event_time(e: &Event) -> Option<Timestamp> {
+pub(crate) fn event_time(e: &Event) -> Option<Timestamp> {
     e.last_timestamp
         .as_ref()
         .map(|t| t.0)

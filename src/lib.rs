@@ -30,6 +30,7 @@ pub mod config;
 pub mod connect;
 pub mod dns;
 pub mod dnsconf;
+pub mod events;
 pub mod fsutil;
 pub mod lb;
 pub mod names;

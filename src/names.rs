@@ -48,6 +48,8 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// Label selecting the cluster's DNS pods (kube-dns and CoreDNS alike).
 pub const DNS_POD_KEY: &str = "k8s-app";
 pub const DNS_POD_VALUE: &str = "kube-dns";
+/// The cluster DNS Service every distribution keeps in kube-system.
+pub const CLUSTER_DNS_SERVICE: &str = "kube-dns";
 
 /// Ports.
 pub const GRPC_PORT: u16 = 26257;

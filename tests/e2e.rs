@@ -18,6 +18,8 @@ use serde_json::Value;
 
 #[path = "e2e/connecting.rs"]
 mod connecting;
+#[path = "e2e/strict.rs"]
+mod strict;
 
 const ZONES: [&str; 3] = ["us-east1-b", "us-west1-a", "us-central1-a"];
 const SELECTOR_KEY: &str = "app.kubernetes.io/managed-by";
@@ -285,7 +287,18 @@ fn full_cycle(
     extra_config: &str,
     resolve: impl Fn(&str) -> String,
 ) {
-    let env = Env::start(flavor, &ZONES, |b| b);
+    full_cycle_on(flavor, |b| b, provider, extra_config, resolve)
+}
+
+/// [`full_cycle`] on a federation that `configure` makes stricter.
+fn full_cycle_on(
+    flavor: Flavor,
+    configure: impl FnOnce(kube_sim::FederationBuilder) -> kube_sim::FederationBuilder,
+    provider: DnsProvider,
+    extra_config: &str,
+    resolve: impl Fn(&str) -> String,
+) {
+    let env = Env::start(flavor, &ZONES, configure);
     let seeded: Vec<_> = ZONES
         .iter()
         .map(|z| {

@@ -226,6 +226,22 @@ pub fn dns_hint(from: &str, to: &str, no_answer: bool) -> String {
     }
 }
 
+/// Hint for DNS rows of a cluster whose forwarding, configured by apply,
+/// is gone: names the add-on that owns the ConfigMap when there is one.
+pub fn lost_forwarding_hint(zone: &str, configmap: &str, addon: Option<&str>) -> String {
+    match addon {
+        Some(manager) if manager == crate::dnsconf::EKS_ADDON_MANAGER => format!(
+            "ConfigMap kube-system/{configmap} in {zone} is managed by the EKS CoreDNS add-on, and an add-on update with resolve-conflicts OVERWRITE puts its Corefile back: run apply to merge the forwarding again (update the add-on with resolve-conflicts PRESERVE, or use its `corefile` configuration value, to keep it)"
+        ),
+        Some(manager) => format!(
+            "ConfigMap kube-system/{configmap} in {zone} is also managed with server-side apply by {manager:?}, which may have re-applied it: run apply to merge the forwarding again"
+        ),
+        None => format!(
+            "the forwarding apply wrote into ConfigMap kube-system/{configmap} in {zone} was removed (edited or replaced by someone else): run apply to merge it again"
+        ),
+    }
+}
+
 /// Hint for a failed DNS load balancer query: `answered` tells a wrong or
 /// negative answer from a transport failure.
 pub fn dns_lb_hint(from: &str, to: &str, protocol: &str, answered: bool) -> String {

@@ -234,6 +234,9 @@ struct Connected {
     cluster: Cluster,
     /// Domains the cluster's DNS forwards (when the DNS check runs).
     forwarded: Option<BTreeSet<String>>,
+    /// When apply had configured forwarding here: the hint for the case
+    /// that none of it is left.
+    lost_forwarding: Option<String>,
     lb: LbAddress,
     /// The Nodes' pod ranges (when the cidr check runs).
     pod_cidrs: Option<PodCidrs>,
@@ -443,9 +446,32 @@ async fn connect_zone(
                 "fix the DNS ConfigMap in kube-system; apply and teardown need it readable too",
             )
         })?;
-        Some(forwards.into_iter().map(|f| f.domain).collect())
+        let domains: BTreeSet<String> = forwards.into_iter().map(|f| f.domain).collect();
+        // Our backup record says apply configured forwarding here; if none
+        // of it is left, someone took it away (an add-on update): a failure
+        // to name, not a check before apply.
+        let applied = dnsconf::owner(&cluster.client)
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+        let lost = if applied {
+            let addon = dnsconf::addon_manager_of(&cluster.client, server.provider).await;
+            Some(super::lost_forwarding_hint(
+                &zone.name,
+                server.provider.configmap_name(),
+                addon.as_deref(),
+            ))
+        } else {
+            None
+        };
+        Some((domains, lost))
     } else {
         None
+    };
+    let (forwarded, lost_forwarding) = match forwarded {
+        Some((domains, lost)) => (Some(domains), lost),
+        None => (None, None),
     };
 
     let lb = if opts.checks.contains(&Check::DnsLb) {
@@ -473,6 +499,7 @@ async fn connect_zone(
         zone: zone.clone(),
         cluster,
         forwarded,
+        lost_forwarding,
         lb,
         pod_cidrs,
     })
@@ -861,6 +888,7 @@ pub fn plan_targets(
     from: &Zone,
     listeners: &BTreeMap<String, IpAddr>,
     forwarded: Option<&BTreeSet<String>>,
+    lost_forwarding: Option<&str>,
     checks: &BTreeSet<Check>,
     ports: &[u16],
 ) -> (ProberTargets, Vec<CheckResult>) {
@@ -901,6 +929,16 @@ pub fn plan_targets(
                     expect: *ip,
                     forwarded: probe::forwards_zone(forwarded, &domain(to)),
                 });
+            } else if let Some(hint) = lost_forwarding {
+                skipped.push(CheckResult {
+                    status: Status::Fail,
+                    detail: format!(
+                        "{}'s DNS configuration has no forwarding entry for {}'s domain any more (apply had configured it)",
+                        from.name, to.name
+                    ),
+                    hint: Some(hint.to_string()),
+                    ..super::skipped(Check::Dns, &from.name, &to.name, &name, "")
+                });
             } else {
                 skipped.push(super::skipped(
                     Check::Dns,
@@ -930,6 +968,7 @@ async fn run_prober(
         &c.zone,
         listeners,
         c.forwarded.as_ref(),
+        c.lost_forwarding.as_deref(),
         &opts.checks,
         &opts.ports,
     );

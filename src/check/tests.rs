@@ -266,6 +266,7 @@ fn dns_is_skipped_before_apply_and_probed_once_any_forwarding_exists() {
             &config.zones[0],
             &listeners,
             Some(&forwarded),
+            None,
             &checks,
             &[26257, 8080],
         )
@@ -321,10 +322,45 @@ fn dns_is_skipped_before_apply_and_probed_once_any_forwarding_exists() {
         &config.zones[0],
         &listeners,
         None,
+        None,
         &tcp_only,
         &[26257],
     );
     assert_eq!((t.tcp.len(), t.dns.len(), skipped.len()), (3, 0, 0));
+
+    // Forwarding that apply had configured and that is gone (an EKS add-on
+    // update put its Corefile back): failures naming the add-on, not skips.
+    let forwarded: BTreeSet<String> = ["acme.internal".to_string()].into();
+    let hint = lost_forwarding_hint("us-east1-b", "coredns", Some("eks"));
+    let (t, rows) = plan_targets(
+        &config,
+        &config.zones[0],
+        &listeners,
+        Some(&forwarded),
+        Some(&hint),
+        &checks,
+        &[26257],
+    );
+    assert!(t.dns.is_empty());
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        assert_eq!(r.status, Status::Fail, "{r:?}");
+        assert!(r.detail.contains("apply had configured it"), "{r:?}");
+        assert!(
+            r.hint.as_deref().unwrap().contains("EKS CoreDNS add-on")
+                && r.hint.as_deref().unwrap().contains("run apply"),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn lost_forwarding_hint_names_the_manager_or_says_someone_removed_it() {
+    let other = lost_forwarding_hint("z", "coredns", Some("flux"));
+    assert!(other.contains("\"flux\""), "{other}");
+    let none = lost_forwarding_hint("z", "coredns", None);
+    assert!(none.contains("was removed"), "{none}");
+    assert!(!none.contains("add-on"), "{none}");
 }
 
 #[test]
