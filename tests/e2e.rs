@@ -1306,18 +1306,23 @@ fn dns_markers_damaged_by_hand_stop_teardown_with_the_manual_fix_and_lose_nothin
     // The user follows the fix: our blocks and marker lines go.
     for z in ["us-east1-b", "us-west1-a"] {
         edit_corefile(&env, z, |t| {
+            // Our server blocks, nested blocks (`forward . IP { force_tcp }`
+            // on TCP-only eks) included, and the marker lines.
             let mut out = String::new();
-            let mut skip = false;
+            let mut depth = 0usize;
             for line in t.split_inclusive('\n') {
-                if line.contains(".svc.cluster.local:53 {") {
-                    skip = true;
+                if depth == 0 && line.contains(".svc.cluster.local:53 {") {
+                    depth = 1;
+                    continue;
+                }
+                if depth > 0 {
+                    depth += line.matches('{').count();
+                    depth -= line.matches('}').count().min(depth);
+                    continue;
                 }
                 let marker = line.trim() == dns::BEGIN_MARKER || line.trim() == dns::END_MARKER;
-                if !skip && !marker {
+                if !marker {
                     out.push_str(line);
-                }
-                if skip && line.trim() == "}" {
-                    skip = false;
                 }
             }
             out
