@@ -20,7 +20,10 @@ set -euo pipefail
 flavor=${FLAVOR:-gke}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-cargo build --quiet -p crdb-multiregion -p kube-sim --bins
+# Visible on purpose: a first build compiles kube, k8s-openapi and tokio
+# (minutes on a small machine), and a silent screen looks like a hang.
+echo "== building crdb-multiregion and kube-sim (the first build takes a few minutes; cargo shows its progress)"
+cargo build -p crdb-multiregion -p kube-sim --bins
 target=${CARGO_TARGET_DIR:-target}
 case "$target" in /*) ;; *) target="$repo/$target" ;; esac
 bin="$target/debug"
