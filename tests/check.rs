@@ -612,6 +612,40 @@ fn quiet_text_report_to_a_file_prints_nothing_on_stderr() {
 }
 
 #[test]
+fn after_an_eks_add_on_update_dns_from_that_zone_fails_naming_the_add_on() {
+    // Without the seeded user DNS, the eks CoreDNS ConfigMap is the add-on's
+    // (field manager `eks`, operation Apply), as on EKS.
+    let env = Env::start(|b| b.flavor(Flavor::Eks).seed_user_dns(false));
+    env.apply();
+    // An add-on update with OVERWRITE puts the default Corefile back.
+    env.fed.cluster("us-west1-a").addon_update().unwrap();
+    let _runtime = scripted_runtime(&env, ("", ""));
+    let out = env.check(&["-o", "json", "--only", "dns"]);
+    assert_exit(&out, 1);
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    validate(&report);
+    let dns: Vec<&Value> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["check"] == "dns")
+        .collect();
+    assert!(!dns.is_empty());
+    for r in &dns {
+        if r["from"] == "us-west1-a" {
+            assert_eq!(r["status"], "fail", "{r}");
+            assert!(
+                r["hint"].as_str().unwrap().contains("EKS CoreDNS add-on"),
+                "{r}"
+            );
+        } else {
+            assert_ne!(r["status"], "fail", "{r}");
+        }
+    }
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+}
+
+#[test]
 fn after_apply_a_cut_pair_fails_in_both_directions_and_junit_says_so() {
     let env = Env::start(|b| b);
     env.apply();
