@@ -274,7 +274,7 @@ pub async fn connect(kubeconfig: &Kubeconfig, context: &str) -> Result<Connectio
         let available: Vec<String> = kubeconfig.contexts.iter().map(|c| c.name.clone()).collect();
         return Err(ConnectError::NoContext {
             context: context.to_string(),
-            suggestion: did_you_mean(context, &available),
+            suggestion: crate::suggest::did_you_mean(context, &available),
             available,
         });
     };
@@ -376,16 +376,6 @@ fn client_error(e: kube::Error, plugin: Option<(String, Option<String>)>) -> Con
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.trim_end().lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// The closest context name, when one is close enough to be a typo.
-pub fn did_you_mean(wanted: &str, available: &[String]) -> Option<String> {
-    available
-        .iter()
-        .map(|a| (strsim::jaro_winkler(wanted, a), a))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, a)| a.clone())
 }
 
 /// The proxy for `server`, as kubectl (client-go) picks it: the cluster's
@@ -705,15 +695,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("HTTPS_PROXY"), "{e}");
-    }
-
-    #[test]
-    fn did_you_mean_suggests_close_context_names_only() {
-        let available = vec!["us-west1-a".to_string(), "gke_proj_us-east1-b".to_string()];
-        assert_eq!(
-            did_you_mean("us-wst1-a", &available).as_deref(),
-            Some("us-west1-a")
-        );
-        assert_eq!(did_you_mean("production", &available), None);
     }
 }

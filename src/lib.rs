@@ -38,6 +38,7 @@ pub mod output;
 pub mod plan;
 pub mod render;
 pub mod resolve;
+pub mod suggest;
 pub mod teardown;
 
 /// Exit codes are a contract (documented in docs/exit-codes in the README):

@@ -43,7 +43,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
     for zone in &args.zones {
         if config.zone(zone).is_none() {
             let names: Vec<String> = config.zones.iter().map(|z| z.name.clone()).collect();
-            let hint = crate::connect::did_you_mean(zone, &names)
+            let hint = crate::suggest::did_you_mean(zone, &names)
                 .map(|m| format!(" (did you mean {m:?}?)"))
                 .unwrap_or_default();
             bail!(
