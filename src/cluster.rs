@@ -509,6 +509,10 @@ pub enum ApplyError {
     Conflict { object: String, message: String },
     #[error("{object}: {message}")]
     Api { object: String, message: String },
+    /// 422: the API server refuses the object itself (an immutable field,
+    /// a value out of range); retrying cannot help.
+    #[error("{object}: {message}")]
+    Invalid { object: String, message: String },
 }
 
 /// Server-side apply of one planned object with our field manager (never
@@ -561,6 +565,10 @@ where
     let name = object.name();
     let api_err = |e: kube::Error| match &e {
         kube::Error::Api(s) if s.code == 409 => ApplyError::Conflict {
+            object: object.describe(),
+            message: s.message.clone(),
+        },
+        kube::Error::Api(s) if s.code == 422 => ApplyError::Invalid {
             object: object.describe(),
             message: s.message.clone(),
         },

@@ -38,6 +38,7 @@ pub mod output;
 pub mod plan;
 pub mod render;
 pub mod resolve;
+pub mod rollout;
 pub mod suggest;
 pub mod teardown;
 

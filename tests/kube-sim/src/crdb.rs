@@ -314,7 +314,7 @@ impl CrdbSim {
         // The StatefulSet is gone (teardown): so are its nodes. A
         // decommissioned node whose pod stopped is gone from the cluster.
         st.nodes.retain(|(i, ns, _), n| {
-            sets_alive.contains(&(*i, ns.clone())) && !(n.decommissioned && !n.up)
+            (n.up || !n.decommissioned) && sets_alive.contains(&(*i, ns.clone()))
         });
         let down: Vec<&Node> = st
             .nodes
