@@ -41,6 +41,7 @@ pub mod resolve;
 pub mod rollout;
 pub mod suggest;
 pub mod teardown;
+pub mod watch;
 
 /// Exit codes are a contract (documented in docs/exit-codes in the README):
 /// 0 success, 1 a check or verification failed, 2 could not run.

@@ -254,6 +254,11 @@ impl CrdbSim {
     }
 
     /// The next (seq, at_ms) of an activity record.
+    /// Microseconds from the federation's start to `at`.
+    pub fn micros_since_start(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_micros() as u64
+    }
+
     pub fn stamp(&self) -> (u64, u64) {
         (
             self.seq.fetch_add(1, Ordering::SeqCst) + 1,
