@@ -45,6 +45,7 @@ use crate::events;
 use crate::lb;
 use crate::names;
 use crate::plan::{self, DnsStatus, Facts, Object, Stage, ZoneFacts, ZonePlan};
+use crate::progress::Progress;
 use crate::render::Templates;
 use crate::resolve;
 
@@ -58,20 +59,6 @@ pub struct ApplyOptions {
     pub concurrency: usize,
     /// DNS server for LB hostnames (default: the system's).
     pub resolver: Option<SocketAddr>,
-}
-
-/// Progress lines on stderr, prefixed with the zone.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    pub quiet: bool,
-}
-
-impl Progress {
-    pub fn say(&self, zone: &str, msg: impl std::fmt::Display) {
-        if !self.quiet {
-            crate::ewriteln!("{zone}: {msg}");
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,6 +99,9 @@ pub struct ZoneReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     pub steps: Vec<StepTime>,
+    /// Time spent on this zone (its phases, a failed step included; not
+    /// the waits for the other zones or for a --concurrency slot).
+    pub seconds: f64,
 }
 
 impl ZoneReport {
@@ -355,6 +345,7 @@ pub async fn connect_all(
         ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
     };
     let checks = config.zones.iter().map(|zone| async move {
+        progress.step(&zone.name, "pre-flight");
         let cluster = cluster::connect(kubeconfig, zone)
             .await
             .map_err(|e| vec![cluster::connect_problem(&e, &zone.context)])?;
@@ -594,10 +585,13 @@ pub async fn apply(
                 ..ZoneReport::default()
             };
             let mut timer = Timer { steps: Vec::new() };
+            let t = Instant::now();
             let result = phase_a(cluster, zone_plan, opts, progress, &mut report, &mut timer).await;
             report.steps = timer.steps;
+            report.seconds = t.elapsed().as_secs_f64();
             if let Err(e) = result {
                 progress.say(&cluster.zone, format!("failed: {e}"));
+                progress.finish_zone(&cluster.zone, false);
                 report.error = Some(e);
             }
             report
@@ -627,6 +621,7 @@ pub async fn apply(
                 let mut timer = Timer {
                     steps: std::mem::take(&mut report.steps),
                 };
+                let t = Instant::now();
                 let result = phase_b(
                     cluster,
                     info,
@@ -639,10 +634,12 @@ pub async fn apply(
                 )
                 .await;
                 report.steps = timer.steps;
-                if let Err(e) = result {
+                report.seconds += t.elapsed().as_secs_f64();
+                if let Err(e) = &result {
                     progress.say(&cluster.zone, format!("failed: {e}"));
-                    report.error = Some(e);
                 }
+                progress.finish_zone(&cluster.zone, result.is_ok());
+                report.error = result.err();
             }
         },
     );
@@ -650,6 +647,7 @@ pub async fn apply(
 
     for r in &mut reports {
         r.ok = r.error.is_none();
+        r.seconds = (r.seconds * 1000.0).round() / 1000.0;
     }
     let ok = reports.iter().all(|r| r.ok);
     let changed = reports.iter().any(|r| !r.unchanged());
@@ -772,6 +770,7 @@ async fn phase_a(
         }
     } else {
         progress.say(&cluster.zone, "waiting for the DNS load balancer address");
+        progress.step(&cluster.zone, "LB pending");
         let events: Api<Event> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
         wait_for(opts.wait_timeout, || {
             let services = services.clone();
@@ -814,6 +813,7 @@ async fn phase_a(
     let mut addresses = ips;
     for host in &hosts {
         let zone_name = &cluster.zone;
+        progress.step(zone_name, "LB host name resolving");
         let resolved =
             resolve::resolve_until(host, opts.resolver, opts.wait_timeout, |e, waited| {
                 progress.say(
@@ -984,6 +984,7 @@ async fn phase_b(
             dnsconf::rollout_restart(&cluster.client, &info.dns, record.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
+            progress.step(&cluster.zone, "DNS restarting");
             dnsconf::wait_ready(&cluster.client, &info.dns, opts.wait_timeout)
                 .await
                 .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
@@ -1025,7 +1026,7 @@ async fn apply_workload(
     );
     if !opts.dry_run {
         let want = config_replicas(zone);
-        wait_pods_running(cluster, &zone.namespace, want, opts.wait_timeout).await?;
+        wait_pods_running(cluster, &zone.namespace, want, opts.wait_timeout, progress).await?;
         progress.say(
             &cluster.zone,
             format!("{want}/{want} CockroachDB pods running"),
@@ -1036,6 +1037,9 @@ async fn apply_workload(
     if first {
         let t = Instant::now();
         if let Some(job) = zone.stage(Stage::Init).next() {
+            if !opts.dry_run {
+                progress.step(&cluster.zone, "cockroach init");
+            }
             let outcome = init(cluster, zone, job, opts).await?;
             progress.say(&cluster.zone, &outcome);
             report.init = Some(outcome);
@@ -1059,6 +1063,7 @@ async fn wait_pods_running(
     namespace: &str,
     want: i32,
     timeout: Duration,
+    progress: Progress,
 ) -> Result<(), String> {
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let selector = format!("{}={}", names::APP_KEY, names::APP);
@@ -1089,6 +1094,12 @@ async fn wait_pods_running(
                     ));
                 }
             }
+            progress.count(
+                &cluster.zone,
+                "pods",
+                running.max(0) as usize,
+                want.max(0) as usize,
+            );
             if running >= want {
                 return Ok(Ok(()));
             }
@@ -1334,8 +1345,7 @@ pub fn render_summary(report: &ApplyReport) -> String {
                 parts.join("; ")
             }
         };
-        let total: f64 = z.steps.iter().map(|s| s.seconds).sum();
-        out.push_str(&format!("{:<16} {status} ({total:.1}s)\n", z.zone));
+        out.push_str(&format!("{:<16} {status} ({:.1}s)\n", z.zone, z.seconds));
         for w in &z.warnings {
             out.push_str(&format!("{:<16} warning: {w}\n", ""));
         }

@@ -36,6 +36,7 @@ pub mod lb;
 pub mod names;
 pub mod output;
 pub mod plan;
+pub mod progress;
 pub mod render;
 pub mod resolve;
 pub mod suggest;

@@ -24,10 +24,10 @@ use super::cidr::{self, PodCidrs};
 use super::lb::{self, Answer, Transport};
 use super::probe::{self, DnsTarget, ProbeLog, ProberTargets, TcpTarget};
 use super::{Check, CheckReport, CheckResult, NOT_FORWARDED, Status};
-use crate::apply::Progress;
 use crate::cluster::{self, Cluster, WaitError, error_text, wait_for};
 use crate::config::{Config, Protocol, ProviderChoice, Zone};
 use crate::dns::{self, DnsProvider};
+use crate::progress::Progress;
 use crate::{dnsconf, names, resolve};
 
 /// Bound of one DNS load balancer query.
@@ -420,6 +420,7 @@ async fn connect_zone(
             &hint,
         )
     };
+    progress.step(&zone.name, "connecting");
     let cluster = cluster::connect(kubeconfig, zone)
         .await
         .map_err(|e| reached(cluster::connect_problem(&e, &zone.context)))?;
@@ -697,6 +698,7 @@ async fn start_listener(
     pods.create(&post_params(), &listener)
         .await
         .map_err(|e| api_problem(&format!("creating pod {ns}/{}", probe::LISTENER_POD), &e))?;
+    progress.step(zone, "listener starting");
     match wait_pod(&pods, probe::LISTENER_POD, &opts.image, opts, false).await {
         Ok(PodOutcome::Running(ip)) => {
             progress.say(
@@ -995,6 +997,7 @@ async fn run_prober(
             "the context needs rights to create Pods in the zone's namespace",
         )
     })?;
+    progress.step(zone, "probing");
     let phase = match wait_pod(&pods, probe::PROBER_POD, &opts.image, opts, true).await {
         Ok(PodOutcome::Finished { phase }) => phase,
         Ok(PodOutcome::Running(_)) => "Running".to_string(),

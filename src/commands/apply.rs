@@ -5,22 +5,21 @@ use std::fmt::Write;
 use anyhow::Context;
 
 use crate::Exit;
-use crate::apply::{self, ApplyOptions, ApplyReport, Progress};
+use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::certs::{self, CertBundle};
 use crate::cli::{ApplyArgs, ReportFormat};
 use crate::cluster::{self, Action};
 use crate::commands::plan::{cert_settings, check_templates, load_templates, node_identities};
 use crate::commands::{block_on, with_limits};
 use crate::config::Config;
+use crate::progress::Progress;
 
 pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
     let config = Config::load(&args.cluster.config)?;
     let templates = load_templates(&config)?;
     check_templates(&config, &templates)?;
     let dry_run = args.dry_run || diff;
-    let progress = Progress {
-        quiet: args.cluster.quiet,
-    };
+    let progress = Progress::new(args.cluster.quiet);
     let opts = ApplyOptions {
         dry_run,
         prune: args.prune,
@@ -32,7 +31,8 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
         },
         resolver: args.lb_resolver.or(config.dns.lb_resolver),
     };
-    let report = block_on(with_limits(&args.cluster, async {
+    progress.begin(config.zones.iter().map(|z| z.name.as_str()));
+    let result = block_on(with_limits(&args.cluster, async {
         let kubeconfig = cluster::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
         let clusters = apply::connect_all(
             &config,
@@ -44,9 +44,11 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
         apply::check_removed_zones(&config, &clusters, opts.prune, progress).await?;
         let bundle = certificates(&config, &clusters, dry_run, args.replace_ca, progress).await?;
         apply::apply(&config, &templates, &bundle, clusters, &opts, progress).await
-    }))???;
+    }));
+    progress.end();
+    let report = result???;
 
-    print_report(&report, args.cluster.output)?;
+    print_report(&report, args.cluster.output, progress)?;
     Ok(if !report.ok {
         Exit::CouldNotRun
     } else if diff && report.changed {
@@ -114,7 +116,11 @@ async fn certificates(
     Ok(bundle)
 }
 
-fn print_report(report: &ApplyReport, format: ReportFormat) -> anyhow::Result<()> {
+fn print_report(
+    report: &ApplyReport,
+    format: ReportFormat,
+    progress: Progress,
+) -> anyhow::Result<()> {
     let mut stdout = String::new();
     match format {
         ReportFormat::Json => {
@@ -150,7 +156,12 @@ fn print_report(report: &ApplyReport, format: ReportFormat) -> anyhow::Result<()
                     }
                 }
             }
-            crate::ewrite!("{}", apply::render_summary(report));
+            let zones: Vec<(&str, bool)> = report
+                .zones
+                .iter()
+                .map(|z| (z.zone.as_str(), z.ok))
+                .collect();
+            progress.summary(&apply::render_summary(report), &zones);
         }
     }
     crate::output::stdout(stdout.as_bytes())?;
