@@ -20,6 +20,8 @@ use serde_json::Value;
 mod connecting;
 #[path = "e2e/strict.rs"]
 mod strict;
+#[path = "e2e/terminal.rs"]
+mod terminal;
 
 const ZONES: [&str; 3] = ["us-east1-b", "us-west1-a", "us-central1-a"];
 const SELECTOR_KEY: &str = "app.kubernetes.io/managed-by";
