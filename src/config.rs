@@ -879,7 +879,7 @@ impl<'t> Checker<'t> {
         for (k, _) in t.iter() {
             let key = k.get_ref().as_ref();
             if !allowed.contains(&key) {
-                let hint = closest(key, allowed)
+                let hint = crate::suggest::closest(key, allowed)
                     .map(|c| format!(" (did you mean `{c}`?)"))
                     .unwrap_or_else(|| format!(" (valid keys: {})", allowed.join(", ")));
                 self.problem(k.span(), format!("unknown key `{key}` in {place}{hint}"));
@@ -1008,7 +1008,7 @@ impl<'t> Checker<'t> {
             return Some(*v);
         }
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        let hint = closest(&s, &names)
+        let hint = crate::suggest::closest(&s, &names)
             .map(|c| format!(" (did you mean \"{c}\"?)"))
             .unwrap_or_default();
         let span = span_of(t, key).unwrap_or(0..0);
@@ -1087,30 +1087,6 @@ fn path_is_inside(inner: &Path, outer: &Path) -> bool {
             .collect()
     };
     norm(inner).starts_with(norm(outer))
-}
-
-/// The closest valid name within a small edit distance.
-fn closest<'a>(key: &str, options: &[&'a str]) -> Option<&'a str> {
-    options
-        .iter()
-        .map(|o| (levenshtein(key, o), *o))
-        .filter(|(d, o)| *d <= 2.max(o.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, o)| o)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

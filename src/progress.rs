@@ -143,6 +143,21 @@ pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// stderr for log lines (`-v`): written around the live lines, as
+/// [`suspend`] does for everything else.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 static LIVE: OnceLock<Live> = OnceLock::new();
 
 fn live() -> &'static Live {

@@ -838,6 +838,12 @@ const BAD_CONFIGS: &[(&str, &str)] = &[
         "malformed_values",
         "[certs]\nkey_type = \"ed25519\"\n\n[cockroachdb]\nstorage = \"lots\"\n\n[dns]\ncloud = \"gcp\"\nprotocols = \"UDP\"\n\n[[zones]]\nname = \"a\"\ncontext = \"a\"\nreplicas = \"three\"\n",
     ),
+    // Values in another case than the documented one get the right
+    // spelling (issue 12: `cloud = "GKE"` got no suggestion).
+    (
+        "enum_values_in_another_case",
+        "[certs]\nkey_type = \"RSA-2048\"\n\n[dns]\ncloud = \"GKE\"\nprovider = \"CoreDNS\"\nload_balancer = \"Internal\"\n\n[[zones]]\nname = \"a\"\ncontext = \"a\"\n",
+    ),
     ("toml_syntax", "[[zones]]\nname = \"a\ncontext = \"a\"\n"),
     (
         "ca_key_inside_certs_dir",
