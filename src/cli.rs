@@ -352,6 +352,12 @@ pub struct PlanArgs {
     #[arg(long = "zone", value_name = "ZONE")]
     pub zones: Vec<String>,
 
+    /// With `-o yaml`, print every zone's objects on one stream. Without it
+    /// (and without --zone), `-o yaml` refuses a config of several zones:
+    /// piped to `kubectl apply -f -`, they would all land in one cluster.
+    #[arg(long, conflicts_with = "zones")]
+    pub all_zones: bool,
+
     /// Write manifests here instead of the config's generated_dir.
     #[arg(long, value_name = "DIR")]
     pub generated_dir: Option<PathBuf>,

@@ -317,6 +317,42 @@ impl Config {
     pub fn first_zone(&self) -> &Zone {
         &self.zones[0]
     }
+
+    /// Checks the names of `--zone` flags (every command that has the flag
+    /// uses this): each must be a zone of this config; a close one is
+    /// suggested.
+    pub fn check_zone_flags(&self, names: &[String]) -> Result<(), UnknownZone> {
+        let zones: Vec<String> = self.zones.iter().map(|z| z.name.clone()).collect();
+        match names.iter().find(|n| self.zone(n).is_none()) {
+            None => Ok(()),
+            Some(name) => Err(UnknownZone {
+                name: name.clone(),
+                file: self.source.clone(),
+                suggestion: crate::suggest::did_you_mean(name, &zones),
+                zones,
+            }),
+        }
+    }
+
+    /// Whether `--zone` flags `names` select `zone` (no flag selects all).
+    pub fn zone_selected(names: &[String], zone: &str) -> bool {
+        names.is_empty() || names.iter().any(|n| n == zone)
+    }
+}
+
+/// A `--zone` flag that names no zone of the config.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--zone {name}: no zone {name:?} in {}{}; its zones are {}",
+    .file.display(),
+    .suggestion.as_ref().map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default(),
+    .zones.join(", ")
+)]
+pub struct UnknownZone {
+    pub name: String,
+    pub file: PathBuf,
+    pub suggestion: Option<String>,
+    pub zones: Vec<String>,
 }
 
 struct Checker<'t> {
