@@ -59,6 +59,10 @@ pub struct ApplyOptions {
     pub concurrency: usize,
     /// DNS server for LB hostnames (default: the system's).
     pub resolver: Option<SocketAddr>,
+    /// `--zone`: the DNS load balancer addresses of the zones that are not
+    /// applied, read from their clusters; the applied zones' forwarding
+    /// needs them. Empty when every zone is applied.
+    pub other_zones: BTreeMap<String, Vec<IpAddr>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -330,21 +334,28 @@ impl Timer {
     }
 }
 
-/// Connects to and pre-flights every zone concurrently, each zone's
-/// pre-flight within `preflight_timeout`.
+/// Connects to and pre-flights every zone that `--zone` flags `only`
+/// select (all when none) concurrently, each zone's pre-flight within
+/// `preflight_timeout`.
 pub async fn connect_all(
     config: &Config,
+    only: &[String],
     kubeconfig: &kube::config::Kubeconfig,
     preflight_timeout: Duration,
     progress: Progress,
 ) -> Result<Vec<(Cluster, ClusterInfo)>, ApplyError> {
+    let zones: Vec<&crate::config::Zone> = config
+        .zones
+        .iter()
+        .filter(|z| Config::zone_selected(only, &z.name))
+        .collect();
     let override_ = match config.dns.provider {
         ProviderChoice::Auto => None,
         ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),
         ProviderChoice::Coredns => Some(DnsProvider::CoreDns),
         ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
     };
-    let checks = config.zones.iter().map(|zone| async move {
+    let checks = zones.iter().map(|zone| async move {
         progress.step(&zone.name, "pre-flight");
         let cluster = cluster::connect(kubeconfig, zone)
             .await
@@ -362,7 +373,7 @@ pub async fn connect_all(
     let results = futures::future::join_all(checks).await;
     let mut ok = Vec::new();
     let mut failed = Vec::new();
-    for (zone, r) in config.zones.iter().zip(results) {
+    for (zone, r) in zones.iter().zip(results) {
         match r {
             Ok(c) => ok.push(c),
             Err(problems) => failed.push((zone.name.clone(), zone.context.clone(), problems)),
@@ -567,6 +578,15 @@ pub async fn apply(
             },
         );
     }
+    for (zone, addresses) in &opts.other_zones {
+        facts.zones.insert(
+            zone.clone(),
+            ZoneFacts {
+                dns_addresses: addresses.clone(),
+                dns_provider: None,
+            },
+        );
+    }
     let first_plan = plan::plan(config, certs, &facts, templates)?;
     let semaphore = Arc::new(Semaphore::new(opts.concurrency.max(1)));
 
@@ -607,8 +627,10 @@ pub async fn apply(
     let full_plan = plan::plan(config, certs, &facts, templates)?;
 
     // Phase B.
-    let phase_b = clusters.iter().zip(reports.iter_mut()).enumerate().map(
-        |(index, ((cluster, info), report))| {
+    let phase_b = clusters
+        .iter()
+        .zip(reports.iter_mut())
+        .map(|((cluster, info), report)| {
             let zone_plan = full_plan
                 .zone(&cluster.zone)
                 .expect("every zone is planned");
@@ -626,7 +648,7 @@ pub async fn apply(
                     cluster,
                     info,
                     zone_plan,
-                    index == 0,
+                    cluster.zone == config.first_zone().name,
                     opts,
                     progress,
                     report,
@@ -641,8 +663,7 @@ pub async fn apply(
                 progress.finish_zone(&cluster.zone, result.is_ok());
                 report.error = result.err();
             }
-        },
-    );
+        });
     futures::future::join_all(phase_b).await;
 
     for r in &mut reports {

@@ -22,6 +22,8 @@ mod connecting;
 mod strict;
 #[path = "e2e/terminal.rs"]
 mod terminal;
+#[path = "e2e/zones.rs"]
+mod zones;
 
 const ZONES: [&str; 3] = ["us-east1-b", "us-west1-a", "us-central1-a"];
 const SELECTOR_KEY: &str = "app.kubernetes.io/managed-by";

@@ -56,6 +56,16 @@ pub struct CheckOptions {
     pub lb_timeout: Duration,
     /// DNS server for resolving load balancer hostnames.
     pub resolver: Option<std::net::SocketAddr>,
+    /// `--zone`: only pairs with one of these zones on either side are
+    /// probed and reported (all pairs when empty).
+    pub zones: Vec<String>,
+}
+
+impl CheckOptions {
+    /// Whether the pair `from` -> `to` is checked (`--zone`).
+    fn pair_selected(&self, from: &str, to: &str) -> bool {
+        Config::zone_selected(&self.zones, from) || Config::zone_selected(&self.zones, to)
+    }
 }
 
 /// What stopped a probe round early.
@@ -269,7 +279,9 @@ async fn probe_round(
         .collect();
     let cidr_results = cidr::results(&cidr_zones);
     if !opts.checks.iter().any(|c| c.needs_probes()) {
-        return Ok(CheckReport::new(zones, ports, cidr_results));
+        let mut results = cidr_results;
+        results.retain(|r| opts.pair_selected(&r.from, &r.to));
+        return Ok(CheckReport::new(zones, ports, results));
     }
 
     let started = futures::future::join_all(connected.iter().map(|c| async move {
@@ -359,6 +371,7 @@ async fn probe_round(
     if probed && !any_results {
         return Err(CheckError::NoResults(silent));
     }
+    results.retain(|r| opts.pair_selected(&r.from, &r.to));
     Ok(CheckReport::new(zones, ports, results))
 }
 
@@ -974,6 +987,9 @@ async fn run_prober(
         &opts.checks,
         &opts.ports,
     );
+    let mut targets = targets;
+    targets.tcp.retain(|t| opts.pair_selected(zone, &t.zone));
+    targets.dns.retain(|t| opts.pair_selected(zone, &t.zone));
     let mut run = ProberRun {
         zone: zone.clone(),
         targets,

@@ -1,6 +1,8 @@
 //! `crdb-multiregion apply` and `diff`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::IpAddr;
 
 use anyhow::Context;
 
@@ -16,11 +18,12 @@ use crate::progress::Progress;
 
 pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
     let config = Config::load(&args.cluster.config)?;
+    config.check_zone_flags(&args.zones)?;
     let templates = load_templates(&config)?;
     check_templates(&config, &templates)?;
     let dry_run = args.dry_run || diff;
     let progress = Progress::new(args.cluster.quiet);
-    let opts = ApplyOptions {
+    let mut opts = ApplyOptions {
         dry_run,
         prune: args.prune,
         wait_timeout: args.cluster.wait_timeout,
@@ -30,17 +33,29 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
             args.cluster.concurrency
         },
         resolver: args.lb_resolver.or(config.dns.lb_resolver),
+        other_zones: BTreeMap::new(),
     };
-    progress.begin(config.zones.iter().map(|z| z.name.as_str()));
+    progress.begin(
+        config
+            .zones
+            .iter()
+            .filter(|z| Config::zone_selected(&args.zones, &z.name))
+            .map(|z| z.name.as_str()),
+    );
     let result = block_on(with_limits(&args.cluster, async {
         let kubeconfig = cluster::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
         let clusters = apply::connect_all(
             &config,
+            &args.zones,
             &kubeconfig,
             args.cluster.preflight_timeout,
             progress,
         )
         .await?;
+        if !args.zones.is_empty() {
+            opts.other_zones =
+                other_zones(&config, &args.zones, &kubeconfig, opts.resolver, progress).await?;
+        }
         apply::check_removed_zones(&config, &clusters, opts.prune, progress).await?;
         let bundle = certificates(&config, &clusters, dry_run, args.replace_ca, progress).await?;
         apply::apply(&config, &templates, &bundle, clusters, &opts, progress).await
@@ -56,6 +71,68 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
     } else {
         Exit::Success
     })
+}
+
+/// `--zone`: the DNS load balancer addresses of the zones that are not
+/// applied, read from their clusters (nothing is written there): the
+/// applied zones' DNS forwarding needs every other zone's. Refuses, before
+/// anything is changed, when one cannot be read or has no address yet.
+async fn other_zones(
+    config: &Config,
+    selected: &[String],
+    kubeconfig: &kube::config::Kubeconfig,
+    resolver: Option<std::net::SocketAddr>,
+    progress: Progress,
+) -> anyhow::Result<BTreeMap<String, Vec<IpAddr>>> {
+    let others: Vec<&crate::config::Zone> = config
+        .zones
+        .iter()
+        .filter(|z| !Config::zone_selected(selected, &z.name))
+        .collect();
+    let reads = others.iter().map(|zone| async move {
+        let c = cluster::connect(kubeconfig, zone)
+            .await
+            .map_err(|e| cluster::connect_problem(&e, &zone.context).to_string())?;
+        cluster::dns_lb_addresses(&c, resolver).await
+    });
+    let mut found = BTreeMap::new();
+    let mut problems = String::new();
+    for (zone, r) in others.iter().zip(futures::future::join_all(reads).await) {
+        match r {
+            Ok(ips) if ips.is_empty() => write!(
+                problems,
+                "\n  {} (context {}): its DNS load balancer (Service kube-system/{}) has no address; apply that zone first",
+                zone.name,
+                zone.context,
+                crate::names::DNS_LB_SERVICE
+            )?,
+            Ok(ips) => {
+                progress.say(
+                    &zone.name,
+                    format!(
+                        "DNS load balancer address {} (read only: not in --zone)",
+                        ips.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                found.insert(zone.name.clone(), ips);
+            }
+            Err(e) => write!(
+                problems,
+                "\n  {} (context {}): {e}",
+                zone.name, zone.context
+            )?,
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "--zone {}: the DNS forwarding of the zones applied needs the DNS load balancer address of every other zone, and some could not be had:{problems}\nNothing was changed. Run apply without --zone to apply every zone.",
+            selected.join(" --zone ")
+        );
+    }
+    Ok(found)
 }
 
 /// Certificates for the Secrets. First what `ensure_certs` would do,

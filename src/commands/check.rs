@@ -32,6 +32,7 @@ async fn interrupted() {
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
     let config = Config::load(&args.config)?;
+    config.check_zone_flags(&args.zones)?;
     let checks = check::selected(&args.only, &args.skip);
     if checks.is_empty() {
         bail!("nothing to check: --only and --skip leave no check to run");
@@ -54,6 +55,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
         cleanup_timeout: run::CLEANUP_TIMEOUT,
         lb_timeout: run::LB_QUERY_TIMEOUT,
         resolver: args.lb_resolver.or(config.dns.lb_resolver),
+        zones: args.zones.clone(),
     };
     let progress = Progress::new(args.quiet);
     let kubeconfig = cluster::load_kubeconfig(args.kubeconfig.as_deref())?;
