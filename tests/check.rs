@@ -785,6 +785,11 @@ fn an_unreachable_cluster_stops_check_before_anything_is_created_and_says_so() {
         "{err}"
     );
     assert!(!err.contains("probe objects were removed"), "{err}");
+    // kube's own per-attempt log lines never reach the user by default.
+    assert!(
+        !err.contains("kube_client") && !err.contains("ERROR "),
+        "{err}"
+    );
     for z in ["us-east1-b", "us-central1-a"] {
         assert!(!env.namespace_exists(z), "{z}");
     }

@@ -979,6 +979,11 @@ fn teardown_with_an_unreachable_cluster_cleans_the_others_and_purge_local_waits(
             ),
         "{err}"
     );
+    // kube's own per-attempt log lines never reach the user by default.
+    assert!(
+        !err.contains("kube_client") && !err.contains("ERROR "),
+        "{err}"
+    );
     assert!(
         env.path("my-safe-directory/ca.key").exists(),
         "certs of a cluster that still runs are kept"
