@@ -45,6 +45,7 @@ use crate::events;
 use crate::lb;
 use crate::names;
 use crate::plan::{self, DnsStatus, Facts, Object, Stage, ZoneFacts, ZonePlan};
+use crate::progress::Progress;
 use crate::render::Templates;
 use crate::resolve;
 
@@ -64,6 +65,10 @@ pub struct ApplyOptions {
     /// complete and CockroachDB reports no under-replicated and no
     /// unavailable ranges. Off only in tests ([`UNGATED_ENV`]).
     pub gated: bool,
+    /// `--zone`: the DNS load balancer addresses of the zones that are not
+    /// applied, read from their clusters; the applied zones' forwarding
+    /// needs them. Empty when every zone is applied.
+    pub other_zones: BTreeMap<String, Vec<IpAddr>>,
 }
 
 /// Test-only switch (an environment variable, not a flag): when set, zones
@@ -72,20 +77,6 @@ pub struct ApplyOptions {
 /// were gated. It exists so that a test can show the availability measure
 /// fails without the gate. Never set it on real clusters.
 pub const UNGATED_ENV: &str = "CRDB_MULTIREGION_TEST_UNGATED_ROLLOUT";
-
-/// Progress lines on stderr, prefixed with the zone.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    pub quiet: bool,
-}
-
-impl Progress {
-    pub fn say(&self, zone: &str, msg: impl std::fmt::Display) {
-        if !self.quiet {
-            crate::ewriteln!("{zone}: {msg}");
-        }
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectReport {
@@ -125,6 +116,9 @@ pub struct ZoneReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     pub steps: Vec<StepTime>,
+    /// Time spent on this zone (its phases, a failed step included; not
+    /// the waits for the other zones or for a --concurrency slot).
+    pub seconds: f64,
 }
 
 impl ZoneReport {
@@ -371,21 +365,29 @@ impl Timer {
     }
 }
 
-/// Connects to and pre-flights every zone concurrently, each zone's
-/// pre-flight within `preflight_timeout`.
+/// Connects to and pre-flights every zone that `--zone` flags `only`
+/// select (all when none) concurrently, each zone's pre-flight within
+/// `preflight_timeout`.
 pub async fn connect_all(
     config: &Config,
+    only: &[String],
     kubeconfig: &kube::config::Kubeconfig,
     preflight_timeout: Duration,
     progress: Progress,
 ) -> Result<Vec<(Cluster, ClusterInfo)>, ApplyError> {
+    let zones: Vec<&crate::config::Zone> = config
+        .zones
+        .iter()
+        .filter(|z| Config::zone_selected(only, &z.name))
+        .collect();
     let override_ = match config.dns.provider {
         ProviderChoice::Auto => None,
         ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),
         ProviderChoice::Coredns => Some(DnsProvider::CoreDns),
         ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
     };
-    let checks = config.zones.iter().map(|zone| async move {
+    let checks = zones.iter().map(|zone| async move {
+        progress.step(&zone.name, "pre-flight");
         let cluster = cluster::connect(kubeconfig, zone)
             .await
             .map_err(|e| vec![cluster::connect_problem(&e, &zone.context)])?;
@@ -402,7 +404,7 @@ pub async fn connect_all(
     let results = futures::future::join_all(checks).await;
     let mut ok = Vec::new();
     let mut failed = Vec::new();
-    for (zone, r) in config.zones.iter().zip(results) {
+    for (zone, r) in zones.iter().zip(results) {
         match r {
             Ok(c) => ok.push(c),
             Err(problems) => failed.push((zone.name.clone(), zone.context.clone(), problems)),
@@ -747,6 +749,15 @@ pub async fn apply(
             },
         );
     }
+    for (zone, addresses) in &opts.other_zones {
+        facts.zones.insert(
+            zone.clone(),
+            ZoneFacts {
+                dns_addresses: addresses.clone(),
+                dns_provider: None,
+            },
+        );
+    }
     let first_plan = plan::plan(config, certs, &facts, templates)?;
     let semaphore = Arc::new(Semaphore::new(opts.concurrency.max(1)));
 
@@ -765,10 +776,13 @@ pub async fn apply(
                 ..ZoneReport::default()
             };
             let mut timer = Timer { steps: Vec::new() };
+            let t = Instant::now();
             let result = phase_a(cluster, zone_plan, opts, progress, &mut report, &mut timer).await;
             report.steps = timer.steps;
+            report.seconds = t.elapsed().as_secs_f64();
             if let Err(e) = result {
                 progress.say(&cluster.zone, format!("failed: {e}"));
+                progress.finish_zone(&cluster.zone, false);
                 report.error = Some(e);
             }
             report
@@ -784,8 +798,10 @@ pub async fn apply(
     let full_plan = plan::plan(config, certs, &facts, templates)?;
 
     // Phase B.
-    let phase_b = clusters.iter().zip(reports.iter_mut()).enumerate().map(
-        |(index, ((cluster, info), report))| {
+    let phase_b = clusters
+        .iter()
+        .zip(reports.iter_mut())
+        .map(|((cluster, info), report)| {
             let zone_plan = full_plan
                 .zone(&cluster.zone)
                 .expect("every zone is planned");
@@ -799,11 +815,12 @@ pub async fn apply(
                 let mut timer = Timer {
                     steps: std::mem::take(&mut report.steps),
                 };
+                let t = Instant::now();
                 let result = phase_b(
                     cluster,
                     info,
                     zone_plan,
-                    index == 0,
+                    cluster.zone == config.first_zone().name,
                     defer,
                     opts,
                     progress,
@@ -812,13 +829,14 @@ pub async fn apply(
                 )
                 .await;
                 report.steps = timer.steps;
-                if let Err(e) = result {
+                report.seconds += t.elapsed().as_secs_f64();
+                if let Err(e) = &result {
                     progress.say(&cluster.zone, format!("failed: {e}"));
-                    report.error = Some(e);
                 }
+                progress.finish_zone(&cluster.zone, result.is_ok());
+                report.error = result.err();
             }
-        },
-    );
+        });
     futures::future::join_all(phase_b).await;
 
     if !opts.dry_run {
@@ -836,6 +854,7 @@ pub async fn apply(
 
     for r in &mut reports {
         r.ok = r.error.is_none();
+        r.seconds = (r.seconds * 1000.0).round() / 1000.0;
     }
     let ok = reports.iter().all(|r| r.ok);
     let changed = reports.iter().any(|r| !r.unchanged());
@@ -958,6 +977,7 @@ async fn phase_a(
         }
     } else {
         progress.say(&cluster.zone, "waiting for the DNS load balancer address");
+        progress.step(&cluster.zone, "LB pending");
         let events: Api<Event> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
         wait_for(opts.wait_timeout, || {
             let services = services.clone();
@@ -1000,6 +1020,7 @@ async fn phase_a(
     let mut addresses = ips;
     for host in &hosts {
         let zone_name = &cluster.zone;
+        progress.step(zone_name, "LB host name resolving");
         let resolved =
             resolve::resolve_until(host, opts.resolver, opts.wait_timeout, |e, waited| {
                 progress.say(
@@ -1174,6 +1195,7 @@ async fn phase_b(
             dnsconf::rollout_restart(&cluster.client, &info.dns, record.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
+            progress.step(&cluster.zone, "DNS restarting");
             dnsconf::wait_ready(&cluster.client, &info.dns, opts.wait_timeout)
                 .await
                 .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
@@ -1235,6 +1257,7 @@ async fn apply_workload(
             want,
             WaitFor::Running,
             opts.wait_timeout,
+            progress,
         )
         .await?;
         progress.say(
@@ -1247,6 +1270,9 @@ async fn apply_workload(
     if first {
         let t = Instant::now();
         if let Some(job) = zone.stage(Stage::Init).next() {
+            if !opts.dry_run {
+                progress.step(&cluster.zone, "cockroach init");
+            }
             let outcome = init(cluster, zone, job, opts).await?;
             progress.say(&cluster.zone, &outcome);
             report.init = Some(outcome);
@@ -1299,6 +1325,7 @@ async fn roll_zones(
                 want,
                 WaitFor::Ready,
                 opts.wait_timeout,
+                progress,
             )
             .await?;
             progress.say(
@@ -1358,6 +1385,7 @@ async fn wait_ready_everywhere(
                         want,
                         WaitFor::Ready,
                         opts.wait_timeout,
+                        progress,
                     )
                     .await
                     .map(|()| want),
@@ -1411,6 +1439,7 @@ pub async fn wait_rollout(
     want: i32,
     until: WaitFor,
     timeout: Duration,
+    progress: Progress,
 ) -> Result<(), String> {
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), namespace);
@@ -1459,6 +1488,12 @@ pub async fn wait_rollout(
                 WaitFor::Ready => state.complete,
                 WaitFor::Running => running >= want && !update.is_empty(),
             };
+            progress.count(
+                &cluster.zone,
+                "pods",
+                running.max(0) as usize,
+                want.max(0) as usize,
+            );
             if done {
                 return Ok(Ok(()));
             }
@@ -1850,8 +1885,7 @@ pub fn render_summary(report: &ApplyReport) -> String {
                 parts.join("; ")
             }
         };
-        let total: f64 = z.steps.iter().map(|s| s.seconds).sum();
-        out.push_str(&format!("{:<16} {status} ({total:.1}s)\n", z.zone));
+        out.push_str(&format!("{:<16} {status} ({:.1}s)\n", z.zone, z.seconds));
         for w in &z.warnings {
             out.push_str(&format!("{:<16} warning: {w}\n", ""));
         }

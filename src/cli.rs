@@ -178,6 +178,13 @@ pub struct ApplyArgs {
     /// those names only resolve inside a VPC or a test setup.
     #[arg(long, value_name = "IP:PORT")]
     pub lb_resolver: Option<SocketAddr>,
+
+    /// Work only on this zone's cluster (repeatable). The other zones'
+    /// clusters are only read, for their DNS load balancer addresses (this
+    /// zone's DNS forwarding needs them); each must already have one.
+    /// Nothing is written to them. See docs/apply.md.
+    #[arg(long = "zone", value_name = "ZONE")]
+    pub zones: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +257,14 @@ pub struct CheckArgs {
     /// of the system resolver.
     #[arg(long, value_name = "IP:PORT")]
     pub lb_resolver: Option<SocketAddr>,
+
+    /// Check only the pairs of clusters this zone is part of, both ways
+    /// (repeatable): its pods to every other zone's and back, its DNS
+    /// resolving the others' names and theirs resolving its, its pod CIDRs
+    /// against theirs. Probe pods still start in every zone (the others'
+    /// listeners are its targets). Other cells of the matrices show `-`.
+    #[arg(long = "zone", value_name = "ZONE")]
+    pub zones: Vec<String>,
 
     /// Report format: `text` (matrices on stderr), `json`
     /// (docs/check-report.schema.json) or `junit` (XML), on stdout.
@@ -358,6 +373,12 @@ pub struct PlanArgs {
     /// written for every zone as without it.
     #[arg(long = "zone", value_name = "ZONE")]
     pub zones: Vec<String>,
+
+    /// With `-o yaml`, print every zone's objects on one stream. Without it
+    /// (and without --zone), `-o yaml` refuses a config of several zones:
+    /// piped to `kubectl apply -f -`, they would all land in one cluster.
+    #[arg(long, conflicts_with = "zones")]
+    pub all_zones: bool,
 
     /// Write manifests here instead of the config's generated_dir.
     #[arg(long, value_name = "DIR")]

@@ -75,6 +75,38 @@ pub async fn connect(kubeconfig: &Kubeconfig, zone: &Zone) -> Result<Cluster, Co
     })
 }
 
+/// The addresses of the zone's DNS load balancer as they are now, its host
+/// names resolved once (through `resolver`, else the system's): only
+/// reads. Empty when the Service or its address does not exist (yet).
+pub async fn dns_lb_addresses(
+    cluster: &Cluster,
+    resolver: Option<std::net::SocketAddr>,
+) -> Result<Vec<std::net::IpAddr>, String> {
+    let services: Api<Service> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
+    let Some(svc) = services.get_opt(names::DNS_LB_SERVICE).await.map_err(|e| {
+        format!(
+            "reading Service {}/{}: {}",
+            names::KUBE_SYSTEM,
+            names::DNS_LB_SERVICE,
+            error_text(&e)
+        )
+    })?
+    else {
+        return Ok(Vec::new());
+    };
+    let (mut ips, hosts) = crate::lb::ingress(&svc);
+    for host in &hosts {
+        ips.extend(
+            crate::resolve::resolve_host(host, resolver)
+                .await
+                .map_err(|e| format!("{e} (hint: {})", e.hint()))?,
+        );
+    }
+    ips.sort();
+    ips.dedup();
+    Ok(ips)
+}
+
 /// The problem (with its causes and hint) of a zone whose client could not
 /// be built.
 pub fn connect_problem(e: &ConnectError, context: &str) -> PreflightProblem {

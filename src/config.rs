@@ -317,6 +317,42 @@ impl Config {
     pub fn first_zone(&self) -> &Zone {
         &self.zones[0]
     }
+
+    /// Checks the names of `--zone` flags (every command that has the flag
+    /// uses this): each must be a zone of this config; a close one is
+    /// suggested.
+    pub fn check_zone_flags(&self, names: &[String]) -> Result<(), UnknownZone> {
+        let zones: Vec<String> = self.zones.iter().map(|z| z.name.clone()).collect();
+        match names.iter().find(|n| self.zone(n).is_none()) {
+            None => Ok(()),
+            Some(name) => Err(UnknownZone {
+                name: name.clone(),
+                file: self.source.clone(),
+                suggestion: crate::suggest::did_you_mean(name, &zones),
+                zones,
+            }),
+        }
+    }
+
+    /// Whether `--zone` flags `names` select `zone` (no flag selects all).
+    pub fn zone_selected(names: &[String], zone: &str) -> bool {
+        names.is_empty() || names.iter().any(|n| n == zone)
+    }
+}
+
+/// A `--zone` flag that names no zone of the config.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--zone {name}: no zone {name:?} in {}{}; its zones are {}",
+    .file.display(),
+    .suggestion.as_ref().map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default(),
+    .zones.join(", ")
+)]
+pub struct UnknownZone {
+    pub name: String,
+    pub file: PathBuf,
+    pub suggestion: Option<String>,
+    pub zones: Vec<String>,
 }
 
 struct Checker<'t> {
@@ -879,7 +915,7 @@ impl<'t> Checker<'t> {
         for (k, _) in t.iter() {
             let key = k.get_ref().as_ref();
             if !allowed.contains(&key) {
-                let hint = closest(key, allowed)
+                let hint = crate::suggest::closest(key, allowed)
                     .map(|c| format!(" (did you mean `{c}`?)"))
                     .unwrap_or_else(|| format!(" (valid keys: {})", allowed.join(", ")));
                 self.problem(k.span(), format!("unknown key `{key}` in {place}{hint}"));
@@ -1008,7 +1044,7 @@ impl<'t> Checker<'t> {
             return Some(*v);
         }
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        let hint = closest(&s, &names)
+        let hint = crate::suggest::closest(&s, &names)
             .map(|c| format!(" (did you mean \"{c}\"?)"))
             .unwrap_or_default();
         let span = span_of(t, key).unwrap_or(0..0);
@@ -1087,30 +1123,6 @@ fn path_is_inside(inner: &Path, outer: &Path) -> bool {
             .collect()
     };
     norm(inner).starts_with(norm(outer))
-}
-
-/// The closest valid name within a small edit distance.
-fn closest<'a>(key: &str, options: &[&'a str]) -> Option<&'a str> {
-    options
-        .iter()
-        .map(|o| (levenshtein(key, o), *o))
-        .filter(|(d, o)| *d <= 2.max(o.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, o)| o)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

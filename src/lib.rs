@@ -36,6 +36,7 @@ pub mod lb;
 pub mod names;
 pub mod output;
 pub mod plan;
+pub mod progress;
 pub mod render;
 pub mod resolve;
 pub mod rollout;
@@ -151,7 +152,7 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| progress::LogWriter)
         .with_ansi(
             std::env::var_os("NO_COLOR").is_none()
                 && std::io::IsTerminal::is_terminal(&std::io::stderr()),

@@ -146,11 +146,15 @@ macro_rules! ewriteln {
     };
 }
 
+/// Writes to stderr, around the live progress lines if they are drawn
+/// ([`crate::progress::suspend`]).
 pub fn write_stderr(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
-    let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_fmt(args);
-    let _ = stderr.flush();
+    crate::progress::suspend(|| {
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_fmt(args);
+        let _ = stderr.flush();
+    });
 }
 
 /// Writing data to stdout failed. A reader that went away (`| head`) is

@@ -26,13 +26,13 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::apply::Progress;
 use crate::cluster::{self, Cluster, error_text, wait_for};
 use crate::config::{Config, ProviderChoice};
 use crate::dns::DnsProvider;
 use crate::dnsconf::{self, Owner, Restore};
 use crate::names;
 use crate::plan::owned_selector;
+use crate::progress::Progress;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ZoneTeardown {
@@ -340,6 +340,7 @@ async fn run_zone(
             ),
         );
         let deleting: BTreeSet<String> = namespaces.iter().map(|n| n.name.clone()).collect();
+        progress.step(&cluster.zone, "deletion pending");
         deleted = wait_for(wait_timeout, || {
             let selector = selector.clone();
             let deleting = &deleting;
@@ -424,6 +425,7 @@ async fn run_zone(
                 .await
                 .map_err(|e| e.to_string())?;
             report.dns_restarted = true;
+            progress.step(&cluster.zone, "DNS restarting");
             dnsconf::wait_ready(client, dns, wait_timeout)
                 .await
                 .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;

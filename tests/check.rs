@@ -685,6 +685,43 @@ fn after_apply_a_cut_pair_fails_in_both_directions_and_junit_says_so() {
     assert_eq!(env.probe_leftovers(), Vec::<String>::new());
 }
 
+#[test]
+fn check_zone_probes_and_reports_only_the_pairs_of_that_zone() {
+    let env = Env::start(|b| b);
+    env.apply();
+    // A cut between the two other zones: the full check fails on it.
+    let _runtime = scripted_runtime(&env, ("us-east1-b", "us-central1-a"));
+    let out = env.check(&["-o", "json", "--only", "tcp,dns"]);
+    assert_exit(&out, 1);
+
+    let out = env.check(&["-o", "json", "--only", "tcp,dns", "--zone", "us-west1-a"]);
+    assert_exit(&out, 0);
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    validate(&report);
+    let tcp = statuses(&report, "tcp");
+    let dns = statuses(&report, "dns");
+    for (from, to) in tcp.keys().chain(dns.keys()) {
+        assert!(
+            from == "us-west1-a" || to == "us-west1-a",
+            "{from} -> {to} does not involve us-west1-a"
+        );
+    }
+    // Both ways: us-west1-a to each zone (itself included) and each other
+    // zone to it; DNS for the pairs of different zones.
+    assert_eq!(tcp.len(), 5, "{tcp:?}");
+    assert_eq!(dns.len(), 4, "{dns:?}");
+    assert!(tcp.values().flatten().all(|s| s == "pass"), "{tcp:?}");
+    assert_eq!(report["summary"]["failed"], 0);
+    // The text matrix shows the other pairs as not checked.
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .any(|l| l.trim_start().starts_with("us-east1-b") && l.trim_end().ends_with('-')),
+        "{err}"
+    );
+    assert_eq!(env.probe_leftovers(), Vec::<String>::new());
+}
+
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
@@ -748,6 +785,11 @@ fn an_unreachable_cluster_stops_check_before_anything_is_created_and_says_so() {
         "{err}"
     );
     assert!(!err.contains("probe objects were removed"), "{err}");
+    // kube's own per-attempt log lines never reach the user by default.
+    assert!(
+        !err.contains("kube_client") && !err.contains("ERROR "),
+        "{err}"
+    );
     for z in ["us-east1-b", "us-central1-a"] {
         assert!(!env.namespace_exists(z), "{z}");
     }

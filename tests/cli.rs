@@ -291,14 +291,16 @@ fn plan_writes_certs_and_one_directory_of_manifests_per_zone() {
 #[test]
 fn a_second_plan_leaves_certs_ca_key_and_manifests_byte_identical() {
     let work = Work::new();
-    let first_yaml = work.ok(&["plan", "example.toml", "-o", "yaml"]).stdout;
+    let first_yaml = work
+        .ok(&["plan", "example.toml", "-o", "yaml", "--all-zones"])
+        .stdout;
     let first = work.outputs();
     assert!(first.contains_key("certs/ca.crt"));
     assert!(first.contains_key("my-safe-directory/ca.key"));
     assert!(first.contains_key("certs/us-central1-a/node.key"));
     assert!(first.contains_key("generated/us-east1-b/13-us-east1-b-statefulset-cockroachdb.yaml"));
 
-    let run = work.ok(&["plan", "example.toml", "-o", "yaml"]);
+    let run = work.ok(&["plan", "example.toml", "-o", "yaml", "--all-zones"]);
     let second = work.outputs();
     assert_eq!(
         first.keys().collect::<Vec<_>>(),
@@ -331,6 +333,7 @@ fn yaml_output_is_a_multi_document_stream_with_a_zone_header_on_every_document()
         "example.toml",
         "-o",
         "yaml",
+        "--all-zones",
         "--dns-address",
         "us-east1-b=10.0.0.5",
         "--dns-address",
@@ -838,6 +841,12 @@ const BAD_CONFIGS: &[(&str, &str)] = &[
         "malformed_values",
         "[certs]\nkey_type = \"ed25519\"\n\n[cockroachdb]\nstorage = \"lots\"\n\n[dns]\ncloud = \"gcp\"\nprotocols = \"UDP\"\n\n[[zones]]\nname = \"a\"\ncontext = \"a\"\nreplicas = \"three\"\n",
     ),
+    // Values in another case than the documented one get the right
+    // spelling (issue 12: `cloud = "GKE"` got no suggestion).
+    (
+        "enum_values_in_another_case",
+        "[certs]\nkey_type = \"RSA-2048\"\n\n[dns]\ncloud = \"GKE\"\nprovider = \"CoreDNS\"\nload_balancer = \"Internal\"\n\n[[zones]]\nname = \"a\"\ncontext = \"a\"\n",
+    ),
     ("toml_syntax", "[[zones]]\nname = \"a\ncontext = \"a\"\n"),
     (
         "ca_key_inside_certs_dir",
@@ -1076,7 +1085,7 @@ fn a_template_override_that_yields_an_invalid_object_exits_2_naming_template_and
             "# templates_dir = \"my-templates\"",
             "templates_dir = \"my-templates\"",
         );
-        let run = work.run(&["plan", "example.toml", "-o", "yaml"]);
+        let run = work.run(&["plan", "example.toml", "-o", "yaml", "--all-zones"]);
         assert_eq!(run.code, 2, "{case}: {}", run.stderr);
         assert_eq!(run.stdout, "", "{case}");
         assert!(
@@ -1477,7 +1486,7 @@ fn concurrent_plans_on_a_fresh_certs_dir_make_one_ca() {
     let children: Vec<_> = (0..6)
         .map(|_| {
             Command::new(BIN)
-                .args(["plan", "example.toml", "-o", "yaml"])
+                .args(["plan", "example.toml", "-o", "yaml", "--all-zones"])
                 .current_dir(work.dir.path())
                 .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
@@ -1612,7 +1621,7 @@ fn a_stderr_that_cannot_be_written_never_panics() {
 fn plan_yaml_into_a_closed_pipe_ends_quietly_with_0() {
     let work = Work::new();
     let mut child = Command::new(BIN)
-        .args(["plan", "example.toml", "-o", "yaml"])
+        .args(["plan", "example.toml", "-o", "yaml", "--all-zones"])
         .current_dir(work.dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -1632,7 +1641,7 @@ fn plan_yaml_into_a_closed_pipe_ends_quietly_with_0() {
 fn plan_yaml_into_a_full_device_exits_2_saying_so() {
     let work = Work::new();
     let out = Command::new(BIN)
-        .args(["plan", "example.toml", "-o", "yaml"])
+        .args(["plan", "example.toml", "-o", "yaml", "--all-zones"])
         .current_dir(work.dir.path())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create("/dev/full").unwrap())
@@ -1798,14 +1807,14 @@ fn a_write_error_names_the_file_that_could_not_be_written() {
 fn plan_yaml_on_a_terminal_warns_that_it_prints_private_keys() {
     let work = Work::new();
     // Piped (as in `plan -o yaml > file`): data only, no warning.
-    let run = work.ok(&["plan", "example.toml", "-o", "yaml"]);
+    let run = work.ok(&["plan", "example.toml", "-o", "yaml", "--all-zones"]);
     assert!(run.stdout.contains("PRIVATE KEY") || run.stdout.contains("node.key"));
     assert!(!run.stderr.contains("private keys"), "{}", run.stderr);
     // On a terminal (util-linux `script` gives the command a pty).
     let out = Command::new("script")
         .args([
             "-qec",
-            &format!("{BIN} plan example.toml -o yaml"),
+            &format!("{BIN} plan example.toml -o yaml --all-zones"),
             "/dev/null",
         ])
         .current_dir(work.dir.path())
@@ -1867,6 +1876,51 @@ fn plan_zone_prints_only_that_zones_documents() {
     let mut seen = zones.clone();
     seen.dedup();
     assert_eq!(seen, vec!["us-east1-b", "us-central1-a"]);
+}
+
+#[test]
+fn plan_yaml_of_several_zones_is_refused_unless_asked_for_before_writing() {
+    let work = Work::new();
+    let run = work.run(&["plan", "example.toml", "-o", "yaml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        "error: plan -o yaml would print the objects of all 3 zones (us-east1-b, us-west1-a, us-central1-a) on one stream, and `kubectl apply -f -` would put all of them into one cluster; print one zone with --zone ZONE and apply it with `kubectl --context <its context> apply -f -`, or pass --all-zones to print every zone (each document headed by its zone and context)\n"
+    );
+    assert!(!work.path("certs").exists() && !work.path("generated").exists());
+    // Files alone never mix anything: plan without -o yaml writes them.
+    work.ok(&["plan", "example.toml"]);
+    // One zone, or every zone when asked, each document headed by its zone.
+    let one = work.ok(&["plan", "example.toml", "-o", "yaml", "--zone", "us-west1-a"]);
+    let all = work.ok(&["plan", "example.toml", "-o", "yaml", "--all-zones"]);
+    let zones_of = |yaml: &str| -> BTreeSet<String> {
+        yaml.lines()
+            .filter_map(|l| l.strip_prefix("# zone: "))
+            .filter_map(|l| l.split(',').next())
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        zones_of(&one.stdout),
+        BTreeSet::from(["us-west1-a".to_string()])
+    );
+    assert_eq!(zones_of(&all.stdout).len(), 3);
+    // A config of one zone has nothing to mix.
+    work.write("one.toml", "[[zones]]\nname = \"solo\"\ncontext = \"c\"\n");
+    let solo = work.ok(&["plan", "one.toml", "-o", "yaml"]);
+    assert_eq!(zones_of(&solo.stdout), BTreeSet::from(["solo".to_string()]));
+    // --all-zones and --zone say opposite things.
+    let both = work.run(&[
+        "plan",
+        "example.toml",
+        "-o",
+        "yaml",
+        "--all-zones",
+        "--zone",
+        "us-west1-a",
+    ]);
+    assert_eq!(both.code, 2, "{}", both.stderr);
 }
 
 #[test]

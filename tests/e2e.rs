@@ -22,6 +22,10 @@ mod connecting;
 mod rolling;
 #[path = "e2e/strict.rs"]
 mod strict;
+#[path = "e2e/terminal.rs"]
+mod terminal;
+#[path = "e2e/zones.rs"]
+mod zones;
 
 const ZONES: [&str; 3] = ["us-east1-b", "us-west1-a", "us-central1-a"];
 const SELECTOR_KEY: &str = "app.kubernetes.io/managed-by";
@@ -987,6 +991,11 @@ fn teardown_with_an_unreachable_cluster_cleans_the_others_and_purge_local_waits(
             && err.contains(
                 "is not reachable: client error (Connect): tcp connect error: Connection refused"
             ),
+        "{err}"
+    );
+    // kube's own per-attempt log lines never reach the user by default.
+    assert!(
+        !err.contains("kube_client") && !err.contains("ERROR "),
         "{err}"
     );
     assert!(

@@ -1,6 +1,7 @@
 //! Rendering a [`CheckReport`]: the matrices and failure list people read on
 //! stderr, JSON (docs/check-report.schema.json) and JUnit XML for pipelines.
-//! Pure: returns strings. No colour, so `NO_COLOR` and logs need nothing.
+//! Pure: returns strings. Colour only when asked ([`render_text_styled`],
+//! for a terminal): reports and files never carry it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -11,6 +12,12 @@ use super::{Check, CheckReport, CheckResult, Status};
 /// balancer and pod CIDR matrices, every failure with its hint, the skips grouped by
 /// reason, and a closing line.
 pub fn render_text(report: &CheckReport) -> String {
+    render_text_styled(report, false)
+}
+
+/// [`render_text`], with `FAIL` cells and the closing line in colour when
+/// `colour` (a terminal: [`crate::progress::styled_stderr`]).
+pub fn render_text_styled(report: &CheckReport, colour: bool) -> String {
     let mut out = String::new();
     let has = |c: Check| report.results.iter().any(|r| r.check == c);
     if has(Check::Tcp) {
@@ -21,6 +28,7 @@ pub fn render_text(report: &CheckReport) -> String {
                 &format!("TCP {port}, pod to pod (row: from, column: to)"),
                 &report.zones,
                 &cells,
+                colour,
             );
         }
     }
@@ -31,6 +39,7 @@ pub fn render_text(report: &CheckReport) -> String {
             "DNS, each cluster's own DNS resolving the other zones' names (row: from, column: names of)",
             &report.zones,
             &cells,
+            colour,
         );
     }
     if has(Check::DnsLb) {
@@ -40,6 +49,7 @@ pub fn render_text(report: &CheckReport) -> String {
             "DNS load balancers, asked from here (row: load balancer of, column: names of)",
             &report.zones,
             &cells,
+            colour,
         );
     }
     if has(Check::Cidr) {
@@ -49,6 +59,7 @@ pub fn render_text(report: &CheckReport) -> String {
             "Pod CIDRs, overlap between clusters (row: from, column: to; FAIL: the ranges overlap)",
             &report.zones,
             &cells,
+            colour,
         );
     }
 
@@ -87,8 +98,7 @@ pub fn render_text(report: &CheckReport) -> String {
     }
 
     let s = report.summary;
-    let _ = writeln!(
-        out,
+    let last = format!(
         "check {}: {} passed, {} failed, {} skipped ({} zone(s))",
         if report.ok { "passed" } else { "FAILED" },
         s.passed,
@@ -96,6 +106,7 @@ pub fn render_text(report: &CheckReport) -> String {
         s.skipped,
         report.zones.len()
     );
+    let _ = writeln!(out, "{}", styled(&last, report.ok, colour));
     out
 }
 
@@ -162,6 +173,7 @@ fn matrix(
     title: &str,
     zones: &[String],
     cells: &BTreeMap<(String, String), String>,
+    colour: bool,
 ) {
     let _ = writeln!(out, "{title}");
     let first = zones.iter().map(String::len).max().unwrap_or(0).max(4) + 2;
@@ -190,11 +202,26 @@ fn matrix(
                 .get(&(from.clone(), to.clone()))
                 .map(String::as_str)
                 .unwrap_or("-");
-            let _ = write!(line, "{cell:<w$}");
+            // Padded apart from the colour codes, which take no column.
+            if cell == "FAIL" {
+                line.push_str(&styled(cell, false, colour));
+                line.push_str(&" ".repeat(w.saturating_sub(cell.len())));
+            } else {
+                let _ = write!(line, "{cell:<w$}");
+            }
         }
         let _ = writeln!(out, "{}", line.trim_end());
     }
     out.push('\n');
+}
+
+fn styled(s: &str, ok: bool, colour: bool) -> String {
+    use crate::progress::{Paint, paint};
+    match (colour, ok) {
+        (false, _) => s.to_string(),
+        (true, true) => paint(s, Paint::Ok),
+        (true, false) => paint(s, Paint::Fail),
+    }
 }
 
 /// The report as pretty JSON (docs/check-report.schema.json), with a final

@@ -26,10 +26,10 @@ use super::cidr::{self, PodCidrs};
 use super::lb::{self, Answer, Transport};
 use super::probe::{self, DnsTarget, ProbeLog, ProberTargets, TcpTarget};
 use super::{Check, CheckReport, CheckResult, NOT_FORWARDED, Status};
-use crate::apply::Progress;
 use crate::cluster::{self, Cluster, WaitError, error_text, wait_for};
 use crate::config::{Config, Protocol, ProviderChoice, Zone};
 use crate::dns::{self, DnsProvider};
+use crate::progress::Progress;
 use crate::{dnsconf, names, resolve};
 
 /// Bound of one DNS load balancer query.
@@ -58,6 +58,16 @@ pub struct CheckOptions {
     pub lb_timeout: Duration,
     /// DNS server for resolving load balancer hostnames.
     pub resolver: Option<std::net::SocketAddr>,
+    /// `--zone`: only pairs with one of these zones on either side are
+    /// probed and reported (all pairs when empty).
+    pub zones: Vec<String>,
+}
+
+impl CheckOptions {
+    /// Whether the pair `from` -> `to` is checked (`--zone`).
+    fn pair_selected(&self, from: &str, to: &str) -> bool {
+        Config::zone_selected(&self.zones, from) || Config::zone_selected(&self.zones, to)
+    }
 }
 
 /// What stopped a probe round early.
@@ -271,7 +281,9 @@ async fn probe_round(
         .collect();
     let cidr_results = cidr::results(&cidr_zones);
     if !opts.checks.iter().any(|c| c.needs_probes()) {
-        return Ok(CheckReport::new(zones, ports, cidr_results));
+        let mut results = cidr_results;
+        results.retain(|r| opts.pair_selected(&r.from, &r.to));
+        return Ok(CheckReport::new(zones, ports, results));
     }
 
     let started = futures::future::join_all(connected.iter().map(|c| async move {
@@ -361,6 +373,7 @@ async fn probe_round(
     if probed && !any_results {
         return Err(CheckError::NoResults(silent));
     }
+    results.retain(|r| opts.pair_selected(&r.from, &r.to));
     Ok(CheckReport::new(zones, ports, results))
 }
 
@@ -422,6 +435,7 @@ async fn connect_zone(
             &hint,
         )
     };
+    progress.step(&zone.name, "connecting");
     let cluster = cluster::connect(kubeconfig, zone)
         .await
         .map_err(|e| reached(cluster::connect_problem(&e, &zone.context)))?;
@@ -716,6 +730,7 @@ async fn start_listener(
         ),
         e => api_problem(&format!("creating pod {ns}/{}", probe::LISTENER_POD), &e),
     })?;
+    progress.step(zone, "listener starting");
     match wait_pod(&pods, created, &opts.image, opts, false).await {
         Ok(PodOutcome::Running(ip)) => {
             progress.say(
@@ -1031,6 +1046,9 @@ async fn run_prober(
         &opts.checks,
         &opts.ports,
     );
+    let mut targets = targets;
+    targets.tcp.retain(|t| opts.pair_selected(zone, &t.zone));
+    targets.dns.retain(|t| opts.pair_selected(zone, &t.zone));
     let mut run = ProberRun {
         zone: zone.clone(),
         targets,
@@ -1054,6 +1072,7 @@ async fn run_prober(
             "the context needs rights to create Pods in the zone's namespace",
         )
     })?;
+    progress.step(zone, "probing");
     let phase = match wait_pod(&pods, created, &opts.image, opts, true).await {
         Ok(PodOutcome::Finished { phase }) => phase,
         Ok(PodOutcome::Running(_)) => "Running".to_string(),

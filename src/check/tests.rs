@@ -554,6 +554,24 @@ fn text_report() {
 }
 
 #[test]
+fn a_styled_text_report_is_the_plain_one_with_fail_in_red() {
+    let report = sample_report();
+    let plain = report::render_text(&report);
+    let styled = report::render_text_styled(&report, true);
+    assert_ne!(styled, plain, "colour was asked for");
+    assert_eq!(console::strip_ansi_codes(&styled), plain);
+    let red_fail = crate::progress::paint("FAIL", crate::progress::Paint::Fail);
+    let fails_in_matrices = plain
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .map(|l| l.split_whitespace().filter(|w| *w == "FAIL").count())
+        .sum::<usize>();
+    assert!(fails_in_matrices > 0);
+    assert_eq!(styled.matches(&red_fail).count(), fails_in_matrices);
+    assert_eq!(report::render_text_styled(&report, false), plain);
+}
+
+#[test]
 fn results_are_sorted_and_counted() {
     let report = sample_report();
     assert_eq!(report.results.len(), 18 + 12 + 18 + 6);

@@ -1,27 +1,29 @@
 //! `crdb-multiregion apply` and `diff`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::IpAddr;
 
 use anyhow::Context;
 
 use crate::Exit;
-use crate::apply::{self, ApplyOptions, ApplyReport, Progress};
+use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::certs::{self, CertBundle};
 use crate::cli::{ApplyArgs, ReportFormat};
 use crate::cluster::{self, Action};
 use crate::commands::plan::{cert_settings, check_templates, load_templates, node_identities};
 use crate::commands::{block_on, with_limits};
 use crate::config::Config;
+use crate::progress::Progress;
 
 pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
     let config = Config::load(&args.cluster.config)?;
+    config.check_zone_flags(&args.zones)?;
     let templates = load_templates(&config)?;
     check_templates(&config, &templates)?;
     let dry_run = args.dry_run || diff;
-    let progress = Progress {
-        quiet: args.cluster.quiet,
-    };
-    let opts = ApplyOptions {
+    let progress = Progress::new(args.cluster.quiet);
+    let mut opts = ApplyOptions {
         dry_run,
         prune: args.prune,
         wait_timeout: args.cluster.wait_timeout,
@@ -33,16 +35,29 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
         resolver: args.lb_resolver.or(config.dns.lb_resolver),
         allow_unhealthy: args.allow_unhealthy,
         gated: std::env::var_os(apply::UNGATED_ENV).is_none(),
+        other_zones: BTreeMap::new(),
     };
-    let report = block_on(with_limits(&args.cluster, async {
+    progress.begin(
+        config
+            .zones
+            .iter()
+            .filter(|z| Config::zone_selected(&args.zones, &z.name))
+            .map(|z| z.name.as_str()),
+    );
+    let result = block_on(with_limits(&args.cluster, async {
         let kubeconfig = cluster::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
         let clusters = apply::connect_all(
             &config,
+            &args.zones,
             &kubeconfig,
             args.cluster.preflight_timeout,
             progress,
         )
         .await?;
+        if !args.zones.is_empty() {
+            opts.other_zones =
+                other_zones(&config, &args.zones, &kubeconfig, opts.resolver, progress).await?;
+        }
         apply::check_removed_zones(&config, &clusters, opts.prune, progress).await?;
         let preview =
             preview_certificates(&config, &clusters, dry_run, args.replace_ca, progress).await?;
@@ -57,9 +72,11 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
             &config, &templates, &bundle, clusters, &prepared, &opts, progress,
         )
         .await
-    }))???;
+    }));
+    progress.end();
+    let report = result???;
 
-    print_report(&report, args.cluster.output)?;
+    print_report(&report, args.cluster.output, progress)?;
     Ok(if !report.ok {
         Exit::CouldNotRun
     } else if diff && report.changed {
@@ -67,6 +84,68 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
     } else {
         Exit::Success
     })
+}
+
+/// `--zone`: the DNS load balancer addresses of the zones that are not
+/// applied, read from their clusters (nothing is written there): the
+/// applied zones' DNS forwarding needs every other zone's. Refuses, before
+/// anything is changed, when one cannot be read or has no address yet.
+async fn other_zones(
+    config: &Config,
+    selected: &[String],
+    kubeconfig: &kube::config::Kubeconfig,
+    resolver: Option<std::net::SocketAddr>,
+    progress: Progress,
+) -> anyhow::Result<BTreeMap<String, Vec<IpAddr>>> {
+    let others: Vec<&crate::config::Zone> = config
+        .zones
+        .iter()
+        .filter(|z| !Config::zone_selected(selected, &z.name))
+        .collect();
+    let reads = others.iter().map(|zone| async move {
+        let c = cluster::connect(kubeconfig, zone)
+            .await
+            .map_err(|e| cluster::connect_problem(&e, &zone.context).to_string())?;
+        cluster::dns_lb_addresses(&c, resolver).await
+    });
+    let mut found = BTreeMap::new();
+    let mut problems = String::new();
+    for (zone, r) in others.iter().zip(futures::future::join_all(reads).await) {
+        match r {
+            Ok(ips) if ips.is_empty() => write!(
+                problems,
+                "\n  {} (context {}): its DNS load balancer (Service kube-system/{}) has no address; apply that zone first",
+                zone.name,
+                zone.context,
+                crate::names::DNS_LB_SERVICE
+            )?,
+            Ok(ips) => {
+                progress.say(
+                    &zone.name,
+                    format!(
+                        "DNS load balancer address {} (read only: not in --zone)",
+                        ips.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                found.insert(zone.name.clone(), ips);
+            }
+            Err(e) => write!(
+                problems,
+                "\n  {} (context {}): {e}",
+                zone.name, zone.context
+            )?,
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "--zone {}: the DNS forwarding of the zones applied needs the DNS load balancer address of every other zone, and some could not be had:{problems}\nNothing was changed. Run apply without --zone to apply every zone.",
+            selected.join(" --zone ")
+        );
+    }
+    Ok(found)
 }
 
 /// Certificates for the Secrets, without writing: what `ensure_certs` would
@@ -133,7 +212,11 @@ fn write_certificates(config: &Config, progress: Progress) -> anyhow::Result<Cer
     Ok(bundle)
 }
 
-fn print_report(report: &ApplyReport, format: ReportFormat) -> anyhow::Result<()> {
+fn print_report(
+    report: &ApplyReport,
+    format: ReportFormat,
+    progress: Progress,
+) -> anyhow::Result<()> {
     let mut stdout = String::new();
     match format {
         ReportFormat::Json => {
@@ -169,7 +252,12 @@ fn print_report(report: &ApplyReport, format: ReportFormat) -> anyhow::Result<()
                     }
                 }
             }
-            crate::ewrite!("{}", apply::render_summary(report));
+            let zones: Vec<(&str, bool)> = report
+                .zones
+                .iter()
+                .map(|z| (z.zone.as_str(), z.ok))
+                .collect();
+            progress.summary(&apply::render_summary(report), &zones);
         }
     }
     crate::output::stdout(stdout.as_bytes())?;

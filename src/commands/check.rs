@@ -4,7 +4,6 @@
 use anyhow::{Context, bail};
 
 use crate::Exit;
-use crate::apply::Progress;
 use crate::check::run::{self, CheckOptions, Stop};
 use crate::check::{self, report};
 use crate::cli::{CheckArgs, CheckFormat};
@@ -13,6 +12,7 @@ use crate::commands::block_on;
 use crate::config::Config;
 use crate::fsutil::write_atomic;
 use crate::names;
+use crate::progress::Progress;
 
 /// Ctrl-C (SIGINT) or SIGTERM, which CI runners send to cancel a job: both
 /// stop the round and still clean up.
@@ -32,6 +32,7 @@ async fn interrupted() {
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
     let config = Config::load(&args.config)?;
+    config.check_zone_flags(&args.zones)?;
     let checks = check::selected(&args.only, &args.skip);
     if checks.is_empty() {
         bail!("nothing to check: --only and --skip leave no check to run");
@@ -54,11 +55,13 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
         cleanup_timeout: run::CLEANUP_TIMEOUT,
         lb_timeout: run::LB_QUERY_TIMEOUT,
         resolver: args.lb_resolver.or(config.dns.lb_resolver),
+        zones: args.zones.clone(),
     };
-    let progress = Progress { quiet: args.quiet };
+    let progress = Progress::new(args.quiet);
     let kubeconfig = cluster::load_kubeconfig(args.kubeconfig.as_deref())?;
 
     let timeout = args.timeout;
+    progress.begin(config.zones.iter().map(|z| z.name.as_str()));
     let outcome = block_on(async {
         let stop = async {
             tokio::select! {
@@ -69,7 +72,9 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
         // Polled only once cleanup starts, so it waits for another signal.
         let stop_cleanup = interrupted();
         run::check(&config, &kubeconfig, &opts, stop, stop_cleanup, progress).await
-    })?;
+    });
+    progress.end();
+    let outcome = outcome?;
 
     for p in &outcome.cleanup {
         crate::ewriteln!("warning: {p}");
@@ -93,7 +98,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
     // On stderr unless quiet; quiet text without --report has nowhere
     // else to go, so it is printed there all the same.
     if !args.quiet || (args.output == CheckFormat::Text && args.report.is_none()) {
-        crate::ewrite!("\n{text}");
+        let shown = report::render_text_styled(&report, crate::progress::styled_stderr());
+        crate::ewrite!("\n{shown}");
     }
     let data = match args.output {
         CheckFormat::Text => text,

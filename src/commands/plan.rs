@@ -40,18 +40,24 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
             .dns_addresses
             .push(*ip);
     }
-    for zone in &args.zones {
-        if config.zone(zone).is_none() {
-            let names: Vec<String> = config.zones.iter().map(|z| z.name.clone()).collect();
-            let hint = crate::suggest::did_you_mean(zone, &names)
-                .map(|m| format!(" (did you mean {m:?}?)"))
-                .unwrap_or_default();
-            bail!(
-                "--zone {zone}: no zone {zone:?} in {}{hint}; its zones are {}",
-                config.source.display(),
-                names.join(", ")
-            );
-        }
+    config.check_zone_flags(&args.zones)?;
+    // Zones are mixed on one stream only when asked: by naming them with
+    // --zone, or by --all-zones.
+    if args.output == PlanOutput::Yaml
+        && args.zones.is_empty()
+        && config.zones.len() > 1
+        && !args.all_zones
+    {
+        bail!(
+            "plan -o yaml would print the objects of all {} zones ({}) on one stream, and `kubectl apply -f -` would put all of them into one cluster; print one zone with --zone ZONE and apply it with `kubectl --context <its context> apply -f -`, or pass --all-zones to print every zone (each document headed by its zone and context)",
+            config.zones.len(),
+            config
+                .zones
+                .iter()
+                .map(|z| z.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     if let Some(dir) = &args.generated_dir
         && let Some(why) = fsutil::unsafe_output_dir(dir, config_dir(&config))

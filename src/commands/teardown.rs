@@ -7,12 +7,12 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::Exit;
-use crate::apply::Progress;
 use crate::cli::{ReportFormat, TeardownArgs};
 use crate::cluster;
 use crate::commands::{block_on, with_limits};
 use crate::config::Config;
 use crate::fsutil::{self, Manifest};
+use crate::progress::Progress;
 use crate::teardown::{self, TeardownReport, ZoneTeardown};
 
 pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
@@ -20,15 +20,14 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
     if !args.dry_run {
         confirm(&config, args)?;
     }
-    let progress = Progress {
-        quiet: args.cluster.quiet,
-    };
+    let progress = Progress::new(args.cluster.quiet);
     let started = Instant::now();
     let limit = if args.cluster.concurrency == 0 {
         config.zones.len()
     } else {
         args.cluster.concurrency
     };
+    progress.begin(config.zones.iter().map(|z| z.name.as_str()));
     let zones = block_on(with_limits(&args.cluster, async {
         let kubeconfig = cluster::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
         let semaphore = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
@@ -38,7 +37,8 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
             let config = &config;
             async move {
                 let _permit = semaphore.acquire().await;
-                match cluster::connect(kubeconfig, zone).await {
+                progress.step(&zone.name, "connecting");
+                let z = match cluster::connect(kubeconfig, zone).await {
                     Ok(c) => {
                         teardown::teardown_zone(
                             &c,
@@ -56,11 +56,15 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
                         error: Some(cluster::connect_problem(&e, &zone.context).to_string()),
                         ..ZoneTeardown::default()
                     },
-                }
+                };
+                progress.finish_zone(&zone.name, z.ok);
+                z
             }
         });
         anyhow::Ok(futures::future::join_all(work).await)
-    }))???;
+    }));
+    progress.end();
+    let zones = zones???;
 
     let mut purged = Vec::new();
     let all_clean = zones.iter().all(|z| z.ok);
@@ -92,7 +96,14 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
             out.push('\n');
             crate::output::stdout(out.as_bytes())?;
         }
-        ReportFormat::Text => crate::ewrite!("{}", teardown::render_summary(&report)),
+        ReportFormat::Text => {
+            let zones: Vec<(&str, bool)> = report
+                .zones
+                .iter()
+                .map(|z| (z.zone.as_str(), z.ok))
+                .collect();
+            progress.summary(&teardown::render_summary(&report), &zones);
+        }
     }
     Ok(if report.zones.iter().any(|z| z.error.is_some()) {
         Exit::CouldNotRun
