@@ -56,9 +56,17 @@ pub enum Command {
     Apply(ApplyArgs),
 
     /// Show what `apply` would change, using server-side dry runs; nothing
-    /// is written. Exits 0 when everything is in place, 1 when something
-    /// would change.
-    Diff(ApplyArgs),
+    /// is written.
+    ///
+    /// Prints a unified diff (old and new values, as YAML; Secrets' data
+    /// masked) of every object that would change, and warns about what a
+    /// change does: a rolling restart of a zone, a scale-down that removes
+    /// CockroachDB nodes, a field Kubernetes does not allow to change.
+    /// Exits 0 when everything is in place, 1 when something would change,
+    /// 2 when it could not run (or the servers refuse a change).
+    ///
+    /// Example: crdb-multiregion diff config.toml --zone us-east1-b
+    Diff(DiffArgs),
 
     /// Remove everything `apply` created and restore each cluster's DNS
     /// config.
@@ -171,6 +179,18 @@ pub struct ApplyArgs {
     /// those names only resolve inside a VPC or a test setup.
     #[arg(long, value_name = "IP:PORT")]
     pub lb_resolver: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+
+    /// Show only this zone's changes (repeatable); the exit code is about
+    /// these zones only. Every zone is still read: a zone's DNS forwarding
+    /// and join list depend on the others.
+    #[arg(long = "zone", value_name = "ZONE")]
+    pub zones: Vec<String>,
 }
 
 #[derive(Debug, Args)]

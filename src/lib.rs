@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod connect;
+pub mod diff;
 pub mod dns;
 pub mod dnsconf;
 pub mod events;
@@ -78,8 +79,8 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result = match &cli.command {
         cli::Command::Plan(args) => commands::plan::run(args),
-        cli::Command::Apply(args) => commands::apply::run(args, false),
-        cli::Command::Diff(args) => commands::apply::run(args, true),
+        cli::Command::Apply(args) => commands::apply::run(args, false, &[]),
+        cli::Command::Diff(args) => commands::apply::run(&args.apply, true, &args.zones),
         cli::Command::Teardown(args) => commands::teardown::run(args),
         cli::Command::Check(args) => commands::check::run(args),
         cli::Command::Completions(args) => commands::docs::completions(args.shell),

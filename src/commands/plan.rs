@@ -40,19 +40,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
             .dns_addresses
             .push(*ip);
     }
-    for zone in &args.zones {
-        if config.zone(zone).is_none() {
-            let names: Vec<String> = config.zones.iter().map(|z| z.name.clone()).collect();
-            let hint = crate::suggest::did_you_mean(zone, &names)
-                .map(|m| format!(" (did you mean {m:?}?)"))
-                .unwrap_or_default();
-            bail!(
-                "--zone {zone}: no zone {zone:?} in {}{hint}; its zones are {}",
-                config.source.display(),
-                names.join(", ")
-            );
-        }
-    }
+    check_zone_flags(&config, &args.zones)?;
     if let Some(dir) = &args.generated_dir
         && let Some(why) = fsutil::unsafe_output_dir(dir, config_dir(&config))
     {
@@ -103,6 +91,25 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
         output::stdout(output::yaml_stream(&shown).as_bytes())?;
     }
     Ok(Exit::Success)
+}
+
+/// Every `--zone` names a zone of the config (with a did-you-mean when one
+/// is close).
+pub fn check_zone_flags(config: &Config, zones: &[String]) -> anyhow::Result<()> {
+    for zone in zones {
+        if config.zone(zone).is_none() {
+            let names: Vec<String> = config.zones.iter().map(|z| z.name.clone()).collect();
+            let hint = crate::suggest::did_you_mean(zone, &names)
+                .map(|m| format!(" (did you mean {m:?}?)"))
+                .unwrap_or_default();
+            bail!(
+                "--zone {zone}: no zone {zone:?} in {}{hint}; its zones are {}",
+                config.source.display(),
+                names.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The config file's directory (relative paths in it resolve against it).
