@@ -729,7 +729,13 @@ async fn apply_objects(
         // A dry run cannot place objects in a namespace that does not exist yet.
         if dry_run && new_namespace && o.namespace().is_some_and(|ns| ns == cluster.namespace) {
             return (
-                Some(ObjectReport::new(zone, o, Action::Created, &Value::Null, &Value::Null)),
+                Some(ObjectReport::new(
+                    zone,
+                    o,
+                    Action::Created,
+                    &Value::Null,
+                    &Value::Null,
+                )),
                 None,
             );
         }

@@ -202,7 +202,10 @@ pub fn consequences(zone: &str, kind: &str, before: &Value, after: &Value) -> Ve
 
     let frozen: Vec<String> = {
         let spec = |v: &Value| v.get("spec").and_then(Value::as_object).cloned();
-        let (b, a) = (spec(before).unwrap_or_default(), spec(after).unwrap_or_default());
+        let (b, a) = (
+            spec(before).unwrap_or_default(),
+            spec(after).unwrap_or_default(),
+        );
         let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
         keys.into_iter()
             .filter(|k| !STATEFULSET_MUTABLE.contains(&k.as_str()) && b.get(*k) != a.get(*k))
@@ -225,7 +228,9 @@ pub fn consequences(zone: &str, kind: &str, before: &Value, after: &Value) -> Ve
         ));
     }
     if before.pointer("/spec/template") != after.pointer("/spec/template") {
-        let on_delete = after.pointer("/spec/updateStrategy/type").and_then(Value::as_str)
+        let on_delete = after
+            .pointer("/spec/updateStrategy/type")
+            .and_then(Value::as_str)
             == Some("OnDelete");
         out.push(if on_delete {
             format!(
@@ -296,7 +301,10 @@ mod tests {
         assert!(plus[0].ends_with("image: cockroach:v2"), "{text}");
         let c = consequences("us-east1-b", "StatefulSet", &b, &a);
         assert_eq!(c.len(), 1, "{c:?}");
-        assert!(c[0].starts_with("rolling restart of zone us-east1-b"), "{c:?}");
+        assert!(
+            c[0].starts_with("rolling restart of zone us-east1-b"),
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -344,7 +352,11 @@ mod tests {
         for secret in ["QUFB", "S0VZ", "TkVX"] {
             assert!(!text.contains(secret), "{text}");
         }
-        assert!(text.contains("-  node.key: '*** (before)'") || text.contains("-  node.key: \"*** (before)\""), "{text}");
+        assert!(
+            text.contains("-  node.key: '*** (before)'")
+                || text.contains("-  node.key: \"*** (before)\""),
+            "{text}"
+        );
         let fields = field_changes(&b, &a);
         let paths: Vec<&str> = fields.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["data.new", "data[\"node.key\"]"]);

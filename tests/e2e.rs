@@ -167,6 +167,19 @@ impl Env {
     }
 }
 
+const APPLY_SCHEMA: &str = include_str!("../docs/apply-report.schema.json");
+
+/// `report` is valid against docs/apply-report.schema.json.
+fn validate_apply_report(report: &Value) {
+    let schema: Value = serde_json::from_str(APPLY_SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{report:#}");
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -681,8 +694,24 @@ fn diff_shows_changes_without_writing() {
         "{stdout}"
     );
     assert_eq!(changing_writes(&env), Vec::<String>::new());
+    // A dry run says what would happen, not what happened.
+    assert!(
+        stderr(&out).contains("DNS would be updated"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["diff", config.to_str().unwrap(), "-o", "json"]);
+    assert_exit(&out, 1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_apply_report(&report);
+    assert_eq!(report["zones"][0]["objects"][0]["action"], "would-create");
+    assert_eq!(report["zones"][0]["dns"], "would-update");
 
-    assert_exit(&env.apply(&config, &[]), 0);
+    let out = env.apply(&config, &["-o", "json"]);
+    assert_exit(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_apply_report(&report);
+    assert_eq!(report["zones"][0]["objects"][0]["action"], "created");
     let tuned = env.config(
         "tuned.toml",
         &ZONES,
@@ -691,23 +720,222 @@ fn diff_shows_changes_without_writing() {
     let out = env.run(&["diff", tuned.to_str().unwrap(), "-o", "json"]);
     assert_exit(&out, 1);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_apply_report(&report);
     let sts = report["zones"][0]["objects"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|o| o["object"] == "StatefulSet us-east1-b/cockroachdb")
+        .find(|o| o["kind"] == "StatefulSet" && o["name"] == "cockroachdb")
         .unwrap();
-    assert_eq!(sts["action"], "configured");
-    assert!(
-        sts["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c.as_str().unwrap().contains("containers")),
-        "{sts}"
+    assert_eq!(sts["action"], "would-configure");
+    assert_eq!(sts["namespace"], "us-east1-b");
+    let limit = sts["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "spec.template.spec.containers[0].resources.limits.memory")
+        .unwrap_or_else(|| panic!("{sts}"));
+    assert_eq!(
+        (&limit["old"], &limit["new"]),
+        (&Value::from("8Gi"), &Value::from("4Gi"))
     );
     let out = env.run(&["diff", config.to_str().unwrap()]);
     assert_exit(&out, 0);
+}
+
+/// A config of [`ZONES`] with `extra` in front and `replicas` in every zone.
+fn config_with_replicas(env: &Env, name: &str, extra: &str, replicas: u32) -> PathBuf {
+    let path = env.config(name, &ZONES, extra);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "\n[[zones]]\n",
+        &format!("\n[[zones]]\nreplicas = {replicas}\n"),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn diff_after_an_image_change_shows_old_and_new_image_per_zone_and_a_rolling_restart() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    let bumped = env.config(
+        "bumped.toml",
+        &ZONES,
+        "[cockroachdb]\nimage = \"cockroachdb/cockroach:v99.1.0\"",
+    );
+    for c in env.fed.clusters() {
+        c.clear_requests();
+    }
+    let out = env.run(&["diff", bumped.to_str().unwrap()]);
+    assert_exit(&out, 1);
+    assert_eq!(changing_writes(&env), Vec::<String>::new());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for zone in ZONES {
+        let block = zone_block(&stdout, zone);
+        assert!(
+            block.contains(&format!("{zone}: change StatefulSet {zone}/cockroachdb")),
+            "{stdout}"
+        );
+        let minus: Vec<&str> = block
+            .lines()
+            .filter(|l| l.starts_with('-') && l.contains("image:"))
+            .collect();
+        let plus: Vec<&str> = block
+            .lines()
+            .filter(|l| l.starts_with('+') && l.contains("image:"))
+            .collect();
+        assert_eq!(minus.len(), 1, "{zone}: {block}");
+        assert!(
+            minus[0].ends_with(&format!(
+                "image: {}",
+                crdb_multiregion::names::DEFAULT_IMAGE
+            )),
+            "{zone}: {block}"
+        );
+        assert_eq!(plus.len(), 1, "{zone}: {block}");
+        assert!(
+            plus[0].ends_with("image: cockroachdb/cockroach:v99.1.0"),
+            "{zone}: {block}"
+        );
+        assert!(
+            block.contains(&format!("{zone}: warning: rolling restart of zone {zone}")),
+            "{zone}: {block}"
+        );
+    }
+    // Only what changes is shown: no other object of a zone changes.
+    assert!(!stdout.contains(": change Service"), "{stdout}");
+}
+
+/// The lines of `text` that start with `zone: ` and the diff lines after
+/// each (up to the next line of another zone).
+fn zone_block(text: &str, zone: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if let Some((prefix, _)) = line.split_once(": ")
+            && ZONES.contains(&prefix)
+            && !line.starts_with("---")
+            && !line.starts_with("+++")
+        {
+            inside = prefix == zone;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn diff_after_a_replicas_decrease_warns_about_decommissioning() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = config_with_replicas(&env, "config.toml", "", 3);
+    assert_exit(&env.apply(&config, &[]), 0);
+    let smaller = config_with_replicas(&env, "smaller.toml", "", 2);
+    let out = env.run(&["diff", smaller.to_str().unwrap(), "--zone", "us-west1-a"]);
+    assert_exit(&out, 1);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("-  replicas: 3\n+  replicas: 2\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("us-west1-a: warning: scale-down in zone us-west1-a from 3 to 2 replicas: the StatefulSet deletes pod(s) cockroachdb-2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cockroach node decommission"), "{stdout}");
+    // --zone: only that zone is shown.
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("us-east1-b:")),
+        "{stdout}"
+    );
+
+    let out = env.run(&[
+        "diff",
+        smaller.to_str().unwrap(),
+        "-o",
+        "json",
+        "--zone",
+        "us-east1-b",
+    ]);
+    assert_exit(&out, 1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_apply_report(&report);
+    let zones: Vec<&str> = report["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|z| z["zone"].as_str().unwrap())
+        .collect();
+    assert_eq!(zones, ["us-east1-b"]);
+    let sts = report["zones"][0]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "StatefulSet")
+        .unwrap();
+    assert!(
+        sts["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "spec.replicas" && f["old"] == 3 && f["new"] == 2),
+        "{sts}"
+    );
+    assert!(
+        sts["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .starts_with("scale-down in zone us-east1-b from 3 to 2")),
+        "{sts}"
+    );
+
+    let out = env.run(&["diff", smaller.to_str().unwrap(), "--zone", "us-wset1-a"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("(did you mean \"us-west1-a\"?)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn diff_of_a_storage_change_shows_it_and_says_kubernetes_refuses_it() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    let bigger = env.config("bigger.toml", &ZONES, "[cockroachdb]\nstorage = \"200Gi\"");
+    for c in env.fed.clusters() {
+        c.clear_requests();
+    }
+    let out = env.run(&["diff", bigger.to_str().unwrap(), "--zone", "us-east1-b"]);
+    assert_exit(&out, 2);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with('-') && l.ends_with(" storage: 100Gi")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with('+') && l.ends_with(" storage: 200Gi")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("us-east1-b: warning: immutable field: Kubernetes does not allow changing spec.volumeClaimTemplates of StatefulSet us-east1-b/cockroachdb"),
+        "{stdout}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("us-east1-b       FAILED: StatefulSet us-east1-b/cockroachdb:"),
+        "{err}"
+    );
+    assert!(err.contains("--cascade=orphan"), "{err}");
+    assert_eq!(changing_writes(&env), Vec::<String>::new());
 }
 
 #[test]
@@ -1074,9 +1302,11 @@ fn changed_objects(out: &Output) -> Vec<String> {
         for o in z["objects"].as_array().unwrap() {
             if o["action"] != "unchanged" {
                 changed.push(format!(
-                    "{}: {}",
+                    "{}: {} {}/{}",
                     z["zone"].as_str().unwrap(),
-                    o["object"].as_str().unwrap()
+                    o["kind"].as_str().unwrap(),
+                    o["namespace"].as_str().unwrap(),
+                    o["name"].as_str().unwrap()
                 ));
             }
         }
