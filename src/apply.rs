@@ -394,6 +394,16 @@ impl Timer {
     }
 }
 
+/// The DNS server the config names (`dns.provider`), or `None` to detect it.
+pub fn provider_override(config: &Config) -> Option<DnsProvider> {
+    match config.dns.provider {
+        ProviderChoice::Auto => None,
+        ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),
+        ProviderChoice::Coredns => Some(DnsProvider::CoreDns),
+        ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
+    }
+}
+
 /// Connects to and pre-flights every zone concurrently, each zone's
 /// pre-flight within `preflight_timeout`.
 pub async fn connect_all(
@@ -402,12 +412,7 @@ pub async fn connect_all(
     preflight_timeout: Duration,
     progress: Progress,
 ) -> Result<Vec<(Cluster, ClusterInfo)>, ApplyError> {
-    let override_ = match config.dns.provider {
-        ProviderChoice::Auto => None,
-        ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),
-        ProviderChoice::Coredns => Some(DnsProvider::CoreDns),
-        ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
-    };
+    let override_ = provider_override(config);
     let checks = config.zones.iter().map(|zone| async move {
         let cluster = cluster::connect(kubeconfig, zone)
             .await

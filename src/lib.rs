@@ -39,6 +39,7 @@ pub mod output;
 pub mod plan;
 pub mod render;
 pub mod resolve;
+pub mod status;
 pub mod suggest;
 pub mod teardown;
 
@@ -83,6 +84,7 @@ pub fn main() -> ExitCode {
         cli::Command::Diff(args) => commands::apply::run(&args.apply, true, &args.zones),
         cli::Command::Teardown(args) => commands::teardown::run(args),
         cli::Command::Check(args) => commands::check::run(args),
+        cli::Command::Status(args) => commands::status::run(args),
         cli::Command::Completions(args) => commands::docs::completions(args.shell),
         cli::Command::Man => commands::docs::man(),
     };

@@ -1959,3 +1959,172 @@ fn dns_restart_interrupted_after_the_dns_restore_is_redone_by_the_next_teardown(
     assert_exit(&out, 0);
     assert!(!stderr(&out).contains("DNS restarted"), "{}", stderr(&out));
 }
+
+// ---------------------------------------------------------------------------
+// status
+
+const STATUS_SCHEMA: &str = include_str!("../docs/status.schema.json");
+
+/// `report` is valid against docs/status.schema.json.
+fn validate_status_report(report: &Value) {
+    let schema: Value = serde_json::from_str(STATUS_SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{report:#}");
+}
+
+fn status(env: &Env, config: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["status", config.to_str().unwrap()];
+    args.extend(extra);
+    env.run(&args)
+}
+
+#[test]
+fn status_of_a_healthy_federation_exits_0_and_its_json_follows_the_schema() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    for c in env.fed.clusters() {
+        c.clear_requests();
+    }
+
+    let out = status(&env, &config, &["-o", "json"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        changing_writes(&env),
+        Vec::<String>::new(),
+        "status only reads"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_status_report(&report);
+    assert_eq!(report["ok"], true);
+    let zones = report["zones"].as_array().unwrap();
+    assert_eq!(zones.len(), 3);
+    for z in zones {
+        let zone = z["zone"].as_str().unwrap();
+        assert_eq!(z["ok"], true, "{z:#}");
+        assert_eq!(z["dns_lb"]["addresses"][0], env.lb_ip(zone), "{z:#}");
+        assert_eq!(z["dns_forwarding"]["status"], "ok", "{z:#}");
+        for f in z["dns_forwarding"]["forwards"].as_array().unwrap() {
+            let other = f["zone"].as_str().unwrap();
+            assert_eq!(f["servers"][0], env.lb_ip(other), "{zone} -> {other}");
+        }
+        assert_eq!(z["statefulset"]["status"], "ok", "{z:#}");
+        assert_eq!(
+            (&z["statefulset"]["ready"], &z["statefulset"]["desired"]),
+            (&Value::from(3), &Value::from(3))
+        );
+        assert_eq!(z["certificates"]["status"], "ok", "{z:#}");
+        // Local CA, root client, node certificate, and 6 in the Secrets.
+        assert_eq!(
+            z["certificates"]["certificates"].as_array().unwrap().len(),
+            9,
+            "{z:#}"
+        );
+    }
+
+    let out = status(&env, &config, &[]);
+    assert_exit(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("status: healthy (3 zone(s))\n"), "{text}");
+    assert!(
+        text.contains("us-west1-a (context us-west1-a): healthy"),
+        "{text}"
+    );
+}
+
+/// Takes our forwarding out of `zone`'s kube-dns ConfigMap, as someone
+/// restoring an old copy of it would.
+fn remove_forwarding(env: &Env, zone: &str) {
+    let c = env.fed.cluster(zone);
+    let mut cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "kube-dns")
+        .unwrap();
+    let data = env.dns_data(zone, DnsProvider::KubeDns);
+    let clean = dns::remove(DnsProvider::KubeDns, &data).unwrap();
+    cm["data"] = serde_json::to_value(clean).unwrap();
+    cm["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    c.put(cm, "kubectl-edit").unwrap();
+}
+
+#[test]
+fn status_after_one_zones_forwarding_is_removed_exits_1_naming_the_zone() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    remove_forwarding(&env, "us-west1-a");
+
+    let out = status(&env, &config, &[]);
+    assert_exit(&out, 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("us-west1-a (context us-west1-a): UNHEALTHY"),
+        "{text}"
+    );
+    assert!(
+        text.contains("status: 1 of 3 zone(s) unhealthy: us-west1-a (dns-forwarding: ConfigMap kube-system/kube-dns: no forwarding for zone us-east1-b (us-east1-b.svc.cluster.local); no forwarding for zone us-central1-a"),
+        "{text}"
+    );
+    assert!(
+        text.contains("us-east1-b (context us-east1-b): healthy"),
+        "{text}"
+    );
+
+    let out = status(&env, &config, &["-o", "json"]);
+    assert_exit(&out, 1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_status_report(&report);
+    let bad: Vec<&str> = report["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|z| z["ok"] == false)
+        .map(|z| z["zone"].as_str().unwrap())
+        .collect();
+    assert_eq!(bad, ["us-west1-a"]);
+
+    // --zone: the other zones alone are healthy.
+    let out = status(
+        &env,
+        &config,
+        &["--zone", "us-east1-b", "--zone", "us-central1-a"],
+    );
+    assert_exit(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("us-west1-a (context"), "{text}");
+
+    // apply puts it back.
+    assert_exit(&env.apply(&config, &[]), 0);
+    assert_exit(&status(&env, &config, &[]), 0);
+}
+
+#[test]
+fn status_with_a_zone_whose_api_server_is_down_exits_1_and_reports_the_others() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    env.fed
+        .cluster("us-central1-a")
+        .set_faults(faults(|f| f.down = true));
+
+    let out = status(&env, &config, &["--timeout", "5s"]);
+    assert_exit(&out, 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("us-central1-a (context us-central1-a): UNHEALTHY"),
+        "{text}"
+    );
+    assert!(
+        text.contains("us-east1-b (context us-east1-b): healthy"),
+        "{text}"
+    );
+    // Its load balancer address is not known, so the others' forwarding to
+    // it cannot be compared: unknown, not a failure.
+    assert!(text.contains("us-central1-a forwarded to"), "{text}");
+}
