@@ -52,7 +52,7 @@ pub enum Health {
 
 impl std::fmt::Display for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Health::Ok => "ok",
             Health::Unknown => "unknown",
             Health::Warn => "warn",
@@ -929,7 +929,10 @@ fn judge_nodes(n: &NodesGathered) -> NodesItem {
             Some(ProxyAnswer::NotReady(why)) => (Health::Fail, format!("not ready: {why}")),
             Some(ProxyAnswer::ProxyError(why)) => {
                 proxy_errors.push(why.clone());
-                (Health::Unknown, format!("unknown (pod proxy: {why})"))
+                (
+                    Health::Unknown,
+                    format!("health unknown (pod proxy: {why})"),
+                )
             }
         };
         match vars {
@@ -972,7 +975,7 @@ fn judge_nodes(n: &NodesGathered) -> NodesItem {
     } else if !proxy_errors.is_empty() {
         Item::new(
             Health::Unknown,
-            format!("unknown (pod proxy: {})", proxy_errors[0]),
+            format!("node health unknown (pod proxy: {})", proxy_errors[0]),
         )
     } else if under.unwrap_or(0) > 0 || unavailable.unwrap_or(0) > 0 {
         Item::new(

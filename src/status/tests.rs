@@ -141,7 +141,7 @@ fn node_health_through_a_missing_pod_proxy_is_unknown_and_does_not_fail_the_zone
             .nodes
             .item
             .detail
-            .starts_with("unknown (pod proxy: the server could not find"),
+            .starts_with("node health unknown (pod proxy: the server could not find"),
         "{:?}",
         r.zones[0].nodes.item
     );
