@@ -226,6 +226,12 @@ pub struct StatusReport {
 // ---------------------------------------------------------------------------
 // Gathering (GET requests only)
 
+/// A load balancer's IP addresses (host names resolved) and host names.
+pub type LbAddresses = (Vec<IpAddr>, Vec<String>);
+
+/// Certificates as `(source, PEM or why it could not be read)`.
+pub type CertSources = Vec<(String, Result<String, String>)>;
+
 /// What was read from one zone's cluster, before any judgement.
 #[derive(Debug, Clone, Default)]
 pub struct Gathered {
@@ -236,13 +242,13 @@ pub struct Gathered {
     pub api: Option<Result<String, (String, bool)>>,
     /// Load balancer IPs and host names, host names resolved into IPs
     /// (a host name that does not resolve is in the error).
-    pub lb: Option<Result<(Vec<IpAddr>, Vec<String>), String>>,
+    pub lb: Option<Result<LbAddresses, String>>,
     /// The DNS server and the forwarding of ours found in its ConfigMap.
     pub dns: Option<Result<(DnsProvider, Vec<Forward>), String>>,
     pub statefulset: Option<Result<Option<StatefulSet>, String>>,
     pub nodes: Option<NodesGathered>,
     /// In-cluster certificates: (source, PEM or why it is unreadable).
-    pub secrets: Vec<(String, Result<String, String>)>,
+    pub secrets: CertSources,
 }
 
 /// What the pod proxy said for each CockroachDB pod.
@@ -383,7 +389,7 @@ async fn gather_zone(
 async fn read_lb(
     client: &kube::Client,
     resolver: Option<SocketAddr>,
-) -> Result<(Vec<IpAddr>, Vec<String>), String> {
+) -> Result<LbAddresses, String> {
     let services: Api<Service> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
     let what = format!("Service {}/{}", names::KUBE_SYSTEM, names::DNS_LB_SERVICE);
     let svc = services
@@ -483,10 +489,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// The certificates in the zone's Secrets, as `(source, PEM)`.
-async fn read_secrets(
-    client: &kube::Client,
-    namespace: &str,
-) -> Vec<(String, Result<String, String>)> {
+async fn read_secrets(client: &kube::Client, namespace: &str) -> CertSources {
     let wanted = [
         (namespace, names::NODE_SECRET, ["ca.crt", "node.crt"]),
         (
@@ -557,7 +560,7 @@ pub fn evaluate(
     config: &Config,
     gathered: &[Gathered],
     shown: &[String],
-    local: &BTreeMap<String, Vec<(String, Result<String, String>)>>,
+    local: &BTreeMap<String, CertSources>,
     now: OffsetDateTime,
 ) -> StatusReport {
     let addresses: BTreeMap<&str, Option<&Vec<IpAddr>>> = gathered
