@@ -609,20 +609,19 @@ fn ensure_certs_in(
         );
     }
 
-    let (client_root_crt, client_root_key, client_root) = ensure_leaf(
-        &ca,
-        &LeafSpec::client_root(settings),
-        settings.key_type,
-        now,
-        &mut sink,
-    )?;
-
+    // The root client cert first, then one node cert per zone: whatever
+    // must be (re)issued is signed on every core at once (RSA key generation
+    // dominates), then written in this order.
+    let mut specs = vec![LeafSpec::client_root(settings)];
+    specs.extend(nodes.iter().map(|node| LeafSpec::node(settings, node)));
+    for node in nodes {
+        sink.ensure_dir(&settings.certs_dir.join(&node.zone))?;
+    }
+    let mut leaves = ensure_leaves(&ca, &specs, settings.key_type, now, &mut sink)?.into_iter();
+    let (client_root_crt, client_root_key, client_root) = leaves.next().expect("one leaf per spec");
     let mut node_certs = BTreeMap::new();
     let mut node_actions = BTreeMap::new();
-    for node in nodes {
-        let spec = LeafSpec::node(settings, node);
-        sink.ensure_dir(&settings.certs_dir.join(&node.zone))?;
-        let (crt, key, action) = ensure_leaf(&ca, &spec, settings.key_type, now, &mut sink)?;
+    for (node, (crt, key, action)) in nodes.iter().zip(leaves) {
         node_certs.insert(node.zone.clone(), NodeCert { crt, key });
         node_actions.insert(node.zone.clone(), action);
     }
@@ -834,30 +833,134 @@ impl LeafSpec {
 }
 
 /// Reuses the leaf on disk if it is still good, otherwise writes a new one.
-fn ensure_leaf(
+/// Each leaf of `specs`, in order: reused from disk when still good,
+/// otherwise issued (concurrently, on all cores) and written.
+fn ensure_leaves(
+    ca: &Ca,
+    specs: &[LeafSpec],
+    key_type: KeyType,
+    now: OffsetDateTime,
+    sink: &mut Sink,
+) -> Result<Vec<(String, String, CertAction)>, CertError> {
+    // What is on disk, and why it cannot be kept (None: nothing there).
+    let mut on_disk = Vec::with_capacity(specs.len());
+    for spec in specs {
+        on_disk.push(assess_leaf(ca, spec, key_type, now, sink)?);
+    }
+    let wanted: Vec<&LeafSpec> = specs
+        .iter()
+        .zip(&on_disk)
+        .filter(|(_, state)| !matches!(state, LeafOnDisk::Good(..)))
+        .map(|(spec, _)| spec)
+        .collect();
+    let not_after = (now + Duration::days(LEAF_VALIDITY_DAYS)).min(ca.not_after);
+    let mut issued = issue_concurrently(&wanted, |spec| {
+        issue_checked_leaf(ca, spec, key_type, now - BACKDATE, not_after)
+    })
+    .into_iter();
+
+    let mut leaves = Vec::with_capacity(specs.len());
+    for (spec, state) in specs.iter().zip(on_disk) {
+        let reason = match state {
+            LeafOnDisk::Good(crt, key) => {
+                leaves.push((crt, key, CertAction::Reused));
+                continue;
+            }
+            LeafOnDisk::Absent => None,
+            LeafOnDisk::Bad(reason) => Some(reason),
+        };
+        let (crt, key) = issued.next().expect("one issued leaf per wanted spec")?;
+        sink.write(
+            &[
+                (&spec.key_path, key.clone(), KEY_FILE_MODE),
+                (&spec.crt_path, crt.clone(), CERT_FILE_MODE),
+            ],
+            false,
+        )?;
+        let action = match reason {
+            None => CertAction::Created,
+            Some(reason) => CertAction::Regenerated { reason },
+        };
+        leaves.push((crt, key, action));
+    }
+    Ok(leaves)
+}
+
+/// A leaf's files as found on disk.
+enum LeafOnDisk {
+    Absent,
+    /// Reusable: certificate and key PEM.
+    Good(String, String),
+    /// Present but not reusable, and why.
+    Bad(String),
+}
+
+fn assess_leaf(
     ca: &Ca,
     spec: &LeafSpec,
     key_type: KeyType,
     now: OffsetDateTime,
     sink: &mut Sink,
-) -> Result<(String, String, CertAction), CertError> {
+) -> Result<LeafOnDisk, CertError> {
     let crt = read_optional(&spec.crt_path)?;
     let key = read_optional(&spec.key_path)?;
-    let reason = match (&crt, &key) {
-        (None, None) => None,
-        (Some(_), None) => Some(format!("{} is missing", spec.key_name())),
-        (None, Some(_)) => Some(format!("{} is missing", spec.crt_name())),
-        (Some(crt), Some(key)) => match leaf_problem(ca, spec, crt, key, key_type, now) {
+    Ok(match (crt, key) {
+        (None, None) => LeafOnDisk::Absent,
+        (Some(_), None) => LeafOnDisk::Bad(format!("{} is missing", spec.key_name())),
+        (None, Some(_)) => LeafOnDisk::Bad(format!("{} is missing", spec.crt_name())),
+        (Some(crt), Some(key)) => match leaf_problem(ca, spec, &crt, &key, key_type, now) {
             None => {
                 sink.tighten_key_mode(&spec.key_path)?;
-                let (crt, key) = (crt.clone(), key.clone());
-                return Ok((crt, key, CertAction::Reused));
+                LeafOnDisk::Good(crt, key)
             }
-            reason => reason,
+            Some(reason) => LeafOnDisk::Bad(reason),
         },
-    };
-    let not_after = (now + Duration::days(LEAF_VALIDITY_DAYS)).min(ca.not_after);
-    let (crt, key) = issue_leaf(ca, spec, key_type, now - BACKDATE, not_after)?;
+    })
+}
+
+/// `issue` applied to every item, on up to as many threads as there are
+/// cores, results in the items' order.
+fn issue_concurrently<T: Sync, R: Send>(items: &[T], issue: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(&issue).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
+                            return done;
+                        };
+                        done.push((i, issue(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// A new leaf, refused when it does not chain to the CA.
+fn issue_checked_leaf(
+    ca: &Ca,
+    spec: &LeafSpec,
+    key_type: KeyType,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<(String, String), CertError> {
+    let (crt, key) = issue_leaf(ca, spec, key_type, not_before, not_after)?;
     // A CA whose name rcgen cannot reproduce byte for byte would make certs that
     // Go (CockroachDB) does not chain, and a new one on every run: refuse.
     let chains = pem_to_der(&crt).ok().and_then(|der| {
@@ -870,18 +973,7 @@ fn ensure_leaf(
             reason: "certificates signed with it do not chain to it".to_string(),
         });
     }
-    sink.write(
-        &[
-            (&spec.key_path, key.clone(), KEY_FILE_MODE),
-            (&spec.crt_path, crt.clone(), CERT_FILE_MODE),
-        ],
-        false,
-    )?;
-    let action = match reason {
-        None => CertAction::Created,
-        Some(reason) => CertAction::Regenerated { reason },
-    };
-    Ok((crt, key, action))
+    Ok((crt, key))
 }
 
 /// Why the leaf on disk cannot be reused, or `None` if it can.
@@ -1067,18 +1159,12 @@ fn distinguished_name(common_name: &str) -> DistinguishedName {
 /// or PKCS#1 (`RSA PRIVATE KEY`, what `cockroach cert` writes, so that a CA
 /// made by setup.py can be kept).
 fn parse_key(pem: &str, path: &Path) -> Result<KeyPair, String> {
-    use rsa::pkcs1::DecodeRsaPrivateKey;
-    use rsa::pkcs8::EncodePrivateKey;
     let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
         .map_err(|e| format!("it is not a PEM file ({e})"))?;
     match block.label.as_str() {
         "PRIVATE KEY" => KeyPair::try_from(block.contents.as_slice()).map_err(|e| format!("{e}")),
-        "RSA PRIVATE KEY" => {
-            let key = rsa::RsaPrivateKey::from_pkcs1_der(&block.contents)
-                .map_err(|e| format!("invalid PKCS#1 RSA key ({e})"))?;
-            let der = key.to_pkcs8_der().map_err(|e| e.to_string())?;
-            KeyPair::try_from(der.as_bytes()).map_err(|e| format!("{e}"))
-        }
+        "RSA PRIVATE KEY" => KeyPair::from_pem_and_sign_algo(pem, &PKCS_RSA_SHA256)
+            .map_err(|e| format!("invalid PKCS#1 RSA key ({e})")),
         "EC PRIVATE KEY" => Err(format!(
             "it is a SEC1 \"EC PRIVATE KEY\", which is not read here; convert it to PKCS#8 \
              with `openssl pkcs8 -topk8 -nocrypt -in {0} -out {0}.pkcs8` and use that file",
@@ -1091,22 +1177,9 @@ fn parse_key(pem: &str, path: &Path) -> Result<KeyPair, String> {
     }
 }
 
-/// A new random key. rcgen with the ring backend cannot generate RSA keys, so
-/// RSA keys come from the `rsa` crate as PKCS#8 and are handed to rcgen
-/// (which then signs with ring).
+/// A new random key (rcgen with the aws-lc backend makes RSA keys too).
 fn generate_key(key_type: KeyType, what: &str) -> Result<KeyPair, CertError> {
-    match key_type {
-        KeyType::EcdsaP256 => {
-            KeyPair::generate_for(key_type.algorithm()).map_err(CertError::generate(what))
-        }
-        KeyType::Rsa2048 => {
-            use rsa::pkcs8::EncodePrivateKey;
-            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
-                .map_err(CertError::generate(what))?;
-            let der = key.to_pkcs8_der().map_err(CertError::generate(what))?;
-            KeyPair::try_from(der.as_bytes()).map_err(CertError::generate(what))
-        }
-    }
+    KeyPair::generate_for(key_type.algorithm()).map_err(CertError::generate(what))
 }
 
 // ---------------------------------------------------------------------------
@@ -1369,6 +1442,18 @@ mod tests {
         );
         // A trailing dot (absolute name) is not part of a certificate name.
         assert_eq!(node_sans("eu", "corp.example."), sans);
+    }
+
+    #[test]
+    fn concurrent_issue_keeps_the_order_of_its_items() {
+        let items: Vec<u64> = (0..50).collect();
+        // Later items finish first, so an order taken from completion fails.
+        let out = issue_concurrently(&items, |&i| {
+            std::thread::sleep(std::time::Duration::from_micros(50 * (50 - i)));
+            i * 10
+        });
+        assert_eq!(out, items.iter().map(|i| i * 10).collect::<Vec<_>>());
+        assert!(issue_concurrently(&[] as &[u64], |&i| i).is_empty());
     }
 
     #[test]

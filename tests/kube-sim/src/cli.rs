@@ -31,6 +31,13 @@ pub enum Command {
     /// Restart a zone's control plane as its distribution would (k3s
     /// writes its bundled `coredns` ConfigMap again).
     RestartZone(AddonUpdateArgs),
+    /// Print the simulated CockroachDB's availability record as JSON:
+    /// `unavailable_ms` (total time with unready nodes in two or more zones
+    /// at once), `longest_unavailable_ms`, `max_zones_unready`, ...
+    Availability(AvailabilityArgs),
+    /// Print what the simulated control planes and CockroachDB did (pods
+    /// terminating and deleted, nodes decommissioned), in order, as JSON.
+    Activity(ActivityArgs),
     /// Remove network namespaces, processes and files that `--network real`
     /// runs left behind when they were killed (those of kube-sim processes
     /// that no longer run).
@@ -45,6 +52,26 @@ pub struct AddonUpdateArgs {
     /// Zone (or context) of the cluster.
     #[arg(long)]
     pub zone: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AvailabilityArgs {
+    /// Control endpoint URL, as printed by `kube-sim up`.
+    #[arg(long, env = "KUBE_SIM_CONTROL")]
+    pub control: String,
+    /// Start the record again after printing it.
+    #[arg(long)]
+    pub reset: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ActivityArgs {
+    /// Control endpoint URL, as printed by `kube-sim up`.
+    #[arg(long, env = "KUBE_SIM_CONTROL")]
+    pub control: String,
+    /// Only this zone's (or context's) activity.
+    #[arg(long)]
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +138,22 @@ pub struct UpArgs {
     /// `pod-security.kubernetes.io/enforce` label: privileged, baseline or restricted.
     #[arg(long, default_value = "privileged")]
     pub pod_security: PodSecurityLevel,
+    /// Pods with this image never pull: Pending, ErrImagePull then
+    /// ImagePullBackOff (repeatable).
+    #[arg(long, value_name = "IMAGE")]
+    pub bad_image: Vec<String>,
+    /// Pods with this image run but crash again and again: never Ready,
+    /// CrashLoopBackOff with a rising restart count (repeatable).
+    #[arg(long, value_name = "IMAGE")]
+    pub crash_image: Vec<String>,
+    /// Shorten pod termination to at most this many milliseconds (default:
+    /// the pod's full terminationGracePeriodSeconds, as on a real cluster).
+    #[arg(long)]
+    pub max_termination_grace_ms: Option<u64>,
+    /// How long the simulated CockroachDB still reports under-replicated
+    /// ranges after its last unready node is Ready again, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub crdb_recovery_ms: u64,
     /// Seed user DNS customisations (stub domain acme.internal -> 10.99.0.10).
     #[arg(long)]
     pub seed_user_dns: bool,

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::{CloudRules, Faults, Flavor, RequestRecord};
+use crate::config::{Activity, CloudRules, Faults, Flavor, PodRules, RequestRecord};
+use crate::crdb::CrdbSim;
 use crate::dns::LbNames;
 use crate::store::Store;
 
@@ -46,6 +47,12 @@ pub struct ClusterShared {
     pub rules: CloudRules,
     /// Published LB host names, shared with the federation's DNS responder.
     pub lb_names: Arc<LbNames>,
+    /// The federation's simulated CockroachDB (shared by every cluster).
+    pub crdb: Arc<CrdbSim>,
+    /// How pods behave (bad and crashing images, termination).
+    pub pod_rules: PodRules,
+    /// What the controllers and CockroachDB did, oldest first.
+    pub activity: Mutex<Vec<Activity>>,
     rng: Mutex<u64>,
 }
 
@@ -83,6 +90,8 @@ impl ClusterShared {
         timing: Timing,
         rules: CloudRules,
         lb_names: Arc<LbNames>,
+        crdb: Arc<CrdbSim>,
+        pod_rules: PodRules,
     ) -> Self {
         let seed = crate::store::fnv(token.as_bytes()) | 1;
         ClusterShared {
@@ -104,6 +113,9 @@ impl ClusterShared {
             runs_pods: AtomicBool::new(false),
             rules,
             lb_names,
+            crdb,
+            pod_rules,
+            activity: Mutex::new(Vec::new()),
             rng: Mutex::new(seed),
         }
     }
@@ -138,6 +150,25 @@ impl ClusterShared {
 
     pub fn clear_requests(&self) {
         lock(&self.requests).clear();
+    }
+
+    /// Record something the simulated control plane or CockroachDB did.
+    pub fn log_activity(&self, what: &str, object: String) {
+        let (seq, at_ms) = self.crdb.stamp();
+        let mut log = lock(&self.activity);
+        if log.len() >= MAX_REQUESTS {
+            log.remove(0);
+        }
+        log.push(Activity {
+            seq,
+            at_ms,
+            what: what.to_string(),
+            object,
+        });
+    }
+
+    pub fn activity(&self) -> Vec<Activity> {
+        lock(&self.activity).clone()
     }
 
     pub fn add_rollout(&self, ns: &str, name: &str) {

@@ -10,8 +10,11 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::{Value, json};
 
-use crate::cli::{AddonUpdateArgs, CleanupArgs, Cli, Command, FaultArgs, RequestArgs, UpArgs};
-use crate::config::{CloudRules, Faults, Flavor};
+use crate::cli::{
+    ActivityArgs, AddonUpdateArgs, AvailabilityArgs, CleanupArgs, Cli, Command, FaultArgs,
+    RequestArgs, UpArgs,
+};
+use crate::config::{CloudRules, Faults, Flavor, PodRules};
 use crate::{Federation, StartError};
 
 /// Exit code when the simulator could not run (bad arguments, bind failure).
@@ -35,6 +38,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Requests(a) => requests(a),
         Command::AddonUpdate(a) => addon_update(a),
         Command::RestartZone(a) => restart_zone(a),
+        Command::Availability(a) => availability(a),
+        Command::Activity(a) => activity(a),
         Command::Cleanup(a) => cleanup(a),
     };
     match result {
@@ -100,6 +105,12 @@ fn up(a: UpArgs) -> Result<(), BoxError> {
         .job_duration(Duration::from_millis(a.job_duration_ms))
         .seed_user_dns(a.seed_user_dns)
         .rules(rules)
+        .pod_rules(PodRules {
+            bad_images: a.bad_image.clone(),
+            crash_images: a.crash_image.clone(),
+            max_termination_grace: a.max_termination_grace_ms.map(Duration::from_millis),
+            crdb_recovery: Duration::from_millis(a.crdb_recovery_ms),
+        })
         .lb_dns_delay(Duration::from_millis(a.lb_dns_delay_ms))
         .kubeconfig(a.kubeconfig.clone())
         .control_addr(a.control_addr)
@@ -257,6 +268,25 @@ fn restart_zone(a: AddonUpdateArgs) -> Result<(), BoxError> {
         &format!("/clusters/{}/restart", a.zone),
         None,
     )?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn availability(a: AvailabilityArgs) -> Result<(), BoxError> {
+    let v = control_request(&a.control, "GET", "/availability", None)?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    if a.reset {
+        control_request(&a.control, "DELETE", "/availability", None)?;
+    }
+    Ok(())
+}
+
+fn activity(a: ActivityArgs) -> Result<(), BoxError> {
+    let path = match &a.zone {
+        Some(z) => format!("/clusters/{z}/activity"),
+        None => "/activity".to_string(),
+    };
+    let v = control_request(&a.control, "GET", &path, None)?;
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
 }

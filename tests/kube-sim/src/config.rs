@@ -132,6 +132,21 @@ mod millis {
     }
 }
 
+mod opt_millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
 mod opt_secs {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
@@ -195,6 +210,60 @@ impl Default for Faults {
             server_minor: None,
         }
     }
+}
+
+/// How simulated pods behave, the same in every cluster of a federation
+/// (fixed at start). See docs/simulator.md ("Pods that fail", "Pod termination").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodRules {
+    /// Images that never pull: pods stay `Pending`, their container waiting
+    /// with `ErrImagePull`, then `ImagePullBackOff`, in turns.
+    pub bad_images: Vec<String>,
+    /// Images whose container exits at once, again and again: the pod is
+    /// `Running` but never Ready, its container waiting in
+    /// `CrashLoopBackOff` with a rising `restartCount`.
+    pub crash_images: Vec<String>,
+    /// Upper bound of a pod's termination (its grace period otherwise:
+    /// `terminationGracePeriodSeconds`, or the DELETE's
+    /// `gracePeriodSeconds`). None honours the grace period in full.
+    #[serde(rename = "max_termination_grace_ms", with = "opt_millis")]
+    pub max_termination_grace: Option<Duration>,
+    /// How long the simulated CockroachDB still reports under-replicated
+    /// ranges after its last unready node is Ready again.
+    #[serde(rename = "crdb_recovery_ms", with = "millis")]
+    pub crdb_recovery: Duration,
+}
+
+/// Default of [`PodRules::max_termination_grace`] for the Rust API (tests):
+/// short, so that rolling updates overlap without making tests slow.
+pub const DEFAULT_TEST_TERMINATION_GRACE: Duration = Duration::from_millis(200);
+/// Default of [`PodRules::crdb_recovery`].
+pub const DEFAULT_CRDB_RECOVERY: Duration = Duration::from_millis(500);
+
+impl Default for PodRules {
+    fn default() -> Self {
+        PodRules {
+            bad_images: Vec::new(),
+            crash_images: Vec::new(),
+            max_termination_grace: Some(DEFAULT_TEST_TERMINATION_GRACE),
+            crdb_recovery: DEFAULT_CRDB_RECOVERY,
+        }
+    }
+}
+
+/// Something the simulated control plane or CockroachDB did (not an API
+/// request), in the order it happened across the whole federation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    /// Position in the federation-wide order of activities (from 1).
+    pub seq: u64,
+    /// Milliseconds since the federation started.
+    pub at_ms: u64,
+    /// `pod-terminating`, `pod-deleted`, `node-decommissioned`,
+    /// `decommission-refused`, `cluster-initialised`.
+    pub what: String,
+    /// The object or node concerned, e.g. `db/cockroachdb-2` or `node 3 (db/cockroachdb-2)`.
+    pub object: String,
 }
 
 /// One answered API request of a simulated cluster.

@@ -10,6 +10,9 @@
 //! | GET, PUT, PATCH | `/clusters/{zone}/faults` | [`Faults`] as JSON (PATCH merges) |
 //! | GET, DELETE | `/clusters/{zone}/requests` | the request log / clear it |
 //! | GET | `/clusters/{zone}/rollouts` | `{"ns/name": count}` |
+//! | GET | `/clusters/{zone}/activity` | what its controllers and CockroachDB did |
+//! | GET, DELETE | `/availability` | the simulated CockroachDB's availability record / restart it |
+//! | GET | `/activity` | every cluster's activity, in order, with the zone |
 //! | POST | `/clusters/{zone}/addon-update` | eks: the CoreDNS add-on update (overwrite) |
 //! | POST | `/clusters/{zone}/restart` | restart as the distribution does (k3s rewrites `coredns`) |
 
@@ -25,6 +28,7 @@ use tokio::net::TcpListener;
 
 use crate::cluster::ClusterShared;
 use crate::config::Faults;
+use crate::crdb::CrdbSim;
 use crate::server::Body;
 
 pub fn summary(c: &ClusterShared) -> Value {
@@ -43,17 +47,19 @@ pub fn summary(c: &ClusterShared) -> Value {
     })
 }
 
-pub async fn run(clusters: Vec<Arc<ClusterShared>>, listener: TcpListener) {
+pub async fn run(clusters: Vec<Arc<ClusterShared>>, crdb: Arc<CrdbSim>, listener: TcpListener) {
     let clusters = Arc::new(clusters);
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
         let clusters = clusters.clone();
+        let crdb = crdb.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let clusters = clusters.clone();
-                async move { Ok::<_, Infallible>(handle(&clusters, req).await) }
+                let crdb = crdb.clone();
+                async move { Ok::<_, Infallible>(handle(&clusters, &crdb, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)
@@ -70,7 +76,11 @@ fn reply(code: u16, v: Value) -> Response<Body> {
         .expect("valid response")
 }
 
-async fn handle(clusters: &[Arc<ClusterShared>], req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    clusters: &[Arc<ClusterShared>],
+    crdb: &CrdbSim,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let segs: Vec<String> = path
         .trim_matches('/')
@@ -91,6 +101,25 @@ async fn handle(clusters: &[Arc<ClusterShared>], req: Request<Incoming>) -> Resp
             200,
             json!({"clusters": clusters.iter().map(|c| summary(c)).collect::<Vec<_>>()}),
         ),
+        (Method::GET, ["availability"]) => reply(200, crdb.availability(std::time::Instant::now())),
+        (Method::DELETE, ["availability"]) => {
+            crdb.reset_availability();
+            reply(200, crdb.availability(std::time::Instant::now()))
+        }
+        (Method::GET, ["activity"]) => {
+            let mut all: Vec<Value> = clusters
+                .iter()
+                .flat_map(|c| {
+                    c.activity().into_iter().map(|a| {
+                        let mut v = json!(a);
+                        v["zone"] = json!(c.zone);
+                        v
+                    })
+                })
+                .collect();
+            all.sort_by_key(|v| v["seq"].as_u64().unwrap_or(0));
+            reply(200, json!(all))
+        }
         (m, ["clusters", zone, rest @ ..]) => {
             let Some(c) = find(zone) else {
                 return reply(
@@ -135,6 +164,7 @@ async fn handle(clusters: &[Arc<ClusterShared>], req: Request<Incoming>) -> Resp
                     reply(200, json!({"cleared": true}))
                 }
                 (Method::GET, ["rollouts"]) => reply(200, json!(c.all_rollouts())),
+                (Method::GET, ["activity"]) => reply(200, json!(c.activity())),
                 (Method::POST, ["restart"]) => {
                     match crate::Cluster::from_shared(c.clone()).restart() {
                         Ok(rewritten) => reply(200, json!({"rewritten": rewritten})),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cluster::{ClusterShared, Timing};
-use crate::config::{CloudRules, Flavor};
+use crate::config::{CloudRules, Flavor, PodRules};
 use crate::events::Recorder;
 use crate::resources::idx;
 use crate::selectors::LabelSelector;
@@ -69,7 +69,7 @@ pub fn reconcile(shared: &ClusterShared, st: &mut CtlState, now: Instant) {
     deployments(&mut store, st, shared, &node);
     jobs(&mut store, &mut st.events);
     let real = shared.runs_pods.load(std::sync::atomic::Ordering::SeqCst);
-    pods(&mut store, st, now, timing, &node, real);
+    pods(shared, &mut store, st, now, timing, &node, real);
     load_balancers(
         &mut store,
         st,
@@ -275,117 +275,126 @@ fn statefulsets(store: &mut Store, events: &mut Recorder) {
             }
         }
 
-        let mut pods: BTreeMap<usize, Arc<Value>> = BTreeMap::new();
-        for p in owned_pods(store, &ns, &uid) {
-            if let Some(i) = name_of(&p)
-                .strip_prefix(&format!("{name}-"))
-                .and_then(|s| s.parse::<usize>().ok())
-            {
-                pods.insert(i, p);
-            }
-        }
-        for (i, p) in &pods {
-            if *i >= replicas {
-                store.delete_internal(idx::POD, &ns, name_of(p));
-            }
-        }
-        pods.retain(|i, _| *i < replicas);
-        for i in 0..replicas {
-            match pods.get(&i) {
-                Some(p) => {
-                    if !parallel && !is_ready(p) {
-                        break;
-                    }
+        let partition = sts
+            .pointer("/spec/updateStrategy/rollingUpdate/partition")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as usize;
+        let by_ordinal = |store: &Store| {
+            let mut pods: BTreeMap<usize, Arc<Value>> = BTreeMap::new();
+            for p in owned_pods(store, &ns, &uid) {
+                if let Some(i) = name_of(&p)
+                    .strip_prefix(&format!("{name}-"))
+                    .and_then(|s| s.parse::<usize>().ok())
+                {
+                    pods.insert(i, p);
                 }
-                None => {
-                    let pod_name = format!("{name}-{i}");
-                    let mut pod = pod_from_template(
-                        &tmpl,
-                        &ns,
-                        &pod_name,
-                        &[
-                            ("statefulset.kubernetes.io/pod-name", pod_name.clone()),
-                            ("controller-revision-hash", revision.clone()),
-                            ("apps.kubernetes.io/pod-index", i.to_string()),
-                        ],
-                        owner_ref("StatefulSet", "apps/v1", &sts),
-                    );
-                    pod["spec"]["hostname"] = json!(pod_name);
-                    if let Some(svc) = sts.pointer("/spec/serviceName").and_then(Value::as_str) {
-                        pod["spec"]["subdomain"] = json!(svc);
-                    }
-                    if !claims.is_empty() {
-                        let mut vols = pod["spec"]["volumes"]
-                            .as_array()
-                            .cloned()
-                            .unwrap_or_default();
-                        for claim in &claims {
-                            let cn = claim
-                                .pointer("/metadata/name")
-                                .and_then(Value::as_str)
-                                .unwrap_or("data");
-                            if !vols.iter().any(|v| v["name"] == cn) {
-                                vols.push(json!({"name": cn, "persistentVolumeClaim": {"claimName": format!("{cn}-{name}-{i}")}}));
-                            }
+            }
+            pods
+        };
+        // The real controller's order (pkg/controller/statefulset/
+        // stateful_set_control.go, updateStatefulSet): replace failed pods
+        // and create missing ones, then delete condemned ones (ordinals >=
+        // replicas, highest first), then the rolling update; with
+        // OrderedReady ("monotonic") any pod that is not Running and Ready,
+        // or is terminating, stops the pass.
+        let monotonic = !parallel;
+        'sync: {
+            let pods = by_ordinal(store);
+            for i in 0..replicas {
+                match pods.get(&i) {
+                    Some(p) if phase_of(p) == "Failed" => {
+                        store.delete_internal(idx::POD, &ns, name_of(p));
+                        if monotonic {
+                            break 'sync;
                         }
-                        pod["spec"]["volumes"] = json!(vols);
                     }
-                    if let Err(e) = store.admit_pod(&ns, &pod) {
-                        // statefulset-controller: FailedCreate, then retries with backoff.
-                        let message = format!(
-                            "create Pod {pod_name} in StatefulSet {name} failed error: {}",
-                            e.message
-                        );
-                        events.warning(
-                            store,
-                            &sts,
-                            "apps/v1",
-                            "StatefulSet",
-                            "statefulset-controller",
-                            "FailedCreate",
-                            &message,
-                        );
-                        break;
+                    Some(p) => {
+                        if monotonic && (is_terminating(p) || !is_ready(p)) {
+                            break 'sync;
+                        }
                     }
-                    store.put_internal(idx::POD, &ns, pod);
-                    if !parallel {
-                        break;
+                    None => {
+                        let pod_name = format!("{name}-{i}");
+                        let pod = stateful_pod(&sts, &tmpl, &ns, &name, i, &revision, &claims);
+                        if let Err(e) = store.admit_pod(&ns, &pod) {
+                            // statefulset-controller: FailedCreate, then retries with backoff.
+                            let message = format!(
+                                "create Pod {pod_name} in StatefulSet {name} failed error: {}",
+                                e.message
+                            );
+                            events.warning(
+                                store,
+                                &sts,
+                                "apps/v1",
+                                "StatefulSet",
+                                "statefulset-controller",
+                                "FailedCreate",
+                                &message,
+                            );
+                            break 'sync;
+                        }
+                        store.put_internal(idx::POD, &ns, pod);
+                        if monotonic {
+                            break 'sync;
+                        }
                     }
                 }
             }
+            let condemned: Vec<&Arc<Value>> =
+                pods.range(replicas..).map(|(_, p)| p).rev().collect();
+            for p in condemned {
+                if is_terminating(p) {
+                    if monotonic {
+                        break 'sync;
+                    }
+                    continue;
+                }
+                store.terminate_pod(&ns, name_of(p), None);
+                if monotonic {
+                    break 'sync;
+                }
+            }
+            if on_delete {
+                break 'sync;
+            }
+            let pods = by_ordinal(store);
+            for target in (partition..replicas).rev() {
+                let Some(p) = pods.get(&target) else {
+                    break;
+                };
+                if rev_of(p) != revision && !is_terminating(p) {
+                    store.terminate_pod(&ns, name_of(p), None);
+                    break;
+                }
+                if !is_ready(p) || is_terminating(p) {
+                    break;
+                }
+            }
         }
+        // Status as the real controller computes it: replicas counts every
+        // pod, current/updated only those not terminating; the rolling
+        // update completes when every pod is updated and ready.
         let pods: Vec<Arc<Value>> = owned_pods(store, &ns, &uid);
-        let rev_of = |p: &Value| {
-            p.pointer("/metadata/labels/controller-revision-hash")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let all_ready = pods.len() == replicas && pods.iter().all(|p| is_ready(p));
-        if all_ready
-            && !on_delete
-            && let Some(stale) = pods.iter().rev().find(|p| rev_of(p) != revision)
-        {
-            store.delete_internal(idx::POD, &ns, name_of(stale));
-        }
-        let pods: Vec<Arc<Value>> = owned_pods(store, &ns, &uid);
+        let created = pods.len();
         let ready = pods.iter().filter(|p| is_ready(p)).count();
-        let updated = pods.iter().filter(|p| rev_of(p) == revision).count();
-        let current_revision = if updated == replicas && pods.len() == replicas {
-            revision.clone()
-        } else {
-            sts.pointer("/status/currentRevision")
-                .and_then(Value::as_str)
-                .unwrap_or(&revision)
-                .to_string()
-        };
-        let current = pods
+        let live: Vec<&Arc<Value>> = pods.iter().filter(|p| !is_terminating(p)).collect();
+        let updated = live.iter().filter(|p| rev_of(p) == revision).count();
+        let mut current_revision = sts
+            .pointer("/status/currentRevision")
+            .and_then(Value::as_str)
+            .unwrap_or(&revision)
+            .to_string();
+        let mut current = live
             .iter()
             .filter(|p| rev_of(p) == current_revision)
             .count();
+        if !on_delete && updated == created && ready == created {
+            current_revision = revision.clone();
+            current = updated;
+        }
         let status = json!({
             "observedGeneration": sts.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
-            "replicas": pods.len(),
+            "replicas": created,
             "readyReplicas": ready,
             "availableReplicas": ready,
             "currentReplicas": current,
@@ -396,6 +405,68 @@ fn statefulsets(store: &mut Store, events: &mut Recorder) {
         });
         store.put_internal(idx::STATEFULSET, &ns, with_status(&sts, status));
     }
+}
+
+fn rev_of(p: &Value) -> &str {
+    p.pointer("/metadata/labels/controller-revision-hash")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn phase_of(p: &Value) -> &str {
+    p.pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("Pending")
+}
+
+fn is_terminating(p: &Value) -> bool {
+    p.pointer("/metadata/deletionTimestamp").is_some()
+}
+
+/// Ordinal `i` of a StatefulSet: its pod at `revision`, with the stable
+/// hostname and its claims' volumes.
+fn stateful_pod(
+    sts: &Value,
+    tmpl: &Value,
+    ns: &str,
+    name: &str,
+    i: usize,
+    revision: &str,
+    claims: &[Value],
+) -> Value {
+    let pod_name = format!("{name}-{i}");
+    let mut pod = pod_from_template(
+        tmpl,
+        ns,
+        &pod_name,
+        &[
+            ("statefulset.kubernetes.io/pod-name", pod_name.clone()),
+            ("controller-revision-hash", revision.to_string()),
+            ("apps.kubernetes.io/pod-index", i.to_string()),
+        ],
+        owner_ref("StatefulSet", "apps/v1", sts),
+    );
+    pod["spec"]["hostname"] = json!(pod_name);
+    if let Some(svc) = sts.pointer("/spec/serviceName").and_then(Value::as_str) {
+        pod["spec"]["subdomain"] = json!(svc);
+    }
+    if !claims.is_empty() {
+        let mut vols = pod["spec"]["volumes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for claim in claims {
+            let cn = claim
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("data");
+            if !vols.iter().any(|v| v["name"] == cn) {
+                vols.push(json!({"name": cn, "persistentVolumeClaim": {"claimName": format!("{cn}-{name}-{i}")}}));
+            }
+        }
+        pod["spec"]["volumes"] = json!(vols);
+    }
+    pod
 }
 
 fn deployments(store: &mut Store, st: &mut CtlState, shared: &ClusterShared, _node: &str) {
@@ -496,8 +567,9 @@ fn jobs(store: &mut Store, events: &mut Recorder) {
             .pointer("/status/conditions")
             .and_then(Value::as_array)
             .is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Complete" && c["status"] == "True")
+                c.iter().any(|c| {
+                    (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True"
+                })
             });
         if done {
             continue;
@@ -513,7 +585,40 @@ fn jobs(store: &mut Store, events: &mut Recorder) {
             .pointer("/status/startTime")
             .cloned()
             .unwrap_or_else(|| json!(now_rfc3339()));
-        if pods.is_empty() {
+        // job-controller: a failed pod is replaced until more than
+        // `backoffLimit` (default 6) failed; then the Job fails.
+        let failed = pods.iter().filter(|p| phase_of(p) == "Failed").count();
+        let backoff_limit = job
+            .pointer("/spec/backoffLimit")
+            .and_then(Value::as_u64)
+            .unwrap_or(6) as usize;
+        let succeeded_any = pods.iter().any(|p| phase_of(p) == "Succeeded");
+        if failed > backoff_limit && !succeeded_any {
+            let now = now_rfc3339();
+            let message = "Job has reached the specified backoff limit";
+            store.put_internal(
+                idx::JOB,
+                &ns,
+                with_status(
+                    &job,
+                    json!({
+                        "startTime": start, "failed": failed, "ready": 0, "terminating": 0,
+                        "conditions": [
+                            {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded",
+                             "message": message, "lastProbeTime": now, "lastTransitionTime": now},
+                            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                             "message": message, "lastProbeTime": now, "lastTransitionTime": now},
+                        ],
+                    }),
+                ),
+            );
+            continue;
+        }
+        let active = pods
+            .iter()
+            .filter(|p| !matches!(phase_of(p), "Succeeded" | "Failed"))
+            .count();
+        if active == 0 && !succeeded_any {
             let tmpl = job.pointer("/spec/template").cloned().unwrap_or(json!({}));
             let seq = store.next_seq();
             let pod = pod_from_template(
@@ -550,7 +655,7 @@ fn jobs(store: &mut Store, events: &mut Recorder) {
                 &ns,
                 with_status(
                     &job,
-                    json!({"active": 1, "ready": 0, "startTime": start, "terminating": 0}),
+                    json!({"active": 1, "ready": 0, "failed": failed, "startTime": start, "terminating": 0}),
                 ),
             );
             continue;
@@ -583,7 +688,7 @@ fn jobs(store: &mut Store, events: &mut Recorder) {
                 &ns,
                 with_status(
                     &job,
-                    json!({"active": 1, "ready": ready, "startTime": start, "terminating": 0}),
+                    json!({"active": active, "ready": ready, "failed": failed, "startTime": start, "terminating": 0}),
                 ),
             );
         }
@@ -632,7 +737,82 @@ fn conditions(ready: bool) -> Value {
     ])
 }
 
+/// How often a crashing container restarts, and a failing pull is retried
+/// (kubelet backs off from 10 s up to 5 min; kube-sim keeps it short).
+pub const CRASH_PERIOD: Duration = Duration::from_millis(400);
+
+fn images(pod: &Value) -> impl Iterator<Item = &str> {
+    pod.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| c.get("image").and_then(Value::as_str).unwrap_or(""))
+}
+
+fn crashes(pod: &Value, rules: &PodRules) -> bool {
+    images(pod).any(|i| rules.crash_images.iter().any(|c| c == i))
+}
+
+fn pull_fails(pod: &Value, rules: &PodRules) -> bool {
+    crate::pods::image_pull_fails(pod)
+        || images(pod).any(|i| rules.bad_images.iter().any(|b| b == i))
+}
+
+fn set_not_ready(status: &mut Value) {
+    status["conditions"] = crate::pods::conditions(false);
+    for c in status["conditions"].as_array_mut().into_iter().flatten() {
+        if c["type"] == "Ready" || c["type"] == "ContainersReady" {
+            c["reason"] = json!("ContainersNotReady");
+        }
+    }
+    if let Some(cs) = status
+        .get_mut("containerStatuses")
+        .and_then(Value::as_array_mut)
+    {
+        for c in cs {
+            c["ready"] = json!(false);
+        }
+    }
+}
+
+/// The status of a pod whose container exits at once, over and over:
+/// Running, not Ready, waiting in CrashLoopBackOff after `restarts` restarts.
+fn crash_status(pod: &Value, node_ip: &str, pod_ip: &str, started: &str, restarts: u64) -> Value {
+    let pod_name = name_of(pod);
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+    let uid = uid_of(pod);
+    let statuses: Vec<Value> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let name = c["name"].as_str().unwrap_or("");
+            json!({
+                "name": name, "image": c["image"], "imageID": "",
+                "containerID": format!("containerd://{:064x}", fnv(format!("{uid}{name}/{restarts}").as_bytes())),
+                "ready": false, "started": false, "restartCount": restarts,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": format!(
+                    "back-off 10s restarting failed container={name} pod={pod_name}_{ns}({uid})")}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                    "startedAt": started, "finishedAt": now_rfc3339()}},
+            })
+        })
+        .collect();
+    let mut status = json!({
+        "phase": "Running",
+        "hostIP": node_ip, "hostIPs": [{"ip": node_ip}],
+        "podIP": pod_ip, "podIPs": [{"ip": pod_ip}],
+        "startTime": started,
+        "qosClass": "BestEffort",
+        "containerStatuses": statuses,
+    });
+    set_not_ready(&mut status);
+    status
+}
+
 fn pods(
+    shared: &ClusterShared,
     store: &mut Store,
     st: &mut CtlState,
     now: Instant,
@@ -640,21 +820,57 @@ fn pods(
     node: &str,
     real: bool,
 ) {
+    let rules = &shared.pod_rules;
+    let initialised = shared.crdb.initialised();
     let node_ip = store.net.node_ip().to_string();
     for pod in store.list(idx::POD, None) {
-        let phase = pod
-            .pointer("/status/phase")
-            .and_then(Value::as_str)
-            .unwrap_or("Pending");
+        let phase = phase_of(&pod).to_string();
         let age = st.seen(uid_of(&pod), now);
         let ns = pod["metadata"]["namespace"]
             .as_str()
             .unwrap_or("")
             .to_string();
         let name = name_of(&pod).to_string();
-        match phase {
-            "Pending" if crate::pods::image_pull_fails(&pod) => {
-                if crate::pods::reports_err_image_pull(&pod) || age < timing.pod_ready_delay {
+        if is_terminating(&pod) {
+            // Graceful termination: SIGTERM at once (a draining CockroachDB
+            // node is not ready), the pod object until the grace period ends.
+            let key = format!("term/{}", uid_of(&pod));
+            let first = !st.first_seen.contains_key(&key);
+            let elapsed = st.seen(&key, now);
+            if first {
+                shared.log_activity("pod-terminating", format!("{ns}/{name}"));
+                if is_ready(&pod) {
+                    let mut p = (*pod).clone();
+                    set_not_ready(&mut p["status"]);
+                    store.put_internal(idx::POD, &ns, p);
+                }
+            }
+            let grace = Duration::from_secs(
+                pod.pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+            );
+            let limit = rules.max_termination_grace.map_or(grace, |m| m.min(grace));
+            if elapsed >= limit {
+                store.delete_internal(idx::POD, &ns, &name);
+                shared.log_activity("pod-deleted", format!("{ns}/{name}"));
+            }
+            continue;
+        }
+        match phase.as_str() {
+            "Pending" if pull_fails(&pod, rules) => {
+                if age < timing.pod_ready_delay {
+                    continue;
+                }
+                // kubelet: ErrImagePull on each attempt, ImagePullBackOff
+                // while it waits for the next one.
+                let attempt = (age - timing.pod_ready_delay).as_millis() / CRASH_PERIOD.as_millis();
+                let reason = if attempt % 2 == 0 {
+                    "ErrImagePull"
+                } else {
+                    "ImagePullBackOff"
+                };
+                if crate::pods::waiting_reason(&pod) == Some(reason) {
                     continue;
                 }
                 let ip = store.net.pod_ip(&ns, &name).to_string();
@@ -662,7 +878,13 @@ fn pods(
                 if p.pointer("/spec/nodeName").is_none() {
                     p["spec"]["nodeName"] = json!(node);
                 }
-                p["status"] = crate::pods::err_image_pull_status(&pod, &node_ip, &ip);
+                p["status"] = crate::pods::err_image_pull_status(
+                    &pod,
+                    &node_ip,
+                    &ip,
+                    reason,
+                    &rules.bad_images,
+                );
                 store.put_internal(idx::POD, &ns, p);
             }
             // The real network's kubelet runs these (crate::pods).
@@ -674,6 +896,11 @@ fn pods(
                 if p.pointer("/spec/nodeName").is_none() {
                     p["spec"]["nodeName"] = json!(node);
                 }
+                if crashes(&pod, rules) {
+                    p["status"] = crash_status(&pod, &node_ip, &ip, &started, 1);
+                    store.put_internal(idx::POD, &ns, p);
+                    continue;
+                }
                 p["status"] = json!({
                     "phase": "Running",
                     "conditions": conditions(true),
@@ -684,6 +911,53 @@ fn pods(
                     "containerStatuses": container_statuses(&pod, true, &started),
                 });
                 crate::pods::apply_readiness(&pod, &mut p["status"]);
+                // CockroachDB answers /health?ready=1 with 503 until the
+                // cluster is initialised.
+                if crate::crdb::is_crdb_pod(&pod) && !initialised {
+                    set_not_ready(&mut p["status"]);
+                }
+                store.put_internal(idx::POD, &ns, p);
+            }
+            "Running" if crashes(&pod, rules) => {
+                let restarts = 1
+                    + (age.saturating_sub(timing.pod_ready_delay).as_millis()
+                        / CRASH_PERIOD.as_millis()) as u64;
+                let seen = pod
+                    .pointer("/status/containerStatuses/0/restartCount")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                if seen == restarts {
+                    continue;
+                }
+                let mut p = (*pod).clone();
+                let started = p
+                    .pointer("/status/startTime")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let ip = p
+                    .pointer("/status/podIP")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                p["status"] = crash_status(&pod, &node_ip, &ip, &started, restarts);
+                store.put_internal(idx::POD, &ns, p);
+            }
+            "Running"
+                if crate::crdb::is_crdb_pod(&pod)
+                    && initialised
+                    && !is_ready(&pod)
+                    && !crate::pods::never_ready(&pod) =>
+            {
+                let mut p = (*pod).clone();
+                p["status"]["conditions"] = conditions(true);
+                for c in p["status"]["containerStatuses"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    c["ready"] = json!(true);
+                }
                 store.put_internal(idx::POD, &ns, p);
             }
             "Running"
@@ -695,9 +969,49 @@ fn pods(
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
-                p["status"]["phase"] = json!("Succeeded");
+                // The `cockroach` commands a Job may run against the simulated database.
+                let outcome = match crate::crdb::job_command(&pod) {
+                    Some(crate::crdb::Command::Init) => {
+                        shared.crdb.init();
+                        shared.log_activity("cluster-initialised", format!("{ns}/{name}"));
+                        Ok("Cluster successfully initialized\n".to_string())
+                    }
+                    Some(crate::crdb::Command::Decommission(ids)) => {
+                        let r = shared.crdb.decommission(&ids);
+                        let what = if r.is_ok() {
+                            "node-decommissioned"
+                        } else {
+                            "decommission-refused"
+                        };
+                        for id in &ids {
+                            shared.log_activity(what, format!("node {id} ({ns}/{name})"));
+                        }
+                        r
+                    }
+                    None => Ok(String::new()),
+                };
                 p["status"]["conditions"] = conditions(false);
                 p["status"]["containerStatuses"] = container_statuses(&pod, false, &started);
+                match outcome {
+                    Ok(log) => {
+                        p["status"]["phase"] = json!("Succeeded");
+                        if !log.is_empty() {
+                            shared.set_pod_log(&ns, &name, log);
+                        }
+                    }
+                    Err(log) => {
+                        p["status"]["phase"] = json!("Failed");
+                        for c in p["status"]["containerStatuses"]
+                            .as_array_mut()
+                            .into_iter()
+                            .flatten()
+                        {
+                            c["state"]["terminated"]["exitCode"] = json!(1);
+                            c["state"]["terminated"]["reason"] = json!("Error");
+                        }
+                        shared.set_pod_log(&ns, &name, log);
+                    }
+                }
                 store.put_internal(idx::POD, &ns, p);
             }
             _ => {}

@@ -30,6 +30,7 @@ mod commands;
 mod config;
 mod control;
 mod controllers;
+mod crdb;
 mod dns;
 mod error;
 mod events;
@@ -51,8 +52,10 @@ mod tls;
 
 pub use commands::main_with_args;
 pub use config::{
-    CloudRules, DEFAULT_NAMESPACE_DELETE_DELAY, Faults, Flavor, PodSecurityLevel, RequestRecord,
+    Activity, CloudRules, DEFAULT_CRDB_RECOVERY, DEFAULT_NAMESPACE_DELETE_DELAY,
+    DEFAULT_TEST_TERMINATION_GRACE, Faults, Flavor, PodRules, PodSecurityLevel, RequestRecord,
 };
+pub use crdb::{HTTP_PORT as CRDB_HTTP_PORT, MIN_NODES as CRDB_MIN_NODES};
 pub use dns::{LB_DOMAIN, lb_hostname, resolve_lb_hostname};
 pub use error::{ApiError, StartError};
 pub use flavors::{
@@ -84,6 +87,7 @@ pub struct FederationBuilder {
     job_duration: Duration,
     seed_user_dns: bool,
     rules: CloudRules,
+    pod_rules: PodRules,
     lb_dns_delay: Duration,
     net: network::NetSpec,
     kubeconfig: Option<PathBuf>,
@@ -102,6 +106,7 @@ impl Default for FederationBuilder {
             job_duration: DEFAULT_JOB_DURATION,
             seed_user_dns: false,
             rules: CloudRules::default(),
+            pod_rules: PodRules::default(),
             lb_dns_delay: Duration::ZERO,
             net: network::NetSpec::default(),
             kubeconfig: None,
@@ -197,6 +202,38 @@ impl FederationBuilder {
         self
     }
 
+    /// Pods with this image never pull (`ErrImagePull`, `ImagePullBackOff`); repeatable.
+    pub fn bad_image(mut self, image: impl Into<String>) -> Self {
+        self.pod_rules.bad_images.push(image.into());
+        self
+    }
+
+    /// Pods with this image crash again and again (`CrashLoopBackOff`); repeatable.
+    pub fn crash_image(mut self, image: impl Into<String>) -> Self {
+        self.pod_rules.crash_images.push(image.into());
+        self
+    }
+
+    /// Pod termination takes at most this long (None: the full grace
+    /// period). Default [`DEFAULT_TEST_TERMINATION_GRACE`].
+    pub fn max_termination_grace(mut self, max: Option<Duration>) -> Self {
+        self.pod_rules.max_termination_grace = max;
+        self
+    }
+
+    /// How long the simulated CockroachDB reports under-replicated ranges
+    /// after its last unready node came back (default [`DEFAULT_CRDB_RECOVERY`]).
+    pub fn crdb_recovery(mut self, recovery: Duration) -> Self {
+        self.pod_rules.crdb_recovery = recovery;
+        self
+    }
+
+    /// Every pod rule at once (replaces those set before).
+    pub fn pod_rules(mut self, rules: PodRules) -> Self {
+        self.pod_rules = rules;
+        self
+    }
+
     /// LB host names answer NXDOMAIN for this long after they are published.
     pub fn lb_dns_delay(mut self, delay: Duration) -> Self {
         self.lb_dns_delay = delay;
@@ -248,6 +285,7 @@ struct Started {
 /// server (ports closed) and removes its temporary files.
 pub struct Federation {
     clusters: Vec<Arc<ClusterShared>>,
+    crdb: Arc<crdb::CrdbSim>,
     kubeconfig: PathBuf,
     control_addr: SocketAddr,
     dns_addr: SocketAddr,
@@ -298,6 +336,9 @@ impl Federation {
         };
         let (flavor, faults, seed_user_dns) = (b.flavor, b.faults.clone(), b.seed_user_dns);
         let rules = b.rules;
+        let pod_rules = b.pod_rules.clone();
+        let crdb = Arc::new(crdb::CrdbSim::new(pod_rules.crdb_recovery));
+        let crdb_handle = crdb.clone();
         let lb_names = Arc::new(dns::LbNames::new(b.lb_dns_delay));
         let (control_addr, dns_addr) = (b.control_addr, b.dns_addr);
         let thread = std::thread::Builder::new()
@@ -355,6 +396,8 @@ impl Federation {
                         timing,
                         rules,
                         lb_names.clone(),
+                        crdb.clone(),
+                        pod_rules.clone(),
                     ));
                     {
                         let mut store = shared.store();
@@ -380,7 +423,8 @@ impl Federation {
                     runtime.spawn(controllers::run(shared.clone()));
                     clusters.push(shared);
                 }
-                runtime.spawn(control::run(clusters.clone(), control));
+                runtime.spawn(crdb::run(crdb.clone(), clusters.clone()));
+                runtime.spawn(control::run(clusters.clone(), crdb.clone(), control));
                 runtime.spawn(dns::serve(dns, lb_names.clone()));
                 let _ = ready_tx.send(Ok(Started {
                     clusters,
@@ -406,6 +450,7 @@ impl Federation {
         };
         let mut fed = Federation {
             clusters: started.clusters,
+            crdb: crdb_handle,
             kubeconfig: PathBuf::new(),
             control_addr: started.control_addr,
             dns_addr: started.dns_addr,
@@ -489,6 +534,32 @@ impl Federation {
     pub fn dns_addr(&self) -> SocketAddr {
         self.dns_addr
     }
+
+    /// The simulated CockroachDB's availability record since start (or the
+    /// last [`Federation::reset_availability`]): `unavailable_ms` (total
+    /// time with unready CockroachDB nodes in two or more zones at once),
+    /// `longest_unavailable_ms`, `max_zones_unready`, `zones_unready` (now),
+    /// `initialised` and `nodes`. The same as `GET /availability`.
+    pub fn availability(&self) -> Value {
+        self.crdb.availability(Instant::now())
+    }
+
+    /// Start the availability record again (nodes and their IDs stay).
+    pub fn reset_availability(&self) {
+        self.crdb.reset_availability()
+    }
+
+    /// Every cluster's activity (controller and CockroachDB actions) in the
+    /// order it happened, with the zone.
+    pub fn activity(&self) -> Vec<(String, Activity)> {
+        let mut all: Vec<(String, Activity)> = self
+            .clusters
+            .iter()
+            .flat_map(|c| c.activity().into_iter().map(|a| (c.zone.clone(), a)))
+            .collect();
+        all.sort_by_key(|(_, a)| a.seq);
+        all
+    }
 }
 
 impl Drop for Federation {
@@ -563,6 +634,17 @@ impl Cluster {
     /// PEM of this cluster's CA.
     pub fn ca_pem(&self) -> &str {
         &self.shared.ca_pem
+    }
+
+    /// What the simulated control plane and CockroachDB did in this
+    /// cluster (pods terminating and deleted, nodes decommissioned), oldest first.
+    pub fn activity(&self) -> Vec<Activity> {
+        self.shared.activity()
+    }
+
+    /// The CockroachDB node ID of a pod, once it was Ready after init.
+    pub fn crdb_node_id(&self, namespace: &str, pod: &str) -> Option<u64> {
+        self.shared.crdb.node_id(self.shared.index, namespace, pod)
     }
 
     /// The request log, oldest first.

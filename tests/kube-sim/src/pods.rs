@@ -74,16 +74,6 @@ pub fn runs_for_real(pod: &Value) -> bool {
         && !image_pull_fails(pod)
 }
 
-/// Whether the pod already reports `ErrImagePull`.
-pub fn reports_err_image_pull(pod: &Value) -> bool {
-    pod.pointer("/status/containerStatuses")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| str_at(c, "/state/waiting/reason") == "ErrImagePull")
-        })
-}
-
 /// A pod status with every condition set and `Ready` / `ContainersReady` as given.
 pub fn conditions(ready: bool) -> Value {
     let r = if ready { "True" } else { "False" };
@@ -119,13 +109,33 @@ fn container_id(pod: &Value, i: usize, restarts: u32) -> String {
     )
 }
 
+/// The reason the pod's first waiting container gives, if any.
+pub fn waiting_reason(pod: &Value) -> Option<&str> {
+    pod.pointer("/status/containerStatuses")
+        .and_then(Value::as_array)?
+        .iter()
+        .find_map(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str))
+}
+
 /// The status of a pod whose image cannot be pulled: Pending, with the
-/// sandbox (and so the pod IP) in place and every container waiting.
-pub fn err_image_pull_status(pod: &Value, node_ip: &str, pod_ip: &str) -> Value {
+/// sandbox (and so the pod IP) in place and every container waiting; the
+/// containers whose image does not pull give `reason` (`ErrImagePull` or
+/// `ImagePullBackOff`), with kubelet's message.
+pub fn err_image_pull_status(
+    pod: &Value,
+    node_ip: &str,
+    pod_ip: &str,
+    reason: &str,
+    bad_images: &[String],
+) -> Value {
     let statuses: Vec<Value> = containers(pod)
         .map(|c| {
             let image = str_at(c, "/image");
-            let state = if image.contains(MISSING_IMAGE_MARKER) {
+            let bad = image.contains(MISSING_IMAGE_MARKER) || bad_images.iter().any(|b| b == image);
+            let state = if bad && reason == "ImagePullBackOff" {
+                json!({"waiting": {"reason": "ImagePullBackOff", "message": format!(
+                    "Back-off pulling image \"{image}\"")}})
+            } else if bad {
                 json!({"waiting": {"reason": "ErrImagePull", "message": format!(
                     "failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": {image}: not found")}})
             } else {
@@ -663,7 +673,7 @@ mod tests {
     #[test]
     fn err_image_pull_is_pending_and_waiting() {
         let pod = json!({"metadata": {"uid": "u"}, "spec": {"containers": [{"name": "c", "image": "x/does-not-exist"}]}});
-        let s = err_image_pull_status(&pod, "10.100.0.2", "10.100.2.10");
+        let s = err_image_pull_status(&pod, "10.100.0.2", "10.100.2.10", "ErrImagePull", &[]);
         assert_eq!(s["phase"], "Pending");
         assert_eq!(
             s["containerStatuses"][0]["state"]["waiting"]["reason"],

@@ -110,6 +110,8 @@ enum Reply {
     Written(u16, Value, bool, Vec<String>),
     Text(String),
     Raw(&'static str, Bytes),
+    /// What a proxied backend answered: status, content type, body.
+    Proxied(u16, &'static str, String),
     Stream(Body),
 }
 
@@ -212,6 +214,14 @@ pub async fn handle(shared: Arc<ClusterShared>, req: Request<Incoming>) -> Respo
                 .status(200)
                 .header("content-type", content_type)
                 .body(full(bytes))
+                .expect("valid response")
+        }
+        Ok(Reply::Proxied(code, content_type, body)) => {
+            shared.record(record(code, false));
+            Response::builder()
+                .status(code)
+                .header("content-type", content_type)
+                .body(full(body))
                 .expect("valid response")
         }
         Ok(Reply::Stream(body)) => {
@@ -425,6 +435,22 @@ async fn route(
         }
         _ => {}
     }
+    if let [
+        "api",
+        "v1",
+        "namespaces",
+        ns,
+        "pods",
+        id,
+        "proxy",
+        rest @ ..,
+    ] = segs.as_slice()
+    {
+        if !(get || req.method() == Method::HEAD) {
+            return Err(ApiError::method_not_allowed());
+        }
+        return pod_proxy(shared, ns, id, &rest.join("/"), query);
+    }
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
@@ -585,12 +611,116 @@ async fn route(
                     .get("dryRun")
                     .and_then(Value::as_array)
                     .is_some_and(|a| a.iter().any(|v| v == "All"));
-            let w = shared
-                .store()
-                .delete(res, &ns, &name, propagation.as_deref(), dry)?;
+            let grace = query
+                .get("gracePeriodSeconds")
+                .and_then(|g| g.parse::<i64>().ok())
+                .or_else(|| body.get("gracePeriodSeconds").and_then(Value::as_i64));
+            let w = shared.store().delete_with_grace(
+                res,
+                &ns,
+                &name,
+                propagation.as_deref(),
+                dry,
+                grace,
+            )?;
             Ok(written(200, w))
         }
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// `pods/proxy`: the API server forwards the request to the pod's IP and
+/// port (`[scheme:]name[:port]`, as `ResourceLocation` in
+/// pkg/registry/core/pod/strategy.go parses it). Behind it, only the
+/// simulated CockroachDB listens: its HTTPS port [`crate::crdb::HTTP_PORT`]
+/// serves `/_status/vars` and `/health`; anything else is refused.
+fn pod_proxy(
+    shared: &Arc<ClusterShared>,
+    ns: &str,
+    id: &str,
+    path: &str,
+    query: &HashMap<String, String>,
+) -> Result<Reply, ApiError> {
+    let parts: Vec<&str> = id.split(':').collect();
+    let (scheme, name, port) = match parts.as_slice() {
+        [name] => ("", *name, ""),
+        [name, port] => ("", *name, *port),
+        [scheme, name, port] if matches!(*scheme, "http" | "https") => (*scheme, *name, *port),
+        _ => {
+            return Err(ApiError::bad_request(format!("invalid pod request {id:?}")));
+        }
+    };
+    if name.is_empty() {
+        return Err(ApiError::bad_request(format!("invalid pod request {id:?}")));
+    }
+    let pod = shared
+        .store()
+        .get(idx::POD, ns, name)
+        .ok_or_else(|| ApiError::not_found(resources::def(idx::POD), name))?;
+    let port = if port.is_empty() {
+        pod.pointer("/spec/containers/0/ports/0/containerPort")
+            .and_then(Value::as_u64)
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    } else {
+        port.to_string()
+    };
+    let ip = pod
+        .pointer("/status/podIP")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if ip.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(ApiError::bad_request("address not allowed"));
+    }
+    let refused = || {
+        Reply::Proxied(
+            503,
+            "text/plain; charset=utf-8",
+            format!(
+                "error trying to reach service: dial tcp {ip}:{port}: connect: connection refused"
+            ),
+        )
+    };
+    let serves = crate::crdb::is_crdb_pod(&pod)
+        && crate::crdb::pod_process_runs(&pod)
+        && port == crate::crdb::HTTP_PORT.to_string();
+    if !serves {
+        return Ok(refused());
+    }
+    if scheme != "https" {
+        // CockroachDB in secure mode serves TLS only on its HTTP port.
+        return Ok(Reply::Proxied(
+            400,
+            "text/plain; charset=utf-8",
+            "Client sent an HTTP request to an HTTPS server.\n".into(),
+        ));
+    }
+    let crdb = &shared.crdb;
+    match path {
+        "_status/vars" => Ok(Reply::Proxied(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            crdb.vars(shared.index, ns, name, Instant::now()),
+        )),
+        "health" => {
+            let ready_asked = query.get("ready").is_some_and(|v| v == "1" || v == "true");
+            if !ready_asked || crate::crdb::pod_serving_ready(&pod) {
+                Ok(Reply::Proxied(200, "application/json", "{}".into()))
+            } else {
+                Ok(Reply::Proxied(
+                    503,
+                    "application/json",
+                    json!({"error": "node is not healthy", "code": 14, "message": "node is not healthy", "details": []})
+                        .to_string(),
+                ))
+            }
+        }
+        _ => Ok(Reply::Proxied(
+            404,
+            "text/plain; charset=utf-8",
+            "404 page not found\n".into(),
+        )),
     }
 }
 

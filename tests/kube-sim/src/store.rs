@@ -255,6 +255,23 @@ fn meta(obj: &mut Value) -> &mut Map<String, Value> {
         .expect("metadata is an object")
 }
 
+/// The grace period (seconds) a pod's deletion takes, None when it goes at
+/// once: only Running pods terminate gracefully, for the request's
+/// `gracePeriodSeconds`, else the pod's `terminationGracePeriodSeconds`
+/// (default 30).
+pub fn graceful(pod: &Value, grace: Option<i64>) -> Option<i64> {
+    if pod.pointer("/status/phase").and_then(Value::as_str) != Some("Running") {
+        return None;
+    }
+    let secs = grace
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(30);
+    (secs > 0).then_some(secs)
+}
+
 pub fn name_of(obj: &Value) -> &str {
     obj.pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -1153,7 +1170,8 @@ impl Store {
     }
 
     /// DELETE of one object. Namespaces only start terminating; the
-    /// namespace controller empties and removes them later.
+    /// namespace controller empties and removes them later. Running pods
+    /// terminate gracefully (see [`Store::terminate_pod`]).
     pub fn delete(
         &mut self,
         res: usize,
@@ -1162,10 +1180,36 @@ impl Store {
         propagation: Option<&str>,
         dry_run: bool,
     ) -> Result<Written, ApiError> {
+        self.delete_with_grace(res, ns, name, propagation, dry_run, None)
+    }
+
+    /// [`Store::delete`] with the request's `gracePeriodSeconds`.
+    pub fn delete_with_grace(
+        &mut self,
+        res: usize,
+        ns: &str,
+        name: &str,
+        propagation: Option<&str>,
+        dry_run: bool,
+        grace: Option<i64>,
+    ) -> Result<Written, ApiError> {
         let def = resources::def(res);
         let old = self
             .get(res, ns, name)
             .ok_or_else(|| ApiError::not_found(def, name))?;
+        if res == idx::POD && !dry_run && graceful(&old, grace).is_some() {
+            let changed = old.pointer("/metadata/deletionTimestamp").is_none();
+            let obj = self
+                .terminate_pod(ns, name, grace)
+                .map(|o| (*o).clone())
+                .unwrap_or_else(|| (*old).clone());
+            return Ok(Written {
+                obj,
+                changed,
+                created: false,
+                warnings: Vec::new(),
+            });
+        }
         if res == idx::NAMESPACE {
             if PROTECTED_NAMESPACES.contains(&name) {
                 return Err(ApiError::forbidden(format!(
@@ -1279,6 +1323,40 @@ impl Store {
             Some(old) => self.write_existing(res, &old, obj, false, ctx),
             None => self.create(res, ns, obj, ctx),
         }
+    }
+
+    /// Graceful deletion of a pod, as the API server and kubelet do it: a
+    /// Running pod gets `deletionTimestamp` (now + grace) and
+    /// `deletionGracePeriodSeconds` and stays until the pod controller
+    /// removes it after the grace period; other pods (and grace 0) go at
+    /// once. Returns the terminating pod, None when it is gone.
+    pub fn terminate_pod(
+        &mut self,
+        ns: &str,
+        name: &str,
+        grace: Option<i64>,
+    ) -> Option<Arc<Value>> {
+        let old = self.get(idx::POD, ns, name)?;
+        if old.pointer("/metadata/deletionTimestamp").is_some() {
+            return Some(old);
+        }
+        let Some(secs) = graceful(&old, grace) else {
+            self.commit(idx::POD, ns, name, None);
+            return None;
+        };
+        let mut cand = (*old).clone();
+        let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
+        let at = at
+            .replace_nanosecond(0)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(now_rfc3339);
+        meta(&mut cand).insert("deletionTimestamp".into(), json!(at));
+        meta(&mut cand).insert("deletionGracePeriodSeconds".into(), json!(secs));
+        self.commit(idx::POD, ns, name, Some(cand))
     }
 
     pub fn delete_internal(&mut self, res: usize, ns: &str, name: &str) -> bool {

@@ -317,12 +317,12 @@ fn pod_spec(hardened: bool) -> Value {
         json!({
             "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "fsGroup": 1000,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{"name": "db", "image": "cockroachdb/cockroach:v24.1.0",
+            "containers": [{"name": "db", "image": "registry.example/db:1",
                             "securityContext": {"allowPrivilegeEscalation": false,
                                                 "capabilities": {"drop": ["ALL"]}}}],
         })
     } else {
-        json!({"containers": [{"name": "db", "image": "cockroachdb/cockroach:v24.1.0"}]})
+        json!({"containers": [{"name": "db", "image": "registry.example/db:1"}]})
     }
 }
 

@@ -21,7 +21,7 @@ fn sts(name: &str, replicas: i32) -> StatefulSet {
             "serviceName": name, "replicas": replicas, "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": "db", "image": "cockroachdb/cockroach:v24.1.0"}]}},
+                         "spec": {"containers": [{"name": "db", "image": "registry.example/db:1"}]}},
             "volumeClaimTemplates": [{"metadata": {"name": "datadir"},
                 "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
         },

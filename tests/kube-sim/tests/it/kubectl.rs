@@ -28,7 +28,7 @@ spec:
     spec:
       containers:
       - name: cockroachdb
-        image: cockroachdb/cockroach:v24.1.0
+        image: registry.example/db:1
         ports:
         - containerPort: 26257
           name: grpc

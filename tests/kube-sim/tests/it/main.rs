@@ -7,6 +7,7 @@ mod cli;
 mod cloud;
 mod common;
 mod controllers;
+mod crdb;
 mod faults;
 mod kube_rs;
 mod kubectl;
