@@ -2017,6 +2017,11 @@ fn status_of_a_healthy_federation_exits_0_and_its_json_follows_the_schema() {
             (&z["statefulset"]["ready"], &z["statefulset"]["desired"]),
             (&Value::from(3), &Value::from(3))
         );
+        // The nodes answer through the API server's pod proxy.
+        assert_eq!(z["nodes"]["status"], "ok", "{z:#}");
+        assert_eq!(z["nodes"]["pods"].as_array().unwrap().len(), 3, "{z:#}");
+        assert_eq!(z["nodes"]["ranges_underreplicated"], 0, "{z:#}");
+        assert_eq!(z["nodes"]["ranges_unavailable"], 0, "{z:#}");
         assert_eq!(z["certificates"]["status"], "ok", "{z:#}");
         // Local CA, root client, node certificate, and 6 in the Secrets.
         assert_eq!(
@@ -2127,4 +2132,54 @@ fn status_with_a_zone_whose_api_server_is_down_exits_1_and_reports_the_others() 
     // Its load balancer address is not known, so the others' forwarding to
     // it cannot be compared: unknown, not a failure.
     assert!(text.contains("us-central1-a forwarded to"), "{text}");
+}
+
+#[test]
+fn status_after_a_scale_down_without_decommissioning_reports_under_replicated_ranges() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    assert_exit(&status(&env, &config, &[]), 0);
+
+    // Someone scales us-west1-a down by hand, without decommissioning.
+    let c = env.fed.cluster("us-west1-a");
+    let mut sts = c
+        .get("apps/v1", "StatefulSet", Some("us-west1-a"), "cockroachdb")
+        .unwrap();
+    sts["spec"]["replicas"] = Value::from(2);
+    sts["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    c.put(sts, "kubectl-scale").unwrap();
+
+    // The node of cockroachdb-2 goes down as its pod terminates; bounded.
+    let mut last = None;
+    for _ in 0..60 {
+        let out = status(&env, &config, &["-o", "json"]);
+        if out.status.code() == Some(1) {
+            last = Some(out);
+            break;
+        }
+        assert_exit(&out, 0);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let out = last.expect("status turns unhealthy within 15s of the scale-down");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_status_report(&report);
+    let east = &report["zones"][0];
+    assert_eq!(east["zone"], "us-east1-b");
+    assert_eq!(east["ok"], false, "{east:#}");
+    assert_eq!(east["nodes"]["status"], "fail", "{east:#}");
+    assert!(
+        east["nodes"]["ranges_underreplicated"].as_u64().unwrap() > 0,
+        "{east:#}"
+    );
+    assert!(
+        east["nodes"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("under-replicated"),
+        "{east:#}"
+    );
 }
