@@ -58,7 +58,20 @@ pub struct ApplyOptions {
     pub concurrency: usize,
     /// DNS server for LB hostnames (default: the system's).
     pub resolver: Option<SocketAddr>,
+    /// Start a rolling change even when the federation is not healthy now.
+    pub allow_unhealthy: bool,
+    /// Roll zones one at a time, each after the previous one's rollout is
+    /// complete and CockroachDB reports no under-replicated and no
+    /// unavailable ranges. Off only in tests ([`UNGATED_ENV`]).
+    pub gated: bool,
 }
+
+/// Test-only switch (an environment variable, not a flag): when set, zones
+/// whose StatefulSet changes are rolled all at once, without the health
+/// gate and the health check before it, as apply did before rolling changes
+/// were gated. It exists so that a test can show the availability measure
+/// fails without the gate. Never set it on real clusters.
+pub const UNGATED_ENV: &str = "CRDB_MULTIREGION_TEST_UNGATED_ROLLOUT";
 
 /// Progress lines on stderr, prefixed with the zone.
 #[derive(Debug, Clone, Copy)]
@@ -213,6 +226,20 @@ pub enum ApplyError {
         /// (zone, namespace/secret, SHA-256 fingerprint of its ca.crt).
         found: Vec<(String, String, String)>,
     },
+    #[error(
+        "the federation is not healthy now, so the rolling change of {} was not started (nothing was changed):{}\nA rolling change restarts the CockroachDB nodes of one zone after another and relies on every other zone being healthy meanwhile. Wait until the problems above are gone and apply again, or re-run with --allow-unhealthy to roll anyway (see docs/operations.md)",
+        .rolling.join(", "), list_lines(.problems)
+    )]
+    Unhealthy {
+        /// Zones whose StatefulSet would roll.
+        rolling: Vec<String>,
+        problems: Vec<String>,
+    },
+    #[error(
+        "the API servers would refuse {} of the planned changes (server-side dry run), so nothing was changed:{}",
+        .0.len(), list_lines(.0)
+    )]
+    WouldBeRefused(Vec<String>),
     #[error("could not read the existing Secrets to compare their CA with the local one:{}", list_read_failures(.0))]
     CaUnreadable(Vec<(String, String)>),
     #[error(
@@ -231,6 +258,10 @@ fn list_foreign(found: &[(String, String, String)]) -> String {
         .iter()
         .map(|(zone, context, what)| format!("\n  {zone} (context {context}): {what}"))
         .collect()
+}
+
+fn list_lines(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("\n  {l}")).collect()
 }
 
 fn list_foreign_cas(found: &[(String, String, String)]) -> String {
@@ -613,6 +644,152 @@ pub async fn check_removed_zones(
     Ok(())
 }
 
+/// What [`check_changes`] learned, for [`apply`].
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    /// Zones whose existing StatefulSet changes (pod template or replicas):
+    /// they are rolled one at a time, in config order, health-gated.
+    pub rolling: BTreeSet<String>,
+}
+
+/// Pre-flight of the changes themselves, before anything is written
+/// (locally or in a cluster): a server-side dry run of every planned object
+/// (objects in a zone namespace that does not exist yet cannot be dry-run
+/// and are skipped), refusing when any would be rejected
+/// ([`ApplyError::WouldBeRefused`], naming the field and the remedy); the
+/// zones whose StatefulSet would roll; and, when any would, whether the
+/// federation is healthy now ([`ApplyError::Unhealthy`] unless
+/// `opts.allow_unhealthy`).
+pub async fn check_changes(
+    config: &Config,
+    templates: &Templates,
+    certs: &CertBundle,
+    clusters: &[(Cluster, ClusterInfo)],
+    opts: &ApplyOptions,
+    progress: Progress,
+) -> anyhow::Result<Prepared> {
+    let mut facts = Facts::default();
+    for (c, info) in clusters {
+        facts.zones.insert(
+            c.zone.clone(),
+            ZoneFacts {
+                dns_addresses: Vec::new(),
+                dns_provider: Some(info.dns.provider),
+            },
+        );
+    }
+    let plan = plan::plan(config, certs, &facts, templates)?;
+    let checks = clusters.iter().map(|(cluster, _)| {
+        let zone = plan.zone(&cluster.zone).expect("every zone is planned");
+        async move {
+            let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+            let ns_exists = matches!(namespaces.get_opt(&cluster.namespace).await, Ok(Some(_)));
+            let objects: Vec<&Object> = zone
+                .stage(Stage::Base)
+                .chain(zone.stage(Stage::DnsLoadBalancer))
+                .chain(zone.stage(Stage::Workload))
+                .filter(|o| ns_exists || o.namespace() != Some(cluster.namespace.as_str()))
+                .collect();
+            let runs = objects.iter().map(|o| async move {
+                (*o, cluster::apply_object(&cluster.client, o, true).await)
+            });
+            let mut refused = Vec::new();
+            let mut rolling = false;
+            for (o, r) in futures::future::join_all(runs).await {
+                match r {
+                    Ok(applied) => {
+                        if matches!(o, Object::StatefulSet(_))
+                            && applied.action == Action::Configured
+                        {
+                            rolling = true;
+                        }
+                    }
+                    Err(
+                        cluster::ApplyError::Invalid { object, message }
+                        | cluster::ApplyError::Refused {
+                            object, message, ..
+                        },
+                    ) => {
+                        let detail = match o {
+                            Object::StatefulSet(planned) => storage_change(cluster, planned).await,
+                            _ => None,
+                        };
+                        refused.push(match detail {
+                            Some(d) => format!("{}: {object}: {d}", cluster.zone),
+                            None => format!("{}: {object}: {message}", cluster.zone),
+                        });
+                    }
+                    // Conflicts and other errors stop that zone when applied.
+                    Err(_) => {}
+                }
+            }
+            (cluster.zone.clone(), rolling, refused)
+        }
+    });
+    let mut prepared = Prepared::default();
+    let mut refused = Vec::new();
+    for (zone, rolling, r) in futures::future::join_all(checks).await {
+        if rolling {
+            prepared.rolling.insert(zone);
+        }
+        refused.extend(r);
+    }
+    // A dry run goes on: it shows each refused change with its diff and
+    // fails that zone with the same reason.
+    if !refused.is_empty() && !opts.dry_run {
+        return Err(ApplyError::WouldBeRefused(refused).into());
+    }
+    // A dry run shows every change in place (nothing rolls); ungated
+    // (tests only), changed StatefulSets are applied with the rest.
+    if !opts.gated || opts.dry_run {
+        prepared.rolling.clear();
+        return Ok(prepared);
+    }
+    if prepared.rolling.is_empty() {
+        return Ok(prepared);
+    }
+    let all: Vec<&Cluster> = clusters.iter().map(|(c, _)| c).collect();
+    let problems = federation_health(&all).await;
+    if problems.is_empty() {
+        return Ok(prepared);
+    }
+    let rolling: Vec<String> = config
+        .zones
+        .iter()
+        .filter(|z| prepared.rolling.contains(&z.name))
+        .map(|z| z.name.clone())
+        .collect();
+    if opts.allow_unhealthy {
+        for p in &problems {
+            progress.say("health", format!("{p} (rolling anyway: --allow-unhealthy)"));
+        }
+        return Ok(prepared);
+    }
+    Err(ApplyError::Unhealthy { rolling, problems }.into())
+}
+
+/// When the refused StatefulSet change is its storage size: the field, both
+/// values and the remedy.
+async fn storage_change(cluster: &Cluster, planned: &StatefulSet) -> Option<String> {
+    let storage = |s: &StatefulSet| -> Option<String> {
+        let claim = s
+            .spec
+            .as_ref()?
+            .volume_claim_templates
+            .as_ref()?
+            .first()?
+            .clone();
+        let q = claim.spec?.resources?.requests?.get("storage")?.clone();
+        Some(q.0)
+    };
+    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let live = api.get_opt(names::STATEFULSET).await.ok()??;
+    let (was, now) = (storage(&live)?, storage(planned)?);
+    (was != now).then(|| format!(
+        "spec.volumeClaimTemplates[0].spec.resources.requests.storage cannot change on an existing StatefulSet (cockroachdb.storage: {was} in the cluster, {now} in the config)\n      hint: keep cockroachdb.storage at {was}, or expand the volumes as docs/operations.md#expanding-storage describes, then set it to {now}"
+    ))
+}
+
 /// Runs apply on connected, pre-flighted clusters. Per-zone failures are in
 /// the report; `Err` is a problem of the whole plan (e.g. a template).
 pub async fn apply(
@@ -620,6 +797,7 @@ pub async fn apply(
     templates: &Templates,
     certs: &CertBundle,
     clusters: Vec<(Cluster, ClusterInfo)>,
+    prepared: &Prepared,
     opts: &ApplyOptions,
     progress: Progress,
 ) -> anyhow::Result<ApplyReport> {
@@ -678,6 +856,7 @@ pub async fn apply(
                 .zone(&cluster.zone)
                 .expect("every zone is planned");
             let semaphore = semaphore.clone();
+            let defer = prepared.rolling.contains(&cluster.zone);
             async move {
                 if report.error.is_some() {
                     return;
@@ -691,6 +870,7 @@ pub async fn apply(
                     info,
                     zone_plan,
                     index == 0,
+                    defer,
                     opts,
                     progress,
                     report,
@@ -706,6 +886,19 @@ pub async fn apply(
         },
     );
     futures::future::join_all(phase_b).await;
+
+    if !opts.dry_run {
+        roll_zones(
+            &clusters,
+            &full_plan,
+            prepared,
+            opts,
+            progress,
+            &mut reports,
+        )
+        .await;
+        wait_ready_everywhere(&clusters, &full_plan, opts, progress, &mut reports).await;
+    }
 
     for r in &mut reports {
         r.ok = r.error.is_none();
@@ -935,6 +1128,7 @@ async fn phase_b(
     info: &ClusterInfo,
     zone: &ZonePlan,
     first: bool,
+    defer_sts: bool,
     opts: &ApplyOptions,
     progress: Progress,
     report: &mut ZoneReport,
@@ -953,7 +1147,10 @@ async fn phase_b(
                 ),
             );
             report.dns = Some(DnsChange::Updated);
-            return apply_workload(cluster, zone, first, opts, progress, report, timer).await;
+            return apply_workload(
+                cluster, zone, first, defer_sts, opts, progress, report, timer,
+            )
+            .await;
         }
         DnsStatus::Pending { missing } => {
             return Err(format!(
@@ -1040,14 +1237,21 @@ async fn phase_b(
         report.dns_restarted = true;
     }
     timer.record("dns forwarding", t);
-    apply_workload(cluster, zone, first, opts, progress, report, timer).await
+    apply_workload(
+        cluster, zone, first, defer_sts, opts, progress, report, timer,
+    )
+    .await
 }
 
-/// ExternalName Service and StatefulSet, their pods, then the init Job.
+/// ExternalName Service and StatefulSet (unless `defer_sts`: a rolling
+/// change, done later one zone at a time by [`roll_zones`]), their pods
+/// running, then the init Job.
+#[allow(clippy::too_many_arguments)]
 async fn apply_workload(
     cluster: &Cluster,
     zone: &ZonePlan,
     first: bool,
+    defer_sts: bool,
     opts: &ApplyOptions,
     progress: Progress,
     report: &mut ZoneReport,
@@ -1061,7 +1265,9 @@ async fn apply_workload(
     let before = report.objects.len();
     apply_objects(
         cluster,
-        zone.stage(Stage::Workload).collect(),
+        zone.stage(Stage::Workload)
+            .filter(|o| !(defer_sts && matches!(o, Object::StatefulSet(_))))
+            .collect(),
         opts.dry_run,
         new_namespace,
         report,
@@ -1071,12 +1277,24 @@ async fn apply_workload(
         &cluster.zone,
         summarize_objects(&report.objects[before..], opts.dry_run),
     );
-    if !opts.dry_run {
-        let want = config_replicas(zone);
-        wait_pods_running(cluster, &zone.namespace, want, opts.wait_timeout).await?;
+    if defer_sts {
         progress.say(
             &cluster.zone,
-            format!("{want}/{want} CockroachDB pods running"),
+            "StatefulSet changes: rolled one zone at a time after the DNS and objects of every zone are in place",
+        );
+    } else if !opts.dry_run {
+        let want = config_replicas(zone);
+        wait_rollout(
+            cluster,
+            &zone.namespace,
+            want,
+            WaitFor::Running,
+            opts.wait_timeout,
+        )
+        .await?;
+        progress.say(
+            &cluster.zone,
+            format!("{want}/{want} CockroachDB pods running on the new revision"),
         );
     }
     timer.record("statefulset", t);
@@ -1093,6 +1311,133 @@ async fn apply_workload(
     Ok(())
 }
 
+/// The rolling changes, one zone at a time in config order: apply the
+/// StatefulSet, wait until its rollout is complete, then (gated) until
+/// CockroachDB reports no under-replicated and no unavailable ranges.
+/// The first zone that fails stops the rest; their StatefulSets stay as
+/// they were.
+async fn roll_zones(
+    clusters: &[(Cluster, ClusterInfo)],
+    plan: &plan::Plan,
+    prepared: &Prepared,
+    opts: &ApplyOptions,
+    progress: Progress,
+    reports: &mut [ZoneReport],
+) {
+    let all: Vec<&Cluster> = clusters.iter().map(|(c, _)| c).collect();
+    let mut stopped_by: Option<String> = None;
+    for ((cluster, _), report) in clusters.iter().zip(reports.iter_mut()) {
+        if !prepared.rolling.contains(&cluster.zone) || report.error.is_some() {
+            continue;
+        }
+        if let Some(first) = &stopped_by {
+            let e = format!(
+                "its StatefulSet was not changed: the rolling change stopped at zone {first}, which failed first"
+            );
+            progress.say(&cluster.zone, &e);
+            report.error = Some(e);
+            continue;
+        }
+        let zone = plan.zone(&cluster.zone).expect("every zone is planned");
+        let t = Instant::now();
+        let result = async {
+            let sts: Vec<&Object> = zone
+                .stage(Stage::Workload)
+                .filter(|o| matches!(o, Object::StatefulSet(_)))
+                .collect();
+            progress.say(&cluster.zone, "rolling StatefulSet (one zone at a time)");
+            apply_objects(cluster, sts, false, false, report).await?;
+            let want = config_replicas(zone);
+            wait_rollout(
+                cluster,
+                &zone.namespace,
+                want,
+                WaitFor::Ready,
+                opts.wait_timeout,
+            )
+            .await?;
+            progress.say(
+                &cluster.zone,
+                format!("rollout complete: {want}/{want} pods updated and ready"),
+            );
+            if opts.gated {
+                wait_healthy(&all, opts.wait_timeout).await?;
+                progress.say(
+                    &cluster.zone,
+                    "CockroachDB reports every range fully replicated",
+                );
+            }
+            Ok::<_, String>(())
+        }
+        .await;
+        report.steps.push(StepTime {
+            step: "rolling update".into(),
+            seconds: (t.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        });
+        if let Err(e) = result {
+            progress.say(&cluster.zone, format!("failed: {e}"));
+            report.error = Some(e);
+            stopped_by = Some(cluster.zone.clone());
+        }
+    }
+}
+
+/// After init (or a re-run), every zone's rollout must be complete: pods on
+/// the new revision and Ready. Skipped when the first zone (which runs
+/// `cockroach init`) failed: its nodes cannot become Ready then.
+async fn wait_ready_everywhere(
+    clusters: &[(Cluster, ClusterInfo)],
+    plan: &plan::Plan,
+    opts: &ApplyOptions,
+    progress: Progress,
+    reports: &mut [ZoneReport],
+) {
+    if reports.first().is_none_or(|r| r.error.is_some()) {
+        return;
+    }
+    let waits = clusters
+        .iter()
+        .zip(reports.iter())
+        .map(|((cluster, _), report)| {
+            let zone = plan.zone(&cluster.zone).expect("every zone is planned");
+            let skip = report.error.is_some();
+            async move {
+                if skip {
+                    return None;
+                }
+                let want = config_replicas(zone);
+                Some(
+                    wait_rollout(
+                        cluster,
+                        &zone.namespace,
+                        want,
+                        WaitFor::Ready,
+                        opts.wait_timeout,
+                    )
+                    .await
+                    .map(|()| want),
+                )
+            }
+        });
+    let results = futures::future::join_all(waits).await;
+    for (((cluster, _), report), r) in clusters.iter().zip(reports.iter_mut()).zip(results) {
+        match r {
+            Some(Ok(want)) if !report.unchanged() => {
+                progress.say(
+                    &cluster.zone,
+                    format!("{want}/{want} CockroachDB pods ready"),
+                );
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                progress.say(&cluster.zone, format!("failed: {e}"));
+                report.error = Some(e);
+            }
+            None => {}
+        }
+    }
+}
+
 fn config_replicas(zone: &ZonePlan) -> i32 {
     zone.stage(Stage::Workload)
         .find_map(|o| match o {
@@ -1102,62 +1447,106 @@ fn config_replicas(zone: &ZonePlan) -> i32 {
         .unwrap_or(1)
 }
 
-async fn wait_pods_running(
+/// What to wait for after the StatefulSet was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// Every pod Running on the update revision: before `cockroach init`,
+    /// CockroachDB's readiness probe cannot pass yet.
+    Running,
+    /// The rollout is complete: every pod on the update revision and Ready.
+    Ready,
+}
+
+/// Waits for the zone's StatefulSet rollout (see [`WaitFor`]); stops early,
+/// naming pod, container and reason, when a pod cannot pull its image,
+/// crashes, cannot be scheduled, or the API server refuses its pods.
+pub async fn wait_rollout(
     cluster: &Cluster,
     namespace: &str,
     want: i32,
+    until: WaitFor,
     timeout: Duration,
 ) -> Result<(), String> {
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+    let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), namespace);
     let selector = format!("{}={}", names::APP_KEY, names::APP);
     wait_for(timeout, || {
         let pods = pods.clone();
+        let sets = sets.clone();
         let selector = selector.clone();
         let client = cluster.client.clone();
         let namespace = namespace.to_string();
         async move {
+            let set = sets
+                .get_opt(names::STATEFULSET)
+                .await
+                .map_err(|e| error_text(&e))?
+                .ok_or_else(|| format!("StatefulSet {namespace}/{} is gone", names::STATEFULSET))?;
             let list = pods
                 .list(&ListParams::default().labels(&selector))
                 .await
                 .map_err(|e| error_text(&e))?;
-            let mut running = 0;
-            let mut others = Vec::new();
             for p in &list.items {
-                let phase = p
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase.clone())
-                    .unwrap_or_else(|| "Unknown".into());
-                if phase == "Running" && p.metadata.deletion_timestamp.is_none() {
-                    running += 1;
-                } else {
-                    others.push(format!(
-                        "{}: {phase}",
-                        p.metadata.name.clone().unwrap_or_default()
-                    ));
+                if let Some(problem) = crate::rollout::pod_problem(p) {
+                    return Err(format!("{problem}\n      hint: {}", problem.hint(&namespace)));
                 }
             }
-            if running >= want {
+            let update = set
+                .status
+                .as_ref()
+                .and_then(|s| s.update_revision.clone())
+                .unwrap_or_default();
+            let state = crate::rollout::rollout_state(&set, want);
+            let running = list
+                .items
+                .iter()
+                .filter(|p| {
+                    p.metadata.deletion_timestamp.is_none()
+                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                        && p.metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get("controller-revision-hash"))
+                            .is_some_and(|r| *r == update)
+                })
+                .count() as i32;
+            let done = match until {
+                WaitFor::Ready => state.complete,
+                WaitFor::Running => running >= want && !update.is_empty(),
+            };
+            if done {
                 return Ok(Ok(()));
             }
+            let mut others: Vec<String> = list
+                .items
+                .iter()
+                .filter_map(|p| {
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    if p.metadata.deletion_timestamp.is_some() {
+                        return Some(format!("{name}: terminating"));
+                    }
+                    let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into());
+                    let ready = p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                    (phase != "Running" || !ready).then(|| format!("{name}: {phase}{}", if phase == "Running" { ", not ready" } else { "" }))
+                })
+                .collect();
+            others.sort();
+            let seen = format!(
+                "{}{} in namespace {namespace}{}",
+                match until {
+                    WaitFor::Ready => state.seen.clone(),
+                    WaitFor::Running => format!("{running}/{want} pods running on the new revision"),
+                },
+                "",
+                if others.is_empty() { String::new() } else { format!(" ({})", others.join(", ")) }
+            );
             // The StatefulSet controller records why it could not create a
             // pod on the StatefulSet; a refusal will not change by waiting.
-            let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
-            let failure = match sets.get_opt(names::STATEFULSET).await {
-                Ok(Some(set)) => {
-                    pod_create_failure(&client, &namespace, "StatefulSet", &set.metadata).await
-                }
-                _ => None,
-            };
-            let seen = format!(
-                "{running}/{want} pods running in namespace {namespace}{}",
-                if others.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", others.join(", "))
-                }
-            );
-            match failure {
+            match pod_create_failure(&client, &namespace, "StatefulSet", &set.metadata).await {
                 Some(events::PodCreateFailure::Refused(why)) => Err(format!(
                     "{seen}: the API server refused the StatefulSet's pods: {why}\n      hint: `kubectl -n {namespace} describe statefulset {}` shows the events; make the pod template (cockroachdb.templates_dir) pass the namespace's Pod Security level and policies",
                     names::STATEFULSET
@@ -1170,7 +1559,141 @@ async fn wait_pods_running(
         }
     })
     .await
-    .map_err(|e| format!("waiting for CockroachDB pods: {e}"))
+    .map_err(|e| match e {
+        WaitError::Api(e) => format!("the rollout of StatefulSet {namespace}/{} did not complete: {e}", names::STATEFULSET),
+        other => format!("waiting for the rollout of StatefulSet {namespace}/{}: {other}", names::STATEFULSET),
+    })
+}
+
+/// CockroachDB's view of the federation, read through each API server's
+/// pod proxy (`/_status/vars` on the HTTP port of every node; the range
+/// gauges are per store, so they are summed): the problems that make it
+/// unhealthy, empty when healthy. Also every existing StatefulSet's rollout
+/// must be complete.
+pub async fn federation_health(clusters: &[&Cluster]) -> Vec<String> {
+    let reads = clusters.iter().map(|c| async move {
+        let mut problems = Vec::new();
+        let mut under = 0.0;
+        let mut unavailable = 0.0;
+        let sets: Api<StatefulSet> = Api::namespaced(c.client.clone(), &c.namespace);
+        let set = match sets.get_opt(names::STATEFULSET).await {
+            Ok(Some(set)) => set,
+            Ok(None) => return (problems, under, unavailable),
+            Err(e) => {
+                problems.push(format!(
+                    "{}: reading StatefulSet: {}",
+                    c.zone,
+                    error_text(&e)
+                ));
+                return (problems, under, unavailable);
+            }
+        };
+        let want = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let state = crate::rollout::rollout_state(&set, want);
+        if !state.complete {
+            problems.push(format!(
+                "{}: StatefulSet {}/{}: {}",
+                c.zone,
+                c.namespace,
+                names::STATEFULSET,
+                state.seen
+            ));
+        }
+        let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.namespace);
+        let selector = format!("{}={}", names::APP_KEY, names::APP);
+        let list = match pods.list(&ListParams::default().labels(&selector)).await {
+            Ok(l) => l,
+            Err(e) => {
+                problems.push(format!("{}: listing pods: {}", c.zone, error_text(&e)));
+                return (problems, under, unavailable);
+            }
+        };
+        for p in &list.items {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let phase = p
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default();
+            if p.metadata.deletion_timestamp.is_some() || phase != "Running" {
+                let what = if phase == "Running" {
+                    "terminating".to_string()
+                } else {
+                    phase
+                };
+                problems.push(format!("{}: pod {name} is {what}", c.zone));
+                continue;
+            }
+            match node_vars(&c.client, &c.namespace, &name).await {
+                Ok(text) => {
+                    under +=
+                        crate::rollout::gauge_sum(&text, "ranges_underreplicated").unwrap_or(0.0);
+                    unavailable +=
+                        crate::rollout::gauge_sum(&text, "ranges_unavailable").unwrap_or(0.0);
+                }
+                Err(e) => problems.push(format!("{}: pod {name}: metrics unreadable: {e}", c.zone)),
+            }
+        }
+        (problems, under, unavailable)
+    });
+    let mut problems = Vec::new();
+    let (mut under, mut unavailable) = (0.0, 0.0);
+    for (p, u, a) in futures::future::join_all(reads).await {
+        problems.extend(p);
+        under += u;
+        unavailable += a;
+    }
+    if unavailable > 0.0 {
+        problems.push(format!(
+            "CockroachDB reports {unavailable} unavailable ranges (ranges_unavailable)"
+        ));
+    }
+    if under > 0.0 {
+        problems.push(format!(
+            "CockroachDB reports {under} under-replicated ranges (ranges_underreplicated)"
+        ));
+    }
+    problems
+}
+
+/// `/_status/vars` of one CockroachDB node through the API server's pod proxy.
+pub async fn node_vars(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+) -> Result<String, String> {
+    let req = http::Request::get(format!(
+        "/api/v1/namespaces/{namespace}/pods/https:{pod}:{}/proxy/_status/vars",
+        names::HTTP_PORT
+    ))
+    .body(Vec::new())
+    .map_err(|e| e.to_string())?;
+    // The proxy answers 503 while nothing listens, which the client's retry
+    // layer would retry for minutes: a bounded read is an answer too.
+    match tokio::time::timeout(NODE_VARS_TIMEOUT, client.request_text(req)).await {
+        Ok(r) => r.map_err(|e| error_text(&e)),
+        Err(_) => Err(format!(
+            "no answer within {}s (the API server's proxy cannot reach the node)",
+            NODE_VARS_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Bound of one `/_status/vars` read through the pod proxy.
+const NODE_VARS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Waits until [`federation_health`] finds no problem.
+async fn wait_healthy(clusters: &[&Cluster], timeout: Duration) -> Result<(), String> {
+    wait_for(timeout, || async {
+        let problems = federation_health(clusters).await;
+        Ok(if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        })
+    })
+    .await
+    .map_err(|e| format!("waiting for CockroachDB to report every range fully replicated: {e}"))
 }
 
 /// What the controller of `owner` (a `kind` in `namespace`) last said about

@@ -190,6 +190,13 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub replace_ca: bool,
 
+    /// Start a rolling change (a StatefulSet that exists and changes) even
+    /// when the federation is not healthy now (pods not ready, rollouts not
+    /// complete, under-replicated or unavailable ranges). Without it, apply
+    /// stops before changing anything.
+    #[arg(long)]
+    pub allow_unhealthy: bool,
+
     /// DNS server (IP:PORT) for resolving load balancer hostnames (AWS NLBs
     /// report hostnames), instead of the system resolver. Useful where
     /// those names only resolve inside a VPC or a test setup.

@@ -509,6 +509,10 @@ pub enum ApplyError {
     Conflict { object: String, message: String },
     #[error("{object}: {message}")]
     Api { object: String, message: String },
+    /// 422: the API server refuses the object itself (an immutable field,
+    /// a value out of range); retrying cannot help.
+    #[error("{object}: {message}")]
+    Invalid { object: String, message: String },
     /// The server refused the change of an existing object as invalid
     /// (422), e.g. a field Kubernetes does not allow to change; `live` is
     /// the object as it is, so the change can still be shown.
@@ -573,6 +577,10 @@ where
             object: object.describe(),
             message: s.message.clone(),
         },
+        kube::Error::Api(s) if s.code == 422 => ApplyError::Invalid {
+            object: object.describe(),
+            message: s.message.clone(),
+        },
         _ => ApplyError::Api {
             object: object.describe(),
             message: error_text(&e),
@@ -589,7 +597,7 @@ where
         Err(kube::Error::Api(s)) if s.code == 422 && before.is_some() => {
             return Err(ApplyError::Refused {
                 object: object.describe(),
-                message: format!("{} ({} {})", s.message, s.code, s.reason),
+                message: s.message.clone(),
                 live: Box::new(before.unwrap_or_default()),
             });
         }

@@ -215,7 +215,7 @@ pub fn consequences(zone: &str, kind: &str, before: &Value, after: &Value) -> Ve
     if !frozen.is_empty() {
         let storage = if frozen.iter().any(|f| f == "spec.volumeClaimTemplates") {
             format!(
-                " To give the nodes bigger volumes: expand each PersistentVolumeClaim of the StatefulSet (`kubectl -n {namespace} patch pvc datadir-{name}-0 -p '{{\"spec\":{{\"resources\":{{\"requests\":{{\"storage\":\"NEW\"}}}}}}}}'`, for every ordinal; the StorageClass must allow volume expansion), then `kubectl -n {namespace} delete statefulset {name} --cascade=orphan` (the pods keep running) and apply again."
+                " To give the nodes bigger volumes: expand each PersistentVolumeClaim of the StatefulSet (`kubectl -n {namespace} patch pvc datadir-{name}-0 -p '{{\"spec\":{{\"resources\":{{\"requests\":{{\"storage\":\"NEW\"}}}}}}}}'`, for every ordinal; the StorageClass must allow volume expansion), then `kubectl -n {namespace} delete statefulset {name} --cascade=orphan` (the pods keep running) and apply again (docs/operations.md#expanding-storage)."
             )
         } else {
             format!(
@@ -223,7 +223,7 @@ pub fn consequences(zone: &str, kind: &str, before: &Value, after: &Value) -> Ve
             )
         };
         out.push(format!(
-            "immutable field: Kubernetes does not allow changing {} of StatefulSet {namespace}/{name}, so apply fails in zone {zone}.{storage}",
+            "immutable field: Kubernetes does not allow changing {} of StatefulSet {namespace}/{name}, so apply refuses to run (nothing is changed) while zone {zone} differs.{storage}",
             frozen.join(", ")
         ));
     }

@@ -39,9 +39,11 @@ pub mod output;
 pub mod plan;
 pub mod render;
 pub mod resolve;
+pub mod rollout;
 pub mod status;
 pub mod suggest;
 pub mod teardown;
+pub mod watch;
 
 /// Exit codes are a contract (documented in docs/exit-codes in the README):
 /// 0 success, 1 a check or verification failed, 2 could not run.

@@ -18,6 +18,8 @@ use serde_json::Value;
 
 #[path = "e2e/connecting.rs"]
 mod connecting;
+#[path = "e2e/rolling.rs"]
+mod rolling;
 #[path = "e2e/strict.rs"]
 mod strict;
 
@@ -71,11 +73,23 @@ impl Env {
 
     /// [`Env::run`] from another working directory.
     fn run_in(&self, cwd: &Path, args: &[&str]) -> Output {
+        self.run_full(cwd, args, &[])
+    }
+
+    /// [`Env::run`] with extra environment variables.
+    fn run_with_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        self.run_full(self.dir.path(), args, vars)
+    }
+
+    fn run_full(&self, cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_crdb-multiregion"));
         cmd.current_dir(cwd)
             .args(args)
             .env_remove("KUBECONFIG")
             .env("NO_COLOR", "1");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
         // `plan` is offline: it takes no kubeconfig.
         if args.first() != Some(&"plan") {
             cmd.arg("--kubeconfig").arg(self.fed.kubeconfig_path());

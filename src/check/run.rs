@@ -13,11 +13,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::config::Kubeconfig;
+
+use crate::watch;
 use serde::Serialize;
 
 use super::cidr::{self, PodCidrs};
@@ -428,18 +430,37 @@ async fn connect_zone(
         .map_err(reached)?;
     session.register(&cluster);
 
-    let forwarded = if opts.checks.contains(&Check::Dns) {
-        let server = cluster::detect_dns(&cluster.client, provider_override(config))
-            .await
-            .map_err(|p| problem(p.problem, &p.hint))?;
-        let data = dnsconf::read(&cluster.client, server.provider)
-            .await
-            .map_err(|e| {
-                problem(
-                    format!("could not read the DNS configuration: {e}"),
-                    "the context needs read access to ConfigMaps in kube-system",
-                )
-            })?;
+    // The DNS facts, the LB address and the pod ranges are independent:
+    // one round of requests for all of them.
+    let dns_facts = async {
+        if !opts.checks.contains(&Check::Dns) {
+            return Ok(None);
+        }
+        // Our backup record says apply configured forwarding here; if none
+        // of it is left, someone took it away (an add-on update): a failure
+        // to name, not a check before apply.
+        let (server, applied) = futures::future::join(
+            cluster::detect_dns(&cluster.client, provider_override(config)),
+            dnsconf::owner(&cluster.client),
+        )
+        .await;
+        let server = server.map_err(|p| problem(p.problem, &p.hint))?;
+        let applied = applied.ok().flatten().is_some();
+        let (data, addon) =
+            futures::future::join(dnsconf::read(&cluster.client, server.provider), async {
+                if applied {
+                    dnsconf::addon_manager_of(&cluster.client, server.provider).await
+                } else {
+                    None
+                }
+            })
+            .await;
+        let data = data.map_err(|e| {
+            problem(
+                format!("could not read the DNS configuration: {e}"),
+                "the context needs read access to ConfigMaps in kube-system",
+            )
+        })?;
         let forwards = dns::parse_forwards(server.provider, &data).map_err(|e| {
             problem(
                 format!("could not parse the DNS configuration: {e}"),
@@ -447,42 +468,33 @@ async fn connect_zone(
             )
         })?;
         let domains: BTreeSet<String> = forwards.into_iter().map(|f| f.domain).collect();
-        // Our backup record says apply configured forwarding here; if none
-        // of it is left, someone took it away (an add-on update): a failure
-        // to name, not a check before apply.
-        let applied = dnsconf::owner(&cluster.client)
-            .await
-            .ok()
-            .flatten()
-            .is_some();
-        let lost = if applied {
-            let addon = dnsconf::addon_manager_of(&cluster.client, server.provider).await;
-            Some(super::lost_forwarding_hint(
+        let lost = applied.then(|| {
+            super::lost_forwarding_hint(
                 &zone.name,
                 server.provider.configmap_name(),
                 addon.as_deref(),
-            ))
+            )
+        });
+        Ok(Some((domains, lost)))
+    };
+    let lb = async {
+        if opts.checks.contains(&Check::DnsLb) {
+            dns_lb_address(&cluster, opts).await
+        } else {
+            LbAddress::NotChecked
+        }
+    };
+    let pod_cidrs = async {
+        if opts.checks.contains(&Check::Cidr) {
+            Some(pod_cidrs(&cluster).await)
         } else {
             None
-        };
-        Some((domains, lost))
-    } else {
-        None
+        }
     };
-    let (forwarded, lost_forwarding) = match forwarded {
+    let (forwarded, lb, pod_cidrs) = futures::future::join3(dns_facts, lb, pod_cidrs).await;
+    let (forwarded, lost_forwarding) = match forwarded? {
         Some((domains, lost)) => (Some(domains), lost),
         None => (None, None),
-    };
-
-    let lb = if opts.checks.contains(&Check::DnsLb) {
-        dns_lb_address(&cluster, opts).await
-    } else {
-        LbAddress::NotChecked
-    };
-    let pod_cidrs = if opts.checks.contains(&Check::Cidr) {
-        Some(pod_cidrs(&cluster).await)
-    } else {
-        None
     };
     progress.say(
         &zone.name,
@@ -589,7 +601,7 @@ async fn start_listener(
         )
     };
     let namespaces: Api<Namespace> = Api::all(c.cluster.client.clone());
-    let existing = namespaces
+    let mut existing = namespaces
         .get_opt(ns)
         .await
         .map_err(|e| api_problem(&format!("reading namespace {ns}"), &e))?;
@@ -607,11 +619,8 @@ async fn start_listener(
                     "wait until it is gone (a teardown may be running) and check again",
                 )
             })?;
+        existing = None;
     }
-    let existing = namespaces
-        .get_opt(ns)
-        .await
-        .map_err(|e| api_problem(&format!("reading namespace {ns}"), &e))?;
     match existing {
         // Left by an earlier check that could not finish: ours to remove.
         Some(n) if has_probe_label(&n.metadata) => session.set_namespace(zone, NsState::Created),
@@ -665,15 +674,19 @@ async fn start_listener(
             )
         })?;
 
+    // The Service and the listener together: the Service only publishes the
+    // listener's name, nothing waits for one before the other.
     session.touch(zone);
     let services: Api<Service> = Api::namespaced(c.cluster.client.clone(), ns);
-    match services
-        .create(
-            &post_params(),
-            &probe::service(config, &c.zone, &opts.ports),
-        )
-        .await
-    {
+    let pods: Api<Pod> = Api::namespaced(c.cluster.client.clone(), ns);
+    let listener = probe::listener_pod(config, &c.zone, &opts.image, &opts.ports);
+    let service = probe::service(config, &c.zone, &opts.ports);
+    let (service, created) = futures::future::join(
+        services.create(&post_params(), &service),
+        pods.create(&post_params(), &listener),
+    )
+    .await;
+    match service {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {
             return Err(zone_problem(
@@ -692,12 +705,18 @@ async fn start_listener(
             ));
         }
     }
-    let pods: Api<Pod> = Api::namespaced(c.cluster.client.clone(), ns);
-    let listener = probe::listener_pod(config, &c.zone, &opts.image, &opts.ports);
-    pods.create(&post_params(), &listener)
-        .await
-        .map_err(|e| api_problem(&format!("creating pod {ns}/{}", probe::LISTENER_POD), &e))?;
-    match wait_pod(&pods, probe::LISTENER_POD, &opts.image, opts, false).await {
+    let created = created.map_err(|e| match e {
+        kube::Error::Api(s) if s.code == 409 => zone_problem(
+            zone,
+            format!(
+                "a pod {ns}/{} that check did not create already exists",
+                probe::LISTENER_POD
+            ),
+            "check needs that name for its listener; rename or remove that pod",
+        ),
+        e => api_problem(&format!("creating pod {ns}/{}", probe::LISTENER_POD), &e),
+    })?;
+    match wait_pod(&pods, created, &opts.image, opts, false).await {
         Ok(PodOutcome::Running(ip)) => {
             progress.say(
                 zone,
@@ -833,42 +852,82 @@ pub fn pod_problem(pod: &Pod, image: &str) -> Option<PodProblem> {
 /// Waits until the pod runs with an IP (`finish` false) or has finished
 /// (`finish` true; a running pod counts as finished `opts.probe_timeout`
 /// after it was first seen running).
+/// Waits, by watching it from the state its create returned, until the
+/// pod runs with an IP (`finish == false`), or until it has finished or has
+/// been running for the probe timeout (`finish == true`).
 async fn wait_pod(
     pods: &Api<Pod>,
-    name: &str,
+    created: Pod,
     image: &str,
     opts: &CheckOptions,
     finish: bool,
 ) -> Result<PodOutcome, WaitError> {
-    let running_since: Mutex<Option<Instant>> = Mutex::new(None);
-    let running_since = &running_since;
-    wait_for(opts.wait_timeout, || async move {
-        let pod = pods.get(name).await.map_err(|e| error_text(&e))?;
-        if let Some(p) = pod_problem(&pod, image) {
-            return Ok(Ok(PodOutcome::Problem(p)));
+    let name = created.metadata.name.clone().unwrap_or_default();
+    let rv = created
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap_or_default();
+    /// What the first wait ends on.
+    enum Seen {
+        Outcome(PodOutcome),
+        /// A prober that runs: wait for it to finish next.
+        ProberRunning(Box<Pod>),
+    }
+    let state = |pod: Option<&Pod>| -> Result<Seen, String> {
+        let Some(pod) = pod else {
+            return Ok(Seen::Outcome(PodOutcome::Problem(PodProblem {
+                problem: format!("pod {name} was deleted while check waited for it"),
+                hint: "something else deletes pods in this namespace (another check, or a teardown); run check again".to_string(),
+            })));
+        };
+        if let Some(p) = pod_problem(pod, image) {
+            return Ok(Seen::Outcome(PodOutcome::Problem(p)));
         }
         let status = pod.status.clone().unwrap_or_default();
         let phase = status.phase.clone().unwrap_or_else(|| "Pending".into());
         let ip = status.pod_ip.as_deref().and_then(|i| i.parse().ok());
         match (phase.as_str(), ip) {
-            ("Succeeded" | "Failed", _) => Ok(Ok(PodOutcome::Finished { phase })),
-            ("Running", Some(ip)) if !finish => Ok(Ok(PodOutcome::Running(ip))),
-            ("Running", _) if finish => {
-                let mut since = running_since.lock().unwrap_or_else(|e| e.into_inner());
-                let since = *since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= opts.probe_timeout {
-                    Ok(Ok(PodOutcome::Finished { phase }))
-                } else {
-                    Ok(Err(format!("pod {name} is {phase}")))
-                }
-            }
-            _ => Ok(Err(format!(
+            ("Succeeded" | "Failed", _) => Ok(Seen::Outcome(PodOutcome::Finished { phase })),
+            ("Running", Some(ip)) if !finish => Ok(Seen::Outcome(PodOutcome::Running(ip))),
+            ("Running", _) if finish => Ok(Seen::ProberRunning(Box::new(pod.clone()))),
+            _ => Err(format!(
                 "pod {name} is {phase}{}",
                 if ip.is_none() { " without an IP" } else { "" }
-            ))),
+            )),
         }
-    })
-    .await
+    };
+    let running =
+        match watch::until(pods, &name, Some(created), rv, opts.wait_timeout, state).await? {
+            Seen::Outcome(outcome) => return Ok(outcome),
+            Seen::ProberRunning(pod) => *pod,
+        };
+    // A prober runs for at most the probe timeout; one still running then
+    // is read as it is (its log has what it found so far).
+    let rv = running
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap_or_default();
+    let finished = |pod: Option<&Pod>| -> Result<PodOutcome, String> {
+        let phase = pod
+            .and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        match phase.as_str() {
+            "Succeeded" | "Failed" => Ok(PodOutcome::Finished { phase }),
+            _ if pod.is_none() => Ok(PodOutcome::Finished {
+                phase: "Deleted".to_string(),
+            }),
+            _ => Err(format!("pod {name} is {phase}")),
+        }
+    };
+    match watch::until(pods, &name, Some(running), rv, opts.probe_timeout, finished).await {
+        Err(WaitError::Timeout { .. }) => Ok(PodOutcome::Finished {
+            phase: "Running".to_string(),
+        }),
+        other => other,
+    }
 }
 
 /// What one prober found.
@@ -984,7 +1043,7 @@ async fn run_prober(
     session.touch(zone);
     let pods: Api<Pod> = Api::namespaced(c.cluster.client.clone(), ns);
     let pod = probe::prober_pod(config, &c.zone, &opts.image, &run.targets);
-    pods.create(&post_params(), &pod).await.map_err(|e| {
+    let created = pods.create(&post_params(), &pod).await.map_err(|e| {
         zone_problem(
             zone,
             format!(
@@ -995,7 +1054,7 @@ async fn run_prober(
             "the context needs rights to create Pods in the zone's namespace",
         )
     })?;
-    let phase = match wait_pod(&pods, probe::PROBER_POD, &opts.image, opts, true).await {
+    let phase = match wait_pod(&pods, created, &opts.image, opts, true).await {
         Ok(PodOutcome::Finished { phase }) => phase,
         Ok(PodOutcome::Running(_)) => "Running".to_string(),
         Ok(PodOutcome::Problem(p)) => return Err(zone_problem(zone, p.problem, &p.hint)),
@@ -1174,63 +1233,88 @@ where
     .await
 }
 
-/// Deletes the probe pods and Service of the zone's namespace (only objects
-/// carrying the probe label) and waits until the pods are gone.
+/// Deletes the probe pods and Service of the zone's namespace (the objects
+/// carrying the probe label, found with one list of each kind) and waits
+/// until the pods are gone. Each delete names the uid that was listed, so an
+/// object recreated meanwhile by someone else is not deleted.
 async fn remove_probe_objects(cluster: &Cluster, timeout: Duration) -> Result<bool, String> {
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let now = DeleteParams {
-        grace_period_seconds: Some(0),
+    let ours = ListParams::default().labels(&probe::probe_selector());
+    let (pod_list, service_list) =
+        futures::future::join(pods.list(&ours), services.list(&ours)).await;
+    let pod_list = pod_list.map_err(|e| format!("listing probe pods: {}", error_text(&e)))?;
+    let service_list =
+        service_list.map_err(|e| format!("listing probe Services: {}", error_text(&e)))?;
+    let delete = |meta: &kube::api::ObjectMeta, grace: Option<u32>| DeleteParams {
+        grace_period_seconds: grace,
+        preconditions: Some(kube::api::Preconditions {
+            uid: meta.uid.clone(),
+            resource_version: None,
+        }),
         ..DeleteParams::background()
     };
-    let mut removed = false;
-    for name in [probe::PROBER_POD, probe::LISTENER_POD] {
-        match pods.get_opt(name).await {
-            Ok(Some(p)) if has_probe_label(&p.metadata) => match pods.delete(name, &now).await {
-                Ok(_) => removed = true,
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(format!("deleting pod {name}: {}", error_text(&e))),
-            },
-            Ok(Some(_)) => {
-                return Err(format!(
-                    "pod {}/{name} exists and was not created by check",
-                    cluster.namespace
-                ));
+    let pod_deletes = pod_list.items.iter().map(|p| {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let params = delete(&p.metadata, Some(0));
+        let pods = &pods;
+        async move {
+            match pods.delete(&name, &params).await {
+                Ok(_) => Ok(()),
+                // Gone already, or a new object of that name: not ours.
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+                Err(e) => Err(format!("deleting pod {name}: {}", error_text(&e))),
             }
-            Ok(None) => {}
-            Err(e) => return Err(format!("reading pod {name}: {}", error_text(&e))),
         }
+    });
+    let service_deletes = service_list.items.iter().map(|svc| {
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        let params = delete(&svc.metadata, None);
+        let services = &services;
+        async move {
+            match services.delete(&name, &params).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+                Err(e) => Err(format!("deleting Service {name}: {}", error_text(&e))),
+            }
+        }
+    });
+    let (pod_results, service_results) = futures::future::join(
+        futures::future::join_all(pod_deletes),
+        futures::future::join_all(service_deletes),
+    )
+    .await;
+    for r in pod_results.into_iter().chain(service_results) {
+        r?;
     }
-    match services.get_opt(probe::SERVICE).await {
-        Ok(Some(s)) if has_probe_label(&s.metadata) => {
-            match services
-                .delete(probe::SERVICE, &DeleteParams::background())
+    let removed = !pod_list.items.is_empty() || !service_list.items.is_empty();
+    if !pod_list.items.is_empty() {
+        let uids: BTreeSet<String> = pod_list
+            .items
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        let uids = &uids;
+        let pods = &pods;
+        let ours = &ours;
+        wait_for(timeout, || async move {
+            let left: Vec<String> = pods
+                .list(ours)
                 .await
-            {
-                Ok(_) => removed = true,
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => {
-                    return Err(format!(
-                        "deleting Service {}: {}",
-                        probe::SERVICE,
-                        error_text(&e)
-                    ));
-                }
+                .map_err(|e| error_text(&e))?
+                .items
+                .into_iter()
+                .filter(|p| p.metadata.uid.as_ref().is_some_and(|u| uids.contains(u)))
+                .filter_map(|p| p.metadata.name)
+                .collect();
+            if left.is_empty() {
+                Ok(Ok(()))
+            } else {
+                Ok(Err(format!("pods {} still exist", left.join(", "))))
             }
-        }
-        Ok(_) => {}
-        Err(e) => {
-            return Err(format!(
-                "reading Service {}: {}",
-                probe::SERVICE,
-                error_text(&e)
-            ));
-        }
-    }
-    for name in [probe::PROBER_POD, probe::LISTENER_POD] {
-        wait_gone(&pods, name, timeout)
-            .await
-            .map_err(|e| format!("waiting for pod {name} to go: {e}"))?;
+        })
+        .await
+        .map_err(|e| format!("waiting for the probe pods to go: {e}"))?;
     }
     Ok(removed)
 }

@@ -34,6 +34,8 @@ pub fn run(args: &ApplyArgs, diff: bool, zones: &[String]) -> anyhow::Result<Exi
             args.cluster.concurrency
         },
         resolver: args.lb_resolver.or(config.dns.lb_resolver),
+        allow_unhealthy: args.allow_unhealthy,
+        gated: std::env::var_os(apply::UNGATED_ENV).is_none(),
     };
     let report = block_on(with_limits(&args.cluster, async {
         let kubeconfig = cluster::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
@@ -45,8 +47,19 @@ pub fn run(args: &ApplyArgs, diff: bool, zones: &[String]) -> anyhow::Result<Exi
         )
         .await?;
         apply::check_removed_zones(&config, &clusters, opts.prune, progress).await?;
-        let bundle = certificates(&config, &clusters, dry_run, args.replace_ca, progress).await?;
-        apply::apply(&config, &templates, &bundle, clusters, &opts, progress).await
+        let preview =
+            preview_certificates(&config, &clusters, dry_run, args.replace_ca, progress).await?;
+        let prepared =
+            apply::check_changes(&config, &templates, &preview, &clusters, &opts, progress).await?;
+        let bundle = if dry_run {
+            preview
+        } else {
+            write_certificates(&config, progress)?
+        };
+        apply::apply(
+            &config, &templates, &bundle, clusters, &prepared, &opts, progress,
+        )
+        .await
     }))???;
     let report = if zones.is_empty() {
         report
@@ -72,11 +85,10 @@ pub fn only_zones(mut report: ApplyReport, zones: &[String]) -> ApplyReport {
     report
 }
 
-/// Certificates for the Secrets. First what `ensure_certs` would do,
-/// without writing (that is all a dry run uses); the CA of that is compared
-/// with the clusters' (a foreign one stops here, before anything is written);
-/// then, for a real run, the certificates are made or reused on disk.
-async fn certificates(
+/// Certificates for the Secrets, without writing: what `ensure_certs` would
+/// do (that is all a dry run uses). Its CA is compared with the clusters'
+/// (a foreign one stops here, before anything is written).
+async fn preview_certificates(
     config: &Config,
     clusters: &[(cluster::Cluster, cluster::ClusterInfo)],
     dry_run: bool,
@@ -114,8 +126,15 @@ async fn certificates(
                 progress.say(zone, format!("node certificate: would be {action}"));
             }
         }
-        return Ok(preview);
     }
+    Ok(preview)
+}
+
+/// For a real run, after every pre-flight check: the certificates made or
+/// reused on disk.
+fn write_certificates(config: &Config, progress: Progress) -> anyhow::Result<CertBundle> {
+    let settings = cert_settings(config);
+    let nodes = node_identities(config);
     let (bundle, report) =
         certs::ensure_certs(&settings, &nodes).context("preparing certificates")?;
     if report.ca == certs::CertAction::Created {

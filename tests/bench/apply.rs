@@ -4,7 +4,14 @@
 //! ```text
 //! cargo bench --bench apply                 # 3, 10 and 30 clusters
 //! cargo bench --bench apply -- 3 10         # chosen sizes
+//! cargo bench --bench apply -- upgrade 3 10 # an image upgrade, rolled zone by zone
 //! ```
+//!
+//! `upgrade` times an image upgrade of a running federation instead: one
+//! apply creates it, the timed apply changes `cockroachdb.image`, and the
+//! table compares its wall time with the sum of the per-zone rollouts
+//! (the `rolling update` step of each zone in the JSON report) and reports
+//! kube-sim's availability record.
 //!
 //! For each size it starts a kube-sim federation with 50 ms added latency
 //! per API request and a 2 s load-balancer delay, runs the real binary's
@@ -115,11 +122,117 @@ fn wait_with_rusage(pid: i32) -> (i32, i64) {
     (code, usage.ru_maxrss)
 }
 
+/// Pod termination and start in the upgrade benchmark (shortened: a real
+/// CockroachDB pod takes up to its 60 s grace period to drain).
+const TERMINATION: Duration = Duration::from_millis(300);
+const UPGRADE_POD_READY: Duration = Duration::from_millis(300);
+
+struct Upgrade {
+    wall: Duration,
+    rollouts: Vec<f64>,
+    unavailable_ms: u64,
+    max_zones_unready: u64,
+}
+
+fn run_upgrade(n: usize) -> Upgrade {
+    let zones = zone_names(n);
+    let fed = Federation::builder()
+        .zones(zones.iter().map(String::as_str))
+        .flavor(Flavor::Gke)
+        .latency(LATENCY)
+        .lb_delay(LB_DELAY)
+        .pod_ready_delay(UPGRADE_POD_READY)
+        .job_duration(JOB_DURATION)
+        .max_termination_grace(Some(TERMINATION))
+        .start()
+        .expect("kube-sim starts");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |image: &str| {
+        let mut config =
+            format!("[dns]\nload_balancer = \"public\"\n[cockroachdb]\nimage = \"{image}\"\n");
+        for z in &zones {
+            config.push_str(&format!("\n[[zones]]\nname = \"{z}\"\ncontext = \"{z}\"\n"));
+        }
+        std::fs::write(dir.path().join("bench.toml"), config).unwrap();
+    };
+    let apply = || {
+        binary(dir.path())
+            .args([
+                "apply",
+                "bench.toml",
+                "-q",
+                "-o",
+                "json",
+                "--wait-timeout",
+                "5m",
+            ])
+            .arg("--kubeconfig")
+            .arg(fed.kubeconfig_path())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    write("cockroachdb/cockroach:v25.4.1");
+    assert!(apply().status.success(), "the first apply failed");
+    fed.reset_availability();
+    write("cockroachdb/cockroach:v25.4.2");
+    let started = Instant::now();
+    let out = apply();
+    let wall = started.elapsed();
+    assert!(out.status.success(), "the upgrade failed for {n} clusters");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rollouts = report["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|z| z["steps"].as_array().cloned().unwrap_or_default())
+        .filter(|s| s["step"] == "rolling update")
+        .filter_map(|s| s["seconds"].as_f64())
+        .collect();
+    let a = fed.availability();
+    Upgrade {
+        wall,
+        rollouts,
+        unavailable_ms: a["unavailable_ms"].as_u64().unwrap_or(0),
+        max_zones_unready: a["max_zones_unready"].as_u64().unwrap_or(0),
+    }
+}
+
+fn upgrade_main(sizes: Vec<usize>) {
+    println!(
+        "latency {} ms/request, pods start in {} ms and terminate in {} ms, 3 pods per zone\n",
+        LATENCY.as_millis(),
+        UPGRADE_POD_READY.as_millis(),
+        TERMINATION.as_millis()
+    );
+    println!(
+        "| clusters | upgrade (wall) | sum of zone rollouts | mean rollout per zone | wall − sum | unavailable_ms | max zones unready |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for n in sizes {
+        let u = run_upgrade(n);
+        let sum: f64 = u.rollouts.iter().sum();
+        println!(
+            "| {n} | {:.2} s | {sum:.2} s | {:.2} s | {:.2} s | {} | {} |",
+            u.wall.as_secs_f64(),
+            sum / u.rollouts.len().max(1) as f64,
+            u.wall.as_secs_f64() - sum,
+            u.unavailable_ms,
+            u.max_zones_unready,
+        );
+    }
+}
+
 fn main() {
+    let upgrade = std::env::args().nth(1).as_deref() == Some("upgrade");
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
+    if upgrade {
+        upgrade_main(if sizes.is_empty() { vec![3, 10] } else { sizes });
+        return;
+    }
     let sizes = if sizes.is_empty() {
         vec![3, 10, 30]
     } else {

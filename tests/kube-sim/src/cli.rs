@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the clusters, print `ready <kubeconfig>` on stdout, run until SIGINT/SIGTERM.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Change the faults of a running cluster through its control endpoint.
     Faults(FaultArgs),
     /// Print (or clear) a running cluster's request log as JSON.

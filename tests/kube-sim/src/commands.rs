@@ -33,7 +33,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Up(a) => up(a),
+        Command::Up(a) => up(*a),
         Command::Faults(a) => faults(a),
         Command::Requests(a) => requests(a),
         Command::AddonUpdate(a) => addon_update(a),

@@ -276,6 +276,11 @@ pub struct RequestRecord {
     pub status: u16,
     #[serde(rename = "duration_ms", with = "millis")]
     pub duration: Duration,
+    /// When it arrived, in microseconds since the federation started (the
+    /// same clock for every cluster): with `duration`, which requests were
+    /// in flight together and which waited for others.
+    #[serde(default)]
+    pub started_us: u64,
     /// True when a write stored a new version (a new resourceVersion);
     /// false for reads, no-op writes (an identical re-apply), dry runs and errors.
     pub changed: bool,

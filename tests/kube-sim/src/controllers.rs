@@ -865,7 +865,7 @@ fn pods(
                 // kubelet: ErrImagePull on each attempt, ImagePullBackOff
                 // while it waits for the next one.
                 let attempt = (age - timing.pod_ready_delay).as_millis() / CRASH_PERIOD.as_millis();
-                let reason = if attempt % 2 == 0 {
+                let reason = if attempt.is_multiple_of(2) {
                     "ErrImagePull"
                 } else {
                     "ImagePullBackOff"

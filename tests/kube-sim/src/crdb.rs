@@ -254,6 +254,11 @@ impl CrdbSim {
     }
 
     /// The next (seq, at_ms) of an activity record.
+    /// Microseconds from the federation's start to `at`.
+    pub fn micros_since_start(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_micros() as u64
+    }
+
     pub fn stamp(&self) -> (u64, u64) {
         (
             self.seq.fetch_add(1, Ordering::SeqCst) + 1,
@@ -314,7 +319,7 @@ impl CrdbSim {
         // The StatefulSet is gone (teardown): so are its nodes. A
         // decommissioned node whose pod stopped is gone from the cluster.
         st.nodes.retain(|(i, ns, _), n| {
-            sets_alive.contains(&(*i, ns.clone())) && !(n.decommissioned && !n.up)
+            (n.up || !n.decommissioned) && sets_alive.contains(&(*i, ns.clone()))
         });
         let down: Vec<&Node> = st
             .nodes

@@ -155,6 +155,7 @@ pub async fn handle(shared: Arc<ClusterShared>, req: Request<Incoming>) -> Respo
         query: raw_query.clone(),
         status,
         duration: start.elapsed(),
+        started_us: shared.crdb.micros_since_start(start),
         changed,
         client: client.clone(),
     };

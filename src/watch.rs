@@ -1,0 +1,115 @@
+//! Waits on one object driven by a watch instead of a poll: the condition
+//! is evaluated on the state the caller already holds, then on every change
+//! the API server streams, so a wait notices a change one event late at
+//! most, not one poll interval late, and costs one request instead of one
+//! per poll.
+//!
+//! The watch starts at the resourceVersion of the state the caller holds
+//! (the response of a create or a list), so no change between that response
+//! and the watch is missed (Kubernetes API concepts, "Efficient detection
+//! of changes": a watch from a resourceVersion sends every change after
+//! it). A watch that ends (the server's timeout) is reopened from the last
+//! event seen; one that is too old (410 Gone) starts again from a fresh
+//! GET. Bounded by `timeout`; the error keeps the last state seen.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use kube::Resource;
+use kube::api::{Api, WatchEvent, WatchParams};
+use serde::de::DeserializeOwned;
+
+use crate::cluster::{WaitError, error_text};
+
+/// The state of the watched object: `Some` while it exists.
+pub type State<K> = Option<K>;
+
+/// Waits until `done` returns `Ok` for the object named `name`, starting
+/// from `current` (its state at `resource_version`). `done` returns
+/// `Err(what is seen)` while the condition does not hold yet.
+pub async fn until<K, T>(
+    api: &Api<K>,
+    name: &str,
+    current: State<K>,
+    resource_version: String,
+    timeout: Duration,
+    mut done: impl FnMut(Option<&K>) -> Result<T, String>,
+) -> Result<T, WaitError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let mut last = match done(current.as_ref()) {
+        Ok(v) => return Ok(v),
+        Err(seen) => seen,
+    };
+    let work = async {
+        let mut rv = resource_version;
+        loop {
+            let params = WatchParams::default()
+                .fields(&format!("metadata.name={name}"))
+                .timeout(290);
+            let mut events = api
+                .watch(&params, &rv)
+                .await
+                .map_err(|e| WaitError::Api(error_text(&e)))?
+                .boxed();
+            let mut gone = false;
+            while let Some(event) = events
+                .try_next()
+                .await
+                .map_err(|e| WaitError::Api(error_text(&e)))?
+            {
+                let state = match event {
+                    WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+                        rv = o.meta().resource_version.clone().unwrap_or(rv);
+                        Some(o)
+                    }
+                    WatchEvent::Deleted(o) => {
+                        rv = o.meta().resource_version.clone().unwrap_or(rv);
+                        None
+                    }
+                    WatchEvent::Bookmark(b) => {
+                        rv = b.metadata.resource_version;
+                        continue;
+                    }
+                    WatchEvent::Error(e) if e.code == 410 => {
+                        gone = true;
+                        break;
+                    }
+                    WatchEvent::Error(e) => {
+                        return Err(WaitError::Api(format!("{} ({})", e.message, e.reason)));
+                    }
+                };
+                match done(state.as_ref()) {
+                    Ok(v) => return Ok(v),
+                    Err(seen) => last = seen,
+                }
+            }
+            if gone {
+                // Too far behind: start again from the object as it is now.
+                let now = api
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| WaitError::Api(error_text(&e)))?;
+                rv = match &now {
+                    Some(o) => o.meta().resource_version.clone().unwrap_or_default(),
+                    None => "0".to_string(),
+                };
+                match done(now.as_ref()) {
+                    Ok(v) => return Ok(v),
+                    Err(seen) => last = seen,
+                }
+            }
+        }
+    };
+    // `last` is shared with the watch loop: read it only once that is dropped.
+    let result = tokio::time::timeout(timeout, work).await;
+    match result {
+        Ok(r) => r,
+        Err(_) => Err(WaitError::Timeout {
+            after: timeout,
+            last,
+        }),
+    }
+}

@@ -1,0 +1,261 @@
+//! Changes to a running federation: rolling one zone at a time, gated on
+//! CockroachDB's health (kube-sim's simulated database measures whether
+//! ranges became unavailable), waits that stop early on pods that cannot
+//! start, and refusals before anything is written.
+
+use std::time::Duration;
+
+use kube_sim::Flavor;
+use serde_json::Value;
+
+use super::{Env, assert_exit, stderr};
+
+const FIVE: [&str; 5] = [
+    "us-east1-b",
+    "us-west1-a",
+    "us-central1-a",
+    "europe-west1-b",
+    "asia-east1-a",
+];
+
+fn start(
+    zones: &[&str],
+    configure: impl FnOnce(kube_sim::FederationBuilder) -> kube_sim::FederationBuilder,
+) -> Env {
+    Env::start(Flavor::Gke, zones, |b| {
+        configure(
+            b.pod_ready_delay(Duration::from_millis(60))
+                .job_duration(Duration::from_millis(100))
+                .max_termination_grace(Some(Duration::from_millis(150)))
+                .crdb_recovery(Duration::from_millis(300)),
+        )
+    })
+}
+
+fn image_config(env: &Env, zones: &[&str], image: &str) -> std::path::PathBuf {
+    env.config(
+        "config.toml",
+        zones,
+        &format!("[cockroachdb]\nimage = \"{image}\""),
+    )
+}
+
+fn sts(env: &Env, zone: &str) -> Value {
+    env.fed
+        .cluster(zone)
+        .get("apps/v1", "StatefulSet", Some(zone), "cockroachdb")
+        .expect("the StatefulSet exists")
+}
+
+fn image_of(env: &Env, zone: &str) -> String {
+    sts(env, zone)
+        .pointer("/spec/template/spec/containers/0/image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn pod_uids(env: &Env, zone: &str) -> Vec<String> {
+    let mut uids: Vec<String> = env
+        .fed
+        .cluster(zone)
+        .list("v1", "Pod", Some(zone))
+        .iter()
+        .filter(|p| {
+            p.pointer("/metadata/labels/app").and_then(Value::as_str) == Some("cockroachdb")
+        })
+        .map(|p| {
+            p["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    uids.sort();
+    uids
+}
+
+/// Every zone's rollout complete on the revision it reports.
+fn assert_rolled_out(env: &Env, zones: &[&str], image: &str) {
+    for z in zones {
+        let s = sts(env, z);
+        let st = &s["status"];
+        assert_eq!(image_of(env, z), image, "{z}");
+        assert_eq!(st["currentRevision"], st["updateRevision"], "{z}: {st}");
+        assert_eq!(st["updatedReplicas"], 3, "{z}: {st}");
+        assert_eq!(st["readyReplicas"], 3, "{z}: {st}");
+    }
+}
+
+#[test]
+fn an_image_upgrade_on_five_zones_rolls_one_zone_at_a_time_without_losing_ranges() {
+    let env = start(&FIVE, |b| b);
+    let config = image_config(&env, &FIVE, "cockroachdb/cockroach:v25.4.1");
+    assert_exit(&env.apply(&config, &[]), 0);
+    assert_rolled_out(&env, &FIVE, "cockroachdb/cockroach:v25.4.1");
+    env.fed.reset_availability();
+
+    let config = image_config(&env, &FIVE, "cockroachdb/cockroach:v25.4.2");
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 0);
+    assert_rolled_out(&env, &FIVE, "cockroachdb/cockroach:v25.4.2");
+    let a = env.fed.availability();
+    assert_eq!(a["unavailable_ms"], 0, "{a}\n{}", stderr(&out));
+    assert!(a["max_zones_unready"].as_u64().unwrap() <= 1, "{a}");
+    // Zones were rolled in config order: every pod of a zone was replaced
+    // before the first pod of the next went.
+    let order: Vec<String> = env
+        .fed
+        .activity()
+        .into_iter()
+        .filter(|(_, a)| a.what == "pod-terminating")
+        .map(|(z, _)| z)
+        .collect();
+    let mut zones_in_order = order.clone();
+    zones_in_order.dedup();
+    assert_eq!(zones_in_order, FIVE, "{order:?}");
+}
+
+#[test]
+fn the_same_upgrade_without_the_gate_loses_ranges() {
+    let env = start(&FIVE, |b| b);
+    let config = image_config(&env, &FIVE, "cockroachdb/cockroach:v25.4.1");
+    assert_exit(&env.apply(&config, &[]), 0);
+    env.fed.reset_availability();
+    let config = image_config(&env, &FIVE, "cockroachdb/cockroach:v25.4.2");
+    let mut args = vec!["apply", config.to_str().unwrap(), "--wait-timeout", "20s"];
+    args.push("-q");
+    let out = env.run_with_env(&args, &[(crdb_multiregion::apply::UNGATED_ENV, "1")]);
+    assert_exit(&out, 0);
+    let a = env.fed.availability();
+    assert!(a["unavailable_ms"].as_u64().unwrap() > 0, "{a}");
+    assert!(a["max_zones_unready"].as_u64().unwrap() >= 2, "{a}");
+}
+
+#[test]
+fn a_bad_image_stops_at_the_first_zone_naming_pod_container_and_reason() {
+    let zones = &FIVE[..3];
+    let env = start(zones, |b| b.bad_image("cockroachdb/cockroach:v99.0.0"));
+    let config = image_config(&env, zones, "cockroachdb/cockroach:v25.4.1");
+    assert_exit(&env.apply(&config, &[]), 0);
+    let before: Vec<Vec<String>> = zones[1..].iter().map(|z| pod_uids(&env, z)).collect();
+
+    let config = image_config(&env, zones, "cockroachdb/cockroach:v99.0.0");
+    let started = std::time::Instant::now();
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "stopped early, not at the timeout"
+    );
+    assert!(
+        err.contains("pod cockroachdb-2, container cockroachdb:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ErrImagePull") || err.contains("ImagePullBackOff"),
+        "{err}"
+    );
+    assert!(
+        err.contains("cockroachdb.image"),
+        "the hint names the setting: {err}"
+    );
+    // The other zones were not touched.
+    for (z, uids) in zones[1..].iter().zip(before) {
+        assert_eq!(image_of(&env, z), "cockroachdb/cockroach:v25.4.1", "{z}");
+        assert_eq!(pod_uids(&env, z), uids, "{z}");
+    }
+}
+
+#[test]
+fn a_crashing_image_stops_at_the_first_zone_with_the_restart_count() {
+    let zones = &FIVE[..3];
+    let env = start(zones, |b| b.crash_image("cockroachdb/cockroach:v25.9.9"));
+    let config = image_config(&env, zones, "cockroachdb/cockroach:v25.4.1");
+    assert_exit(&env.apply(&config, &[]), 0);
+    let config = image_config(&env, zones, "cockroachdb/cockroach:v25.9.9");
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("pod cockroachdb-2, container cockroachdb: CrashLoopBackOff (restarted"),
+        "{err}"
+    );
+    for z in &zones[1..] {
+        assert_eq!(image_of(&env, z), "cockroachdb/cockroach:v25.4.1", "{z}");
+    }
+}
+
+#[test]
+fn a_rolling_change_is_refused_while_the_federation_is_unhealthy() {
+    let zones = &FIVE[..3];
+    let env = start(zones, |b| b);
+    let config = image_config(&env, zones, "cockroachdb/cockroach:v25.4.1");
+    assert_exit(&env.apply(&config, &[]), 0);
+    // A node of the second zone goes down (its pod is replaced).
+    env.fed
+        .cluster(zones[1])
+        .set_pod_ready_delay(Duration::from_secs(30));
+    env.fed
+        .cluster(zones[1])
+        .delete("v1", "Pod", Some(zones[1]), "cockroachdb-0")
+        .unwrap();
+    for z in zones {
+        env.fed.cluster(z).clear_requests();
+    }
+    let config = image_config(&env, zones, "cockroachdb/cockroach:v25.4.2");
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("not healthy"), "{err}");
+    assert!(err.contains("--allow-unhealthy"), "{err}");
+    let changed: Vec<String> = zones
+        .iter()
+        .flat_map(|z| {
+            env.fed
+                .cluster(z)
+                .requests()
+                .into_iter()
+                .filter(|r| r.changed)
+                .map(move |r| format!("{z}: {} {}", r.method, r.path))
+        })
+        .collect();
+    assert!(changed.is_empty(), "{changed:?}");
+    for z in zones {
+        assert_eq!(image_of(&env, z), "cockroachdb/cockroach:v25.4.1", "{z}");
+    }
+}
+
+#[test]
+fn a_storage_change_is_refused_before_any_write_naming_the_field_and_the_remedy() {
+    let zones = &FIVE[..3];
+    let env = start(zones, |b| b);
+    let config = env.config("config.toml", zones, "[cockroachdb]\nstorage = \"100Gi\"");
+    assert_exit(&env.apply(&config, &[]), 0);
+    for z in zones {
+        env.fed.cluster(z).clear_requests();
+    }
+    let config = env.config("config.toml", zones, "[cockroachdb]\nstorage = \"200Gi\"");
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("spec.volumeClaimTemplates[0].spec.resources.requests.storage"),
+        "{err}"
+    );
+    assert!(
+        err.contains("docs/operations.md#expanding-storage"),
+        "{err}"
+    );
+    for z in zones {
+        let changed: Vec<_> = env
+            .fed
+            .cluster(z)
+            .requests()
+            .into_iter()
+            .filter(|r| r.changed)
+            .collect();
+        assert!(changed.is_empty(), "{z}: {changed:?}");
+    }
+}
