@@ -80,11 +80,59 @@ pub const UNGATED_ENV: &str = "CRDB_MULTIREGION_TEST_UNGATED_ROLLOUT";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectReport {
-    pub object: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
     pub action: Action,
-    /// Changed fields (JSON paths), for `configured` objects.
+    /// Changed fields with old and new values (Secrets' data masked), for
+    /// `configured` objects.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub changes: Vec<String>,
+    pub fields: Vec<crate::diff::FieldChange>,
+    /// What the change does beyond storing it (see [`crate::diff::consequences`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// The unified YAML diff of a `configured` object, for text output.
+    #[serde(skip)]
+    pub diff: String,
+}
+
+impl ObjectReport {
+    /// What an object is, then what applying it did or would do: fields,
+    /// consequences and the text diff, from the object as it was and as the
+    /// server (or, for a refused change, [`crate::diff::overlay`]) says it is after.
+    pub fn new(zone: &str, object: &Object, action: Action, before: &Value, after: &Value) -> Self {
+        let mut report = ObjectReport {
+            kind: object.kind().to_string(),
+            namespace: object.namespace().map(str::to_string),
+            name: object.name().to_string(),
+            action,
+            fields: Vec::new(),
+            warnings: Vec::new(),
+            diff: String::new(),
+        };
+        if action == Action::Configured {
+            let (b, a) = crate::diff::prepare(object.kind(), before, after);
+            let label = format!("{zone}: {}", object.describe());
+            report.fields = crate::diff::field_changes(&b, &a);
+            report.warnings = crate::diff::consequences(zone, object.kind(), &b, &a);
+            report.diff = crate::diff::unified(
+                &b,
+                &a,
+                &format!("{label} (live)"),
+                &format!("{label} (after apply)"),
+            );
+        }
+        report
+    }
+
+    /// `Kind namespace/name`, or `Kind name` for a cluster-scoped object.
+    pub fn describe(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
+            None => format!("{} {}", self.kind, self.name),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,8 +182,14 @@ impl ZoneReport {
     }
 }
 
+/// Version of the `apply -o json` / `diff -o json` format
+/// (docs/apply-report.schema.json).
+pub const REPORT_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ApplyReport {
+    /// [`REPORT_VERSION`].
+    pub version: u32,
     pub dry_run: bool,
     pub ok: bool,
     pub changed: bool,
@@ -365,6 +419,16 @@ impl Timer {
     }
 }
 
+/// The DNS server the config names (`dns.provider`), or `None` to detect it.
+pub fn provider_override(config: &Config) -> Option<DnsProvider> {
+    match config.dns.provider {
+        ProviderChoice::Auto => None,
+        ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),
+        ProviderChoice::Coredns => Some(DnsProvider::CoreDns),
+        ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
+    }
+}
+
 /// Connects to and pre-flights every zone that `--zone` flags `only`
 /// select (all when none) concurrently, each zone's pre-flight within
 /// `preflight_timeout`.
@@ -380,12 +444,7 @@ pub async fn connect_all(
         .iter()
         .filter(|z| Config::zone_selected(only, &z.name))
         .collect();
-    let override_ = match config.dns.provider {
-        ProviderChoice::Auto => None,
-        ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),
-        ProviderChoice::Coredns => Some(DnsProvider::CoreDns),
-        ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
-    };
+    let override_ = provider_override(config);
     let checks = zones.iter().map(|zone| async move {
         progress.step(&zone.name, "pre-flight");
         let cluster = cluster::connect(kubeconfig, zone)
@@ -647,7 +706,12 @@ pub async fn check_changes(
                             rolling = true;
                         }
                     }
-                    Err(cluster::ApplyError::Invalid { object, message }) => {
+                    Err(
+                        cluster::ApplyError::Invalid { object, message }
+                        | cluster::ApplyError::Refused {
+                            object, message, ..
+                        },
+                    ) => {
                         let detail = match o {
                             Object::StatefulSet(planned) => storage_change(cluster, planned).await,
                             _ => None,
@@ -672,7 +736,9 @@ pub async fn check_changes(
         }
         refused.extend(r);
     }
-    if !refused.is_empty() {
+    // A dry run goes on: it shows each refused change with its diff and
+    // fails that zone with the same reason.
+    if !refused.is_empty() && !opts.dry_run {
         return Err(ApplyError::WouldBeRefused(refused).into());
     }
     // A dry run shows every change in place (nothing rolls); ungated
@@ -859,6 +925,7 @@ pub async fn apply(
     let ok = reports.iter().all(|r| r.ok);
     let changed = reports.iter().any(|r| !r.unchanged());
     Ok(ApplyReport {
+        version: REPORT_VERSION,
         dry_run: opts.dry_run,
         ok,
         changed,
@@ -874,72 +941,60 @@ async fn apply_objects(
     new_namespace: bool,
     report: &mut ZoneReport,
 ) -> Result<(), String> {
+    let zone = cluster.zone.as_str();
     let applies = objects.into_iter().map(|o| async move {
         // A dry run cannot place objects in a namespace that does not exist yet.
         if dry_run && new_namespace && o.namespace().is_some_and(|ns| ns == cluster.namespace) {
-            return Ok((o, Action::Created, Vec::new()));
+            return (
+                Some(ObjectReport::new(
+                    zone,
+                    o,
+                    Action::Created,
+                    &Value::Null,
+                    &Value::Null,
+                )),
+                None,
+            );
         }
-        let applied = cluster::apply_object(&cluster.client, o, dry_run)
-            .await
-            .map_err(|e| e.to_string())?;
-        let action = applied.action;
-        let changes = match (&applied.before, action) {
-            (Some(b), Action::Configured) => changed_paths(b, &applied.after),
-            _ => Vec::new(),
-        };
-        Ok::<_, String>((o, action, changes))
+        match cluster::apply_object(&cluster.client, o, dry_run).await {
+            Ok(applied) => {
+                let before = applied.before.unwrap_or(Value::Null);
+                let r = ObjectReport::new(zone, o, applied.action, &before, &applied.after);
+                (Some(r), None)
+            }
+            // A change the server refuses (an immutable field) is still
+            // shown, with what it would take, and fails the zone.
+            Err(cluster::ApplyError::Refused {
+                object,
+                message,
+                live,
+            }) => {
+                let after = crate::diff::overlay(&live, &o.to_value());
+                let r = ObjectReport::new(zone, o, Action::Configured, &live, &after);
+                let hint = r
+                    .warnings
+                    .iter()
+                    .find(|w| w.starts_with("immutable field"))
+                    .map(|w| format!("\n      hint: {w}"))
+                    .unwrap_or_default();
+                (Some(r), Some(format!("{object}: {message}{hint}")))
+            }
+            Err(e) => (None, Some(e.to_string())),
+        }
     });
     let mut first_error = None;
-    for r in futures::future::join_all(applies).await {
-        match r {
-            Ok((o, action, changes)) => report.objects.push(ObjectReport {
-                object: o.describe(),
-                action,
-                changes,
-            }),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
+    for (object, error) in futures::future::join_all(applies).await {
+        if let Some(o) = object {
+            report.objects.push(o);
+        }
+        if let Some(e) = error {
+            first_error.get_or_insert(e);
         }
     }
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
     }
-}
-
-/// JSON paths whose values differ, for dry-run reports.
-pub fn changed_paths(before: &Value, after: &Value) -> Vec<String> {
-    fn walk(a: &Value, b: &Value, path: String, out: &mut Vec<String>) {
-        match (a, b) {
-            (Value::Object(x), Value::Object(y)) => {
-                let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-                for k in keys {
-                    let p = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    walk(
-                        x.get(k).unwrap_or(&Value::Null),
-                        y.get(k).unwrap_or(&Value::Null),
-                        p,
-                        out,
-                    );
-                }
-            }
-            _ if a != b => out.push(path),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(
-        &cluster::comparable(before),
-        &cluster::comparable(after),
-        String::new(),
-        &mut out,
-    );
-    out
 }
 
 async fn phase_a(
@@ -1864,17 +1919,17 @@ pub fn render_summary(report: &ApplyReport) -> String {
             None => {
                 let mut parts = vec![summarize_objects(&z.objects, report.dry_run)];
                 if let Some(d) = z.dns {
-                    parts.push(format!(
-                        "DNS {}",
-                        serde_json::to_value(d)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default()
-                    ));
+                    parts.push(match (d, report.dry_run) {
+                        (DnsChange::Unchanged, _) => "DNS unchanged".into(),
+                        (DnsChange::Updated, false) => "DNS updated".into(),
+                        (DnsChange::Created, false) => "DNS created".into(),
+                        (DnsChange::Updated, true) => "DNS would be updated".into(),
+                        (DnsChange::Created, true) => "DNS would be created".into(),
+                    });
                 }
                 if z.dns_restarted {
                     parts.push(if report.dry_run {
-                        "DNS restart".into()
+                        "DNS would be restarted".into()
                     } else {
                         "DNS restarted".into()
                     });

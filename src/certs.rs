@@ -408,6 +408,13 @@ pub fn fingerprint(pem: &str) -> Option<String> {
     )
 }
 
+/// When the first certificate in `pem` expires (its notAfter), if it parses.
+pub fn not_after(pem: &str) -> Option<OffsetDateTime> {
+    let der = pem_to_der(pem).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(cert.validity().not_after.to_datetime())
+}
+
 /// Reads what is on disk without creating or changing anything: `Ok(None)`
 /// when there is no CA yet (neither `ca.crt` nor the CA key). Checks the CA as
 /// [`ensure_certs`] would, so a dry run fails where the real run would; does

@@ -56,8 +56,16 @@ pub enum Command {
     Apply(ApplyArgs),
 
     /// Show what `apply` would change, using server-side dry runs; nothing
-    /// is written. Exits 0 when everything is in place, 1 when something
-    /// would change.
+    /// is written.
+    ///
+    /// Prints a unified diff (old and new values, as YAML; Secrets' data
+    /// masked) of every object that would change, and warns about what a
+    /// change does: a rolling restart of a zone, a scale-down that removes
+    /// CockroachDB nodes, a field Kubernetes does not allow to change.
+    /// Exits 0 when everything is in place, 1 when something would change,
+    /// 2 when it could not run (or the servers refuse a change).
+    ///
+    /// Example: crdb-multiregion diff config.toml --zone us-east1-b
     Diff(ApplyArgs),
 
     /// Remove everything `apply` created and restore each cluster's DNS
@@ -84,6 +92,22 @@ pub enum Command {
     ///
     /// Example: crdb-multiregion check config.toml -o junit --report check.xml
     Check(CheckArgs),
+
+    /// Show whether the federation is healthy right now, per zone; reads
+    /// only, concurrently across zones.
+    ///
+    /// For every zone: the API server answers; the DNS load balancer has
+    /// an address; the cluster's DNS forwards every other zone to that
+    /// zone's load balancer; the StatefulSet's pods are ready on its current
+    /// revision; each CockroachDB node is ready (`/health?ready=1` through
+    /// the API server's pod proxy) and no range is under-replicated or
+    /// unavailable; no certificate, local or in the zone's Secrets, has
+    /// expired or expires within 30 days. Exits 0 when every zone is
+    /// healthy, 1 when something is not, 2 when it could not run. See
+    /// docs/status.md.
+    ///
+    /// Example: crdb-multiregion status config.toml -o json
+    Status(StatusArgs),
 
     /// Print a shell completion script on stdout.
     ///
@@ -278,6 +302,36 @@ pub struct CheckArgs {
     /// No progress lines; only the report (and errors).
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The config file (TOML).
+    pub config: PathBuf,
+
+    /// Kubeconfig to use instead of $KUBECONFIG or ~/.kube/config.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Show only this zone (repeatable); the exit code is about these zones
+    /// only. The other zones are asked only for their DNS load balancer
+    /// address, which this zone's forwarding must point at.
+    #[arg(long = "zone", value_name = "ZONE")]
+    pub zones: Vec<String>,
+
+    /// Bound of each zone's reads (e.g. 10s, 1m); a zone that has not
+    /// answered by then is reported as such.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// DNS server (IP:PORT) for resolving load balancer hostnames, instead
+    /// of the system resolver.
+    #[arg(long, value_name = "IP:PORT")]
+    pub lb_resolver: Option<SocketAddr>,
+
+    /// Report format on stdout: `text` or `json` (docs/status.schema.json).
+    #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

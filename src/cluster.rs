@@ -545,6 +545,15 @@ pub enum ApplyError {
     /// a value out of range); retrying cannot help.
     #[error("{object}: {message}")]
     Invalid { object: String, message: String },
+    /// The server refused the change of an existing object as invalid
+    /// (422), e.g. a field Kubernetes does not allow to change; `live` is
+    /// the object as it is, so the change can still be shown.
+    #[error("{object}: {message}")]
+    Refused {
+        object: String,
+        message: String,
+        live: Box<Value>,
+    },
 }
 
 /// Server-side apply of one planned object with our field manager (never
@@ -614,12 +623,19 @@ where
     if dry_run {
         params = params.dry_run();
     }
-    let after = api
-        .patch(name, &params, &Patch::Apply(typed))
-        .await
-        .map_err(api_err)?;
-    let after_value = serde_json::to_value(&after).unwrap_or(Value::Null);
     let before = before.map(|b| serde_json::to_value(&b).unwrap_or(Value::Null));
+    let after = match api.patch(name, &params, &Patch::Apply(typed)).await {
+        Ok(after) => after,
+        Err(kube::Error::Api(s)) if s.code == 422 && before.is_some() => {
+            return Err(ApplyError::Refused {
+                object: object.describe(),
+                message: s.message.clone(),
+                live: Box::new(before.unwrap_or_default()),
+            });
+        }
+        Err(e) => return Err(api_err(e)),
+    };
+    let after_value = serde_json::to_value(&after).unwrap_or(Value::Null);
     let action = match &before {
         None => Action::Created,
         Some(b) if comparable(b) == comparable(&after_value) => Action::Unchanged,

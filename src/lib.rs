@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod connect;
+pub mod diff;
 pub mod dns;
 pub mod dnsconf;
 pub mod events;
@@ -40,6 +41,7 @@ pub mod progress;
 pub mod render;
 pub mod resolve;
 pub mod rollout;
+pub mod status;
 pub mod suggest;
 pub mod teardown;
 pub mod watch;
@@ -85,6 +87,7 @@ pub fn main() -> ExitCode {
         cli::Command::Diff(args) => commands::apply::run(args, true),
         cli::Command::Teardown(args) => commands::teardown::run(args),
         cli::Command::Check(args) => commands::check::run(args),
+        cli::Command::Status(args) => commands::status::run(args),
         cli::Command::Completions(args) => commands::docs::completions(args.shell),
         cli::Command::Man => commands::docs::man(),
     };

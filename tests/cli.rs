@@ -1938,3 +1938,28 @@ fn plan_zone_that_is_not_in_the_config_exits_2_with_a_suggestion_before_writing(
     );
     assert!(!work.path("certs").exists() && !work.path("generated").exists());
 }
+
+#[test]
+fn status_and_diff_with_a_zone_not_in_the_config_exit_2_with_a_suggestion_before_connecting() {
+    let work = Work::new();
+    for command in ["status", "diff"] {
+        // The kubeconfig does not exist: the zone is checked first.
+        let run = work.run(&[
+            command,
+            "example.toml",
+            "--zone",
+            "us-east1",
+            "--kubeconfig",
+            "no-such-kubeconfig",
+        ]);
+        assert_eq!(run.code, 2, "{command}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "{command}");
+        assert!(
+            run.stderr
+                .starts_with("error: --zone us-east1: no zone \"us-east1\" in ")
+                && run.stderr.contains("(did you mean \"us-east1-b\"?)"),
+            "{command}: {}",
+            run.stderr
+        );
+    }
+}

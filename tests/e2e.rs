@@ -185,6 +185,19 @@ impl Env {
     }
 }
 
+const APPLY_SCHEMA: &str = include_str!("../docs/apply-report.schema.json");
+
+/// `report` is valid against docs/apply-report.schema.json.
+fn validate_apply_report(report: &Value) {
+    let schema: Value = serde_json::from_str(APPLY_SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{report:#}");
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -699,8 +712,24 @@ fn diff_shows_changes_without_writing() {
         "{stdout}"
     );
     assert_eq!(changing_writes(&env), Vec::<String>::new());
+    // A dry run says what would happen, not what happened.
+    assert!(
+        stderr(&out).contains("DNS would be updated"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["diff", config.to_str().unwrap(), "-o", "json"]);
+    assert_exit(&out, 1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_apply_report(&report);
+    assert_eq!(report["zones"][0]["objects"][0]["action"], "would-create");
+    assert_eq!(report["zones"][0]["dns"], "would-update");
 
-    assert_exit(&env.apply(&config, &[]), 0);
+    let out = env.apply(&config, &["-o", "json"]);
+    assert_exit(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_apply_report(&report);
+    assert_eq!(report["zones"][0]["objects"][0]["action"], "created");
     let tuned = env.config(
         "tuned.toml",
         &ZONES,
@@ -709,23 +738,222 @@ fn diff_shows_changes_without_writing() {
     let out = env.run(&["diff", tuned.to_str().unwrap(), "-o", "json"]);
     assert_exit(&out, 1);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_apply_report(&report);
     let sts = report["zones"][0]["objects"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|o| o["object"] == "StatefulSet us-east1-b/cockroachdb")
+        .find(|o| o["kind"] == "StatefulSet" && o["name"] == "cockroachdb")
         .unwrap();
-    assert_eq!(sts["action"], "configured");
-    assert!(
-        sts["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c.as_str().unwrap().contains("containers")),
-        "{sts}"
+    assert_eq!(sts["action"], "would-configure");
+    assert_eq!(sts["namespace"], "us-east1-b");
+    let limit = sts["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "spec.template.spec.containers[0].resources.limits.memory")
+        .unwrap_or_else(|| panic!("{sts}"));
+    assert_eq!(
+        (&limit["old"], &limit["new"]),
+        (&Value::from("8Gi"), &Value::from("4Gi"))
     );
     let out = env.run(&["diff", config.to_str().unwrap()]);
     assert_exit(&out, 0);
+}
+
+/// A config of [`ZONES`] with `extra` in front and `replicas` in every zone.
+fn config_with_replicas(env: &Env, name: &str, extra: &str, replicas: u32) -> PathBuf {
+    let path = env.config(name, &ZONES, extra);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "\n[[zones]]\n",
+        &format!("\n[[zones]]\nreplicas = {replicas}\n"),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn diff_after_an_image_change_shows_old_and_new_image_per_zone_and_a_rolling_restart() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    let bumped = env.config(
+        "bumped.toml",
+        &ZONES,
+        "[cockroachdb]\nimage = \"cockroachdb/cockroach:v99.1.0\"",
+    );
+    for c in env.fed.clusters() {
+        c.clear_requests();
+    }
+    let out = env.run(&["diff", bumped.to_str().unwrap()]);
+    assert_exit(&out, 1);
+    assert_eq!(changing_writes(&env), Vec::<String>::new());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for zone in ZONES {
+        let block = zone_block(&stdout, zone);
+        assert!(
+            block.contains(&format!("{zone}: change StatefulSet {zone}/cockroachdb")),
+            "{stdout}"
+        );
+        let minus: Vec<&str> = block
+            .lines()
+            .filter(|l| l.starts_with('-') && l.contains("image:"))
+            .collect();
+        let plus: Vec<&str> = block
+            .lines()
+            .filter(|l| l.starts_with('+') && l.contains("image:"))
+            .collect();
+        assert_eq!(minus.len(), 1, "{zone}: {block}");
+        assert!(
+            minus[0].ends_with(&format!(
+                "image: {}",
+                crdb_multiregion::names::DEFAULT_IMAGE
+            )),
+            "{zone}: {block}"
+        );
+        assert_eq!(plus.len(), 1, "{zone}: {block}");
+        assert!(
+            plus[0].ends_with("image: cockroachdb/cockroach:v99.1.0"),
+            "{zone}: {block}"
+        );
+        assert!(
+            block.contains(&format!("{zone}: warning: rolling restart of zone {zone}")),
+            "{zone}: {block}"
+        );
+    }
+    // Only what changes is shown: no other object of a zone changes.
+    assert!(!stdout.contains(": change Service"), "{stdout}");
+}
+
+/// The lines of `text` that start with `zone: ` and the diff lines after
+/// each (up to the next line of another zone).
+fn zone_block(text: &str, zone: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if let Some((prefix, _)) = line.split_once(": ")
+            && ZONES.contains(&prefix)
+            && !line.starts_with("---")
+            && !line.starts_with("+++")
+        {
+            inside = prefix == zone;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn diff_after_a_replicas_decrease_warns_about_decommissioning() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = config_with_replicas(&env, "config.toml", "", 3);
+    assert_exit(&env.apply(&config, &[]), 0);
+    let smaller = config_with_replicas(&env, "smaller.toml", "", 2);
+    let out = env.run(&["diff", smaller.to_str().unwrap(), "--zone", "us-west1-a"]);
+    assert_exit(&out, 1);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("-  replicas: 3\n+  replicas: 2\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("us-west1-a: warning: scale-down in zone us-west1-a from 3 to 2 replicas: the StatefulSet deletes pod(s) cockroachdb-2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cockroach node decommission"), "{stdout}");
+    // --zone: only that zone is shown.
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("us-east1-b:")),
+        "{stdout}"
+    );
+
+    let out = env.run(&[
+        "diff",
+        smaller.to_str().unwrap(),
+        "-o",
+        "json",
+        "--zone",
+        "us-east1-b",
+    ]);
+    assert_exit(&out, 1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_apply_report(&report);
+    let zones: Vec<&str> = report["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|z| z["zone"].as_str().unwrap())
+        .collect();
+    assert_eq!(zones, ["us-east1-b"]);
+    let sts = report["zones"][0]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "StatefulSet")
+        .unwrap();
+    assert!(
+        sts["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "spec.replicas" && f["old"] == 3 && f["new"] == 2),
+        "{sts}"
+    );
+    assert!(
+        sts["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .starts_with("scale-down in zone us-east1-b from 3 to 2")),
+        "{sts}"
+    );
+
+    let out = env.run(&["diff", smaller.to_str().unwrap(), "--zone", "us-wset1-a"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("(did you mean \"us-west1-a\"?)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn diff_of_a_storage_change_shows_it_and_says_kubernetes_refuses_it() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    let bigger = env.config("bigger.toml", &ZONES, "[cockroachdb]\nstorage = \"200Gi\"");
+    for c in env.fed.clusters() {
+        c.clear_requests();
+    }
+    let out = env.run(&["diff", bigger.to_str().unwrap(), "--zone", "us-east1-b"]);
+    assert_exit(&out, 2);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with('-') && l.ends_with(" storage: 100Gi")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with('+') && l.ends_with(" storage: 200Gi")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("us-east1-b: warning: immutable field: Kubernetes does not allow changing spec.volumeClaimTemplates of StatefulSet us-east1-b/cockroachdb"),
+        "{stdout}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("us-east1-b       FAILED: StatefulSet us-east1-b/cockroachdb:"),
+        "{err}"
+    );
+    assert!(err.contains("--cascade=orphan"), "{err}");
+    assert_eq!(changing_writes(&env), Vec::<String>::new());
 }
 
 #[test]
@@ -1097,9 +1325,11 @@ fn changed_objects(out: &Output) -> Vec<String> {
         for o in z["objects"].as_array().unwrap() {
             if o["action"] != "unchanged" {
                 changed.push(format!(
-                    "{}: {}",
+                    "{}: {} {}/{}",
                     z["zone"].as_str().unwrap(),
-                    o["object"].as_str().unwrap()
+                    o["kind"].as_str().unwrap(),
+                    o["namespace"].as_str().unwrap(),
+                    o["name"].as_str().unwrap()
                 ));
             }
         }
@@ -1751,4 +1981,228 @@ fn dns_restart_interrupted_after_the_dns_restore_is_redone_by_the_next_teardown(
     let out = env.teardown(&config);
     assert_exit(&out, 0);
     assert!(!stderr(&out).contains("DNS restarted"), "{}", stderr(&out));
+}
+
+// ---------------------------------------------------------------------------
+// status
+
+const STATUS_SCHEMA: &str = include_str!("../docs/status.schema.json");
+
+/// `report` is valid against docs/status.schema.json.
+fn validate_status_report(report: &Value) {
+    let schema: Value = serde_json::from_str(STATUS_SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{report:#}");
+}
+
+fn status(env: &Env, config: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["status", config.to_str().unwrap()];
+    args.extend(extra);
+    env.run(&args)
+}
+
+#[test]
+fn status_of_a_healthy_federation_exits_0_and_its_json_follows_the_schema() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    for c in env.fed.clusters() {
+        c.clear_requests();
+    }
+
+    let out = status(&env, &config, &["-o", "json"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        changing_writes(&env),
+        Vec::<String>::new(),
+        "status only reads"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_status_report(&report);
+    assert_eq!(report["ok"], true);
+    let zones = report["zones"].as_array().unwrap();
+    assert_eq!(zones.len(), 3);
+    for z in zones {
+        let zone = z["zone"].as_str().unwrap();
+        assert_eq!(z["ok"], true, "{z:#}");
+        assert_eq!(z["dns_lb"]["addresses"][0], env.lb_ip(zone), "{z:#}");
+        assert_eq!(z["dns_forwarding"]["status"], "ok", "{z:#}");
+        for f in z["dns_forwarding"]["forwards"].as_array().unwrap() {
+            let other = f["zone"].as_str().unwrap();
+            assert_eq!(f["servers"][0], env.lb_ip(other), "{zone} -> {other}");
+        }
+        assert_eq!(z["statefulset"]["status"], "ok", "{z:#}");
+        assert_eq!(
+            (&z["statefulset"]["ready"], &z["statefulset"]["desired"]),
+            (&Value::from(3), &Value::from(3))
+        );
+        // The nodes answer through the API server's pod proxy.
+        assert_eq!(z["nodes"]["status"], "ok", "{z:#}");
+        assert_eq!(z["nodes"]["pods"].as_array().unwrap().len(), 3, "{z:#}");
+        assert_eq!(z["nodes"]["ranges_underreplicated"], 0, "{z:#}");
+        assert_eq!(z["nodes"]["ranges_unavailable"], 0, "{z:#}");
+        assert_eq!(z["certificates"]["status"], "ok", "{z:#}");
+        // Local CA, root client, node certificate, and 6 in the Secrets.
+        assert_eq!(
+            z["certificates"]["certificates"].as_array().unwrap().len(),
+            9,
+            "{z:#}"
+        );
+    }
+
+    let out = status(&env, &config, &[]);
+    assert_exit(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("status: healthy (3 zone(s))\n"), "{text}");
+    assert!(
+        text.contains("us-west1-a (context us-west1-a): healthy"),
+        "{text}"
+    );
+}
+
+/// Takes our forwarding out of `zone`'s kube-dns ConfigMap, as someone
+/// restoring an old copy of it would.
+fn remove_forwarding(env: &Env, zone: &str) {
+    let c = env.fed.cluster(zone);
+    let mut cm = c
+        .get("v1", "ConfigMap", Some("kube-system"), "kube-dns")
+        .unwrap();
+    let data = env.dns_data(zone, DnsProvider::KubeDns);
+    let clean = dns::remove(DnsProvider::KubeDns, &data).unwrap();
+    cm["data"] = serde_json::to_value(clean).unwrap();
+    cm["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    c.put(cm, "kubectl-edit").unwrap();
+}
+
+#[test]
+fn status_after_one_zones_forwarding_is_removed_exits_1_naming_the_zone() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    remove_forwarding(&env, "us-west1-a");
+
+    let out = status(&env, &config, &[]);
+    assert_exit(&out, 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("us-west1-a (context us-west1-a): UNHEALTHY"),
+        "{text}"
+    );
+    assert!(
+        text.contains("status: 1 of 3 zone(s) unhealthy: us-west1-a (dns-forwarding: ConfigMap kube-system/kube-dns: no forwarding for zone us-east1-b (us-east1-b.svc.cluster.local); no forwarding for zone us-central1-a"),
+        "{text}"
+    );
+    assert!(
+        text.contains("us-east1-b (context us-east1-b): healthy"),
+        "{text}"
+    );
+
+    let out = status(&env, &config, &["-o", "json"]);
+    assert_exit(&out, 1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_status_report(&report);
+    let bad: Vec<&str> = report["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|z| z["ok"] == false)
+        .map(|z| z["zone"].as_str().unwrap())
+        .collect();
+    assert_eq!(bad, ["us-west1-a"]);
+
+    // --zone: the other zones alone are healthy.
+    let out = status(
+        &env,
+        &config,
+        &["--zone", "us-east1-b", "--zone", "us-central1-a"],
+    );
+    assert_exit(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("us-west1-a (context"), "{text}");
+
+    // apply puts it back.
+    assert_exit(&env.apply(&config, &[]), 0);
+    assert_exit(&status(&env, &config, &[]), 0);
+}
+
+#[test]
+fn status_with_a_zone_whose_api_server_is_down_exits_1_and_reports_the_others() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    env.fed
+        .cluster("us-central1-a")
+        .set_faults(faults(|f| f.down = true));
+
+    let out = status(&env, &config, &["--timeout", "5s"]);
+    assert_exit(&out, 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("us-central1-a (context us-central1-a): UNHEALTHY"),
+        "{text}"
+    );
+    assert!(
+        text.contains("us-east1-b (context us-east1-b): healthy"),
+        "{text}"
+    );
+    // Its load balancer address is not known, so the others' forwarding to
+    // it cannot be compared: unknown, not a failure.
+    assert!(text.contains("us-central1-a forwarded to"), "{text}");
+}
+
+#[test]
+fn status_after_a_scale_down_without_decommissioning_reports_under_replicated_ranges() {
+    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
+    let config = env.config("config.toml", &ZONES, "");
+    assert_exit(&env.apply(&config, &[]), 0);
+    assert_exit(&status(&env, &config, &[]), 0);
+
+    // Someone scales us-west1-a down by hand, without decommissioning.
+    let c = env.fed.cluster("us-west1-a");
+    let mut sts = c
+        .get("apps/v1", "StatefulSet", Some("us-west1-a"), "cockroachdb")
+        .unwrap();
+    sts["spec"]["replicas"] = Value::from(2);
+    sts["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    c.put(sts, "kubectl-scale").unwrap();
+
+    // The node of cockroachdb-2 goes down as its pod terminates; bounded.
+    let mut last = None;
+    for _ in 0..60 {
+        let out = status(&env, &config, &["-o", "json"]);
+        if out.status.code() == Some(1) {
+            last = Some(out);
+            break;
+        }
+        assert_exit(&out, 0);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let out = last.expect("status turns unhealthy within 15s of the scale-down");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate_status_report(&report);
+    let east = &report["zones"][0];
+    assert_eq!(east["zone"], "us-east1-b");
+    assert_eq!(east["ok"], false, "{east:#}");
+    assert_eq!(east["nodes"]["status"], "fail", "{east:#}");
+    assert!(
+        east["nodes"]["ranges_underreplicated"].as_u64().unwrap() > 0,
+        "{east:#}"
+    );
+    assert!(
+        east["nodes"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("under-replicated"),
+        "{east:#}"
+    );
 }

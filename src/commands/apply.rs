@@ -220,37 +220,12 @@ fn print_report(
     let mut stdout = String::new();
     match format {
         ReportFormat::Json => {
-            stdout = serde_json::to_string_pretty(report)?;
+            stdout = serde_json::to_string_pretty(&report_json(report)?)?;
             stdout.push('\n');
         }
         ReportFormat::Text => {
             if report.dry_run {
-                for z in &report.zones {
-                    for o in &z.objects {
-                        let what = match o.action {
-                            Action::Created => "create",
-                            Action::Configured => "change",
-                            Action::Unchanged => continue,
-                        };
-                        writeln!(stdout, "{}: {what} {}", z.zone, o.object)?;
-                        for c in &o.changes {
-                            writeln!(stdout, "    ~ {c}")?;
-                        }
-                    }
-                    if let Some(d) = z.dns
-                        && d != crate::dnsconf::DnsChange::Unchanged
-                    {
-                        writeln!(stdout, "{}: change DNS forwarding", z.zone)?;
-                    }
-                    if z.dns_restarted {
-                        writeln!(stdout, "{}: restart DNS", z.zone)?;
-                    }
-                    if let Some(i) = &z.init
-                        && i.starts_with("would")
-                    {
-                        writeln!(stdout, "{}: {i}", z.zone)?;
-                    }
-                }
+                stdout = render_changes(report);
             }
             let zones: Vec<(&str, bool)> = report
                 .zones
@@ -262,4 +237,63 @@ fn print_report(
     }
     crate::output::stdout(stdout.as_bytes())?;
     Ok(())
+}
+
+/// The report as JSON (docs/apply-report.schema.json). A dry run says what
+/// would happen: `would-create` and `would-configure` for objects,
+/// `would-create` and `would-update` for the DNS config.
+pub fn report_json(report: &ApplyReport) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(report)?;
+    if report.dry_run {
+        let would = |v: &mut serde_json::Value| {
+            let word = match v.as_str() {
+                Some("created") => "would-create",
+                Some("configured") => "would-configure",
+                Some("updated") => "would-update",
+                _ => return,
+            };
+            *v = serde_json::Value::from(word);
+        };
+        for zone in value["zones"].as_array_mut().into_iter().flatten() {
+            would(&mut zone["dns"]);
+            for object in zone["objects"].as_array_mut().into_iter().flatten() {
+                would(&mut object["action"]);
+            }
+        }
+    }
+    Ok(value)
+}
+
+/// What a dry run would change, per zone: each object to create, each to
+/// change with its unified diff, the consequences, DNS and init.
+pub fn render_changes(report: &ApplyReport) -> String {
+    let mut out = String::new();
+    for z in &report.zones {
+        for o in &z.objects {
+            let what = match o.action {
+                Action::Created => "create",
+                Action::Configured => "change",
+                Action::Unchanged => continue,
+            };
+            let _ = writeln!(out, "{}: {what} {}", z.zone, o.describe());
+            out.push_str(&o.diff);
+            for w in &o.warnings {
+                let _ = writeln!(out, "{}: warning: {w}", z.zone);
+            }
+        }
+        if let Some(d) = z.dns
+            && d != crate::dnsconf::DnsChange::Unchanged
+        {
+            let _ = writeln!(out, "{}: change DNS forwarding", z.zone);
+        }
+        if z.dns_restarted {
+            let _ = writeln!(out, "{}: restart DNS", z.zone);
+        }
+        if let Some(i) = &z.init
+            && i.starts_with("would")
+        {
+            let _ = writeln!(out, "{}: {i}", z.zone);
+        }
+    }
+    out
 }

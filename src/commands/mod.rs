@@ -16,6 +16,7 @@ pub mod apply;
 pub mod check;
 pub mod docs;
 pub mod plan;
+pub mod status;
 pub mod teardown;
 
 /// Runs `work` to completion on a fresh runtime. The runtime is then shut
@@ -40,14 +41,22 @@ pub async fn with_limits<T>(
     args: &ClusterArgs,
     work: impl Future<Output = T>,
 ) -> anyhow::Result<T> {
+    with_limits_for(args.timeout, work).await
+}
+
+/// [`with_limits`] with the overall `timeout` given.
+pub async fn with_limits_for<T>(
+    timeout: std::time::Duration,
+    work: impl Future<Output = T>,
+) -> anyhow::Result<T> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let stopped = tokio::select! {
-        r = tokio::time::timeout(args.timeout, work) => match r {
+        r = tokio::time::timeout(timeout, work) => match r {
             Ok(done) => return Ok(done),
             Err(_) => anyhow::anyhow!(
                 "gave up after --timeout {}; nothing is left half-done locally, re-run to continue",
-                crate::cli::format_duration(args.timeout)
+                crate::cli::format_duration(timeout)
             ),
         },
         _ = tokio::signal::ctrl_c() => anyhow::anyhow!(
