@@ -535,6 +535,7 @@ pub async fn apply_object(
     match object {
         Object::Namespace(o) => ssa(Api::all(client.clone()), o, object, dry_run).await,
         Object::Secret(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
+        Object::ConfigMap(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
         Object::ServiceAccount(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
         Object::Role(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
         Object::RoleBinding(o) => ssa(namespaced(client, ns), o, object, dry_run).await,

@@ -144,9 +144,11 @@ pub async fn list_owned(
     for part in [ns, svc, sec, sa, role, rb, pdb, sts, job, pvc] {
         all.extend(part?);
     }
-    if include_backup {
-        all.extend(cm?);
-    }
+    // The join ConfigMap of each zone always; the DNS backup only when asked.
+    all.extend(
+        cm?.into_iter()
+            .filter(|f| include_backup || f.name != crate::dnsconf::BACKUP_CONFIGMAP),
+    );
     all.sort();
     Ok(all)
 }
