@@ -616,18 +616,15 @@ fn adding_then_removing_a_zone_updates_every_cluster() {
     assert_planned_objects_present(&env, &all);
     assert_forwarding(&env, &four, DnsProvider::KubeDns, |ip| ip.to_string());
     for z in four {
-        let sts = env
+        let cm = env
             .fed
             .cluster(z)
-            .get("apps/v1", "StatefulSet", Some(z), "cockroachdb")
+            .get("v1", "ConfigMap", Some(z), "cockroachdb-join")
             .unwrap();
-        let cmd = sts["spec"]["template"]["spec"]["containers"][0]["command"][2]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let join = cm["data"]["join"].as_str().unwrap().to_string();
         assert!(
-            cmd.contains("cockroachdb-2.cockroachdb.europe-west1-b"),
-            "{z}: join list lacks the new zone: {cmd}"
+            join.contains("cockroachdb-2.cockroachdb.europe-west1-b"),
+            "{z}: join list lacks the new zone: {join}"
         );
     }
 
