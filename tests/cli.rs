@@ -280,9 +280,9 @@ fn plan_writes_certs_and_one_directory_of_manifests_per_zone() {
         .filter(|l| l.contains(" objects in namespace "))
         .collect();
     assert_eq!(summaries.len(), 3, "{}", run.stderr);
-    assert!(summaries[0].starts_with("us-east1-b: 14 objects in namespace us-east1-b"));
-    assert!(summaries[1].starts_with("us-west1-a: 13 objects in namespace us-west1-a"));
-    assert!(summaries[2].starts_with("us-central1-a: 13 objects in namespace us-central1-a"));
+    assert!(summaries[0].starts_with("us-east1-b: 15 objects in namespace us-east1-b"));
+    assert!(summaries[1].starts_with("us-west1-a: 14 objects in namespace us-west1-a"));
+    assert!(summaries[2].starts_with("us-central1-a: 14 objects in namespace us-central1-a"));
     for line in summaries {
         assert!(line.contains("forwarding pending"), "{line}");
     }
@@ -414,7 +414,7 @@ fn yaml_output_is_a_multi_document_stream_with_a_zone_header_on_every_document()
         }
     }
     assert!(
-        run.stderr.contains("us-east1-b: 14 objects")
+        run.stderr.contains("us-east1-b: 15 objects")
             && run.stderr.contains("forwarding 2 zone(s)"),
         "{}",
         run.stderr
@@ -479,7 +479,7 @@ fn dns_forwarding_file_shows_every_provider_format_not_an_error() {
         let run = work.ok(&args);
         assert!(
             run.stderr
-                .contains(&format!("us-east1-b: 14 objects in namespace us-east1-b (context gke_cockroach1_us-east1-b_cockroachdb1); DNS: {provider} forwarding 2 zone(s)")),
+                .contains(&format!("us-east1-b: 15 objects in namespace us-east1-b (context gke_cockroach1_us-east1-b_cockroachdb1); DNS: {provider} forwarding 2 zone(s)")),
             "{}",
             run.stderr
         );
