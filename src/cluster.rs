@@ -239,6 +239,7 @@ fn required_permissions(
         ("delete", "", "namespaces", None),
         ("patch", "", "secrets", ns.clone()),
         ("patch", "", "secrets", default.clone()),
+        ("patch", "", "configmaps", ns.clone()),
         ("patch", "", "services", ns.clone()),
         ("patch", "", "services", default),
         ("patch", "", "services", system.clone()),
