@@ -944,7 +944,7 @@ fn teardown_reports_what_does_not_go_away() {
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
-        err.contains("us-west1-a       FAILED: waiting for deletion: timed out after 5s; last seen: 13 object(s) still present: Namespace us-west1-a, "),
+        err.contains("us-west1-a       FAILED: waiting for deletion: timed out after 5s; last seen: 14 object(s) still present: ConfigMap us-west1-a/cockroachdb-join, Namespace us-west1-a, "),
         "{err}"
     );
     assert!(err.contains("us-east1-b       "), "{err}");
