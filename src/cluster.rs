@@ -271,6 +271,7 @@ fn required_permissions(
         ("delete", "", "namespaces", None),
         ("patch", "", "secrets", ns.clone()),
         ("patch", "", "secrets", default.clone()),
+        ("patch", "", "configmaps", ns.clone()),
         ("patch", "", "services", ns.clone()),
         ("patch", "", "services", default),
         ("patch", "", "services", system.clone()),
@@ -576,6 +577,7 @@ pub async fn apply_object(
     match object {
         Object::Namespace(o) => ssa(Api::all(client.clone()), o, object, dry_run).await,
         Object::Secret(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
+        Object::ConfigMap(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
         Object::ServiceAccount(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
         Object::Role(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
         Object::RoleBinding(o) => ssa(namespaced(client, ns), o, object, dry_run).await,

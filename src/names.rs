@@ -40,6 +40,14 @@ pub const SERVICE_ACCOUNT: &str = "cockroachdb";
 pub const INIT_JOB: &str = "cluster-init-secure";
 pub const NODE_SECRET: &str = "cockroachdb.node";
 pub const CLIENT_SECRET: &str = "cockroachdb.client.root";
+/// The ConfigMap holding the cross-cluster join list, read by the container
+/// at start (through the environment variable [`JOIN_ENV`]) so that the list
+/// is not part of the pod template: a change of it restarts no pod.
+pub const JOIN_CONFIGMAP: &str = "cockroachdb-join";
+/// The key of [`JOIN_CONFIGMAP`] holding the comma-separated join list.
+pub const JOIN_KEY: &str = "join";
+/// The container's environment variable set from [`JOIN_CONFIGMAP`].
+pub const JOIN_ENV: &str = "CRDB_JOIN_ADDRESSES";
 
 /// The DNS load balancer in `kube-system`.
 pub const DNS_LB_SERVICE: &str = "kube-dns-lb";

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -48,7 +48,7 @@ pub struct ZoneFacts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
-    /// Namespace, Secrets, RBAC, Services, PDB.
+    /// Namespace, Secrets, the join ConfigMap, RBAC, Services, PDB.
     Base,
     /// The DNS load balancer Service in kube-system.
     DnsLoadBalancer,
@@ -63,6 +63,7 @@ pub enum Stage {
 pub enum Object {
     Namespace(Namespace),
     Secret(Secret),
+    ConfigMap(ConfigMap),
     ServiceAccount(ServiceAccount),
     Role(Role),
     RoleBinding(RoleBinding),
@@ -77,6 +78,7 @@ macro_rules! each_object {
         match $obj {
             Object::Namespace($o) => $body,
             Object::Secret($o) => $body,
+            Object::ConfigMap($o) => $body,
             Object::ServiceAccount($o) => $body,
             Object::Role($o) => $body,
             Object::RoleBinding($o) => $body,
@@ -320,15 +322,23 @@ fn resources(config: &Config) -> Value {
 }
 
 /// The shell command the CockroachDB container runs (under `bash -ec`).
-/// Every value from the config is shell-quoted; `$(hostname -f)` is the only
-/// expansion, and it is quoted too.
+/// Every value from the config is shell-quoted; `$(hostname -f)` and the
+/// join list are the only expansions, and they are quoted too. The join list
+/// is not in the command: the container reads it at start from the
+/// environment variable [`names::JOIN_ENV`], set from the zone's
+/// [`names::JOIN_CONFIGMAP`], so adding a zone or changing another zone's
+/// replicas leaves this zone's pod template (and its running pods) alone.
+/// An empty or unset variable stops the container with a message naming the
+/// ConfigMap, rather than starting a node that joins nothing.
 pub fn start_command(config: &Config, zone: &Zone) -> String {
     let (cache, max_sql) = memory_flags(config);
     let q = shell_quote;
     format!(
-        "exec /cockroach/cockroach start --logtostderr --certs-dir {certs} --advertise-host \"$(hostname -f)\" --http-addr 0.0.0.0 --join {join} --locality {locality} --cache {cache} --max-sql-memory {max_sql}",
+        "exec /cockroach/cockroach start --logtostderr --certs-dir {certs} --advertise-host \"$(hostname -f)\" --http-addr 0.0.0.0 --join \"${{{env}:?is empty or unset: the ConfigMap {cm} (key {key}) holds the join list}}\" --locality {locality} --cache {cache} --max-sql-memory {max_sql}",
         certs = q(names::NODE_CERTS_MOUNT),
-        join = q(&join_list(config).join(",")),
+        env = names::JOIN_ENV,
+        cm = names::JOIN_CONFIGMAP,
+        key = names::JOIN_KEY,
         locality = q(&zone.locality()),
         cache = q(&cache),
         max_sql = q(&max_sql),
@@ -385,6 +395,25 @@ fn dns_plan(config: &Config, zone: &Zone, facts: &Facts) -> DnsPlan {
     }
 }
 
+/// The zone's join ConfigMap: the cross-cluster join list (every replica of
+/// every zone, as the original setup.py computes it), read by the container
+/// at start.
+pub fn join_configmap(config: &Config, zone: &Zone, labels: &BTreeMap<String, String>) -> Object {
+    Object::ConfigMap(ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(names::JOIN_CONFIGMAP.to_string()),
+            namespace: Some(zone.namespace.clone()),
+            labels: Some(labels.clone()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            names::JOIN_KEY.to_string(),
+            join_list(config).join(","),
+        )])),
+        ..ConfigMap::default()
+    })
+}
+
 fn secret(
     name: &str,
     namespace: &str,
@@ -419,6 +448,7 @@ fn typed(doc: &Document) -> Result<Object, RenderError> {
     Ok(match (api, kind) {
         ("v1", "Namespace") => Object::Namespace(strict_typed(doc, kind)?),
         ("v1", "Secret") => Object::Secret(strict_typed(doc, kind)?),
+        ("v1", "ConfigMap") => Object::ConfigMap(strict_typed(doc, kind)?),
         ("v1", "ServiceAccount") => Object::ServiceAccount(strict_typed(doc, kind)?),
         ("v1", "Service") => Object::Service(strict_typed(doc, kind)?),
         ("rbac.authorization.k8s.io/v1", "Role") => Object::Role(strict_typed(doc, kind)?),
@@ -435,7 +465,7 @@ fn typed(doc: &Document) -> Result<Object, RenderError> {
                 name: doc.template.clone(),
                 line: doc.line,
                 kind: format!("{api} {kind}").trim().to_string(),
-                message: "unsupported apiVersion/kind; templates may produce Namespace, Secret, ServiceAccount, Service, Role, RoleBinding (rbac.authorization.k8s.io/v1), PodDisruptionBudget (policy/v1), StatefulSet (apps/v1) and Job (batch/v1)".to_string(),
+                message: "unsupported apiVersion/kind; templates may produce Namespace, Secret, ConfigMap, ServiceAccount, Service, Role, RoleBinding (rbac.authorization.k8s.io/v1), PodDisruptionBudget (policy/v1), StatefulSet (apps/v1) and Job (batch/v1)".to_string(),
             });
         }
     })
@@ -498,6 +528,9 @@ pub fn plan(
                 dns_lb => names::DNS_LB_SERVICE,
                 node_certs_mount => names::NODE_CERTS_MOUNT,
                 client_certs_mount => names::CLIENT_CERTS_MOUNT,
+                join_configmap => names::JOIN_CONFIGMAP,
+                join_key => names::JOIN_KEY,
+                join_env => names::JOIN_ENV,
             },
         };
 
@@ -561,6 +594,12 @@ pub fn plan(
                     ("node.key", &node.key),
                 ],
             ),
+        });
+        // Before the StatefulSet (Base precedes Workload): a pod that starts
+        // finds the list it reads.
+        objects.push(Planned {
+            stage: Stage::Base,
+            object: join_configmap(config, zone, &labels),
         });
         push(&mut objects, Stage::Base, render("rbac.yaml")?)?;
         push(&mut objects, Stage::Base, render("services.yaml")?)?;

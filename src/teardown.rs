@@ -144,9 +144,13 @@ pub async fn list_owned(
     for part in [ns, svc, sec, sa, role, rb, pdb, sts, job, pvc] {
         all.extend(part?);
     }
-    if include_backup {
-        all.extend(cm?);
-    }
+    // The join ConfigMap of each zone (the only ConfigMap we create with our
+    // labels) always; any other labelled ConfigMap (the DNS backup, or one a
+    // user copied our labels onto) only when asked, to be reported.
+    all.extend(
+        cm?.into_iter()
+            .filter(|f| include_backup || f.name == names::JOIN_CONFIGMAP),
+    );
     all.sort();
     Ok(all)
 }

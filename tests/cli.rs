@@ -171,18 +171,19 @@ fn expected_files(zone: &str, first: bool) -> Vec<String> {
         format!("02-{zone}-secret-cockroachdb.client.root.yaml"),
         "03-default-secret-cockroachdb.client.root.yaml".to_string(),
         format!("04-{zone}-secret-cockroachdb.node.yaml"),
-        format!("05-{zone}-serviceaccount-cockroachdb.yaml"),
-        format!("06-{zone}-role-cockroachdb.yaml"),
-        format!("07-{zone}-rolebinding-cockroachdb.yaml"),
-        format!("08-{zone}-service-cockroachdb-public.yaml"),
-        format!("09-{zone}-service-cockroachdb.yaml"),
-        format!("10-{zone}-poddisruptionbudget-cockroachdb-budget.yaml"),
-        "11-kube-system-service-kube-dns-lb.yaml".to_string(),
-        "12-default-service-cockroachdb-public.yaml".to_string(),
-        format!("13-{zone}-statefulset-cockroachdb.yaml"),
+        format!("05-{zone}-configmap-cockroachdb-join.yaml"),
+        format!("06-{zone}-serviceaccount-cockroachdb.yaml"),
+        format!("07-{zone}-role-cockroachdb.yaml"),
+        format!("08-{zone}-rolebinding-cockroachdb.yaml"),
+        format!("09-{zone}-service-cockroachdb-public.yaml"),
+        format!("10-{zone}-service-cockroachdb.yaml"),
+        format!("11-{zone}-poddisruptionbudget-cockroachdb-budget.yaml"),
+        "12-kube-system-service-kube-dns-lb.yaml".to_string(),
+        "13-default-service-cockroachdb-public.yaml".to_string(),
+        format!("14-{zone}-statefulset-cockroachdb.yaml"),
     ];
     if first {
-        names.push(format!("14-{zone}-job-cluster-init-secure.yaml"));
+        names.push(format!("15-{zone}-job-cluster-init-secure.yaml"));
     }
     names.push("dns-forwarding.yaml".to_string());
     names.sort();
@@ -280,9 +281,9 @@ fn plan_writes_certs_and_one_directory_of_manifests_per_zone() {
         .filter(|l| l.contains(" objects in namespace "))
         .collect();
     assert_eq!(summaries.len(), 3, "{}", run.stderr);
-    assert!(summaries[0].starts_with("us-east1-b: 14 objects in namespace us-east1-b"));
-    assert!(summaries[1].starts_with("us-west1-a: 13 objects in namespace us-west1-a"));
-    assert!(summaries[2].starts_with("us-central1-a: 13 objects in namespace us-central1-a"));
+    assert!(summaries[0].starts_with("us-east1-b: 15 objects in namespace us-east1-b"));
+    assert!(summaries[1].starts_with("us-west1-a: 14 objects in namespace us-west1-a"));
+    assert!(summaries[2].starts_with("us-central1-a: 14 objects in namespace us-central1-a"));
     for line in summaries {
         assert!(line.contains("forwarding pending"), "{line}");
     }
@@ -298,7 +299,7 @@ fn a_second_plan_leaves_certs_ca_key_and_manifests_byte_identical() {
     assert!(first.contains_key("certs/ca.crt"));
     assert!(first.contains_key("my-safe-directory/ca.key"));
     assert!(first.contains_key("certs/us-central1-a/node.key"));
-    assert!(first.contains_key("generated/us-east1-b/13-us-east1-b-statefulset-cockroachdb.yaml"));
+    assert!(first.contains_key("generated/us-east1-b/14-us-east1-b-statefulset-cockroachdb.yaml"));
 
     let run = work.ok(&["plan", "example.toml", "-o", "yaml", "--all-zones"]);
     let second = work.outputs();
@@ -345,7 +346,7 @@ fn yaml_output_is_a_multi_document_stream_with_a_zone_header_on_every_document()
     // It parses as a whole, as `kubectl apply -f -` would read it.
     let docs: Vec<Value> = serde_saphyr::from_multiple(&run.stdout)
         .unwrap_or_else(|e| panic!("stdout is not a YAML stream ({e})"));
-    assert_eq!(docs.len(), 14 + 13 + 13, "one document per object");
+    assert_eq!(docs.len(), 15 + 14 + 14, "one document per object");
 
     // Split by hand to read each document's leading comments.
     let contexts: BTreeMap<&str, &str> = [
@@ -417,7 +418,7 @@ fn yaml_output_is_a_multi_document_stream_with_a_zone_header_on_every_document()
         }
     }
     assert!(
-        run.stderr.contains("us-east1-b: 14 objects")
+        run.stderr.contains("us-east1-b: 15 objects")
             && run.stderr.contains("forwarding 2 zone(s)"),
         "{}",
         run.stderr
@@ -482,7 +483,7 @@ fn dns_forwarding_file_shows_every_provider_format_not_an_error() {
         let run = work.ok(&args);
         assert!(
             run.stderr
-                .contains(&format!("us-east1-b: 14 objects in namespace us-east1-b (context gke_cockroach1_us-east1-b_cockroachdb1); DNS: {provider} forwarding 2 zone(s)")),
+                .contains(&format!("us-east1-b: 15 objects in namespace us-east1-b (context gke_cockroach1_us-east1-b_cockroachdb1); DNS: {provider} forwarding 2 zone(s)")),
             "{}",
             run.stderr
         );
@@ -543,7 +544,7 @@ fn generated_dir_flag_overrides_the_config() {
 fn stale_manifests_are_removed_and_other_files_kept() {
     let work = Work::new();
     work.ok(&["plan", "example.toml"]);
-    let job = "generated/us-east1-b/14-us-east1-b-job-cluster-init-secure.yaml";
+    let job = "generated/us-east1-b/15-us-east1-b-job-cluster-init-secure.yaml";
     assert!(work.path(job).is_file());
     work.write("generated/us-east1-b/NOTES.txt", "mine\n");
 
@@ -559,7 +560,7 @@ fn stale_manifests_are_removed_and_other_files_kept() {
     work.ok(&["plan", "example.toml"]);
     assert!(!work.path(job).exists(), "stale Job manifest left behind");
     assert!(
-        work.path("generated/us-west1-a/14-us-west1-a-job-cluster-init-secure.yaml")
+        work.path("generated/us-west1-a/15-us-west1-a-job-cluster-init-secure.yaml")
             .is_file()
     );
     assert_eq!(work.read_string("generated/us-east1-b/NOTES.txt"), "mine\n");
@@ -998,7 +999,7 @@ fn a_template_override_dir_tunes_the_statefulset_end_to_end() {
     work.ok(&["plan", "example.toml"]);
 
     for zone in ZONES {
-        let rel = format!("generated/{zone}/13-{zone}-statefulset-cockroachdb.yaml");
+        let rel = format!("generated/{zone}/14-{zone}-statefulset-cockroachdb.yaml");
         let tuned = work.read_string(&rel);
         let doc = yaml(&tuned);
         assert_eq!(
@@ -1017,7 +1018,7 @@ fn a_template_override_dir_tunes_the_statefulset_end_to_end() {
             "{zone}"
         );
         // Templates that were not overridden render as before.
-        let pdb = format!("generated/{zone}/10-{zone}-poddisruptionbudget-cockroachdb-budget.yaml");
+        let pdb = format!("generated/{zone}/11-{zone}-poddisruptionbudget-cockroachdb-budget.yaml");
         assert_eq!(work.read(&pdb), baseline.read(&pdb));
     }
 }
@@ -1313,7 +1314,7 @@ fn plan_never_deletes_a_user_file_named_like_a_manifest() {
     work.ok(&["plan", "example.toml"]);
     // A file of the user's, named like ours, and one of ours the user edited.
     work.write("generated/us-east1-b/99-my-extra-config.yaml", "mine\n");
-    let job = "generated/us-east1-b/14-us-east1-b-job-cluster-init-secure.yaml";
+    let job = "generated/us-east1-b/15-us-east1-b-job-cluster-init-secure.yaml";
     let edited = format!("{}# reviewed\n", work.read_string(job));
     work.write(job, &edited);
 

@@ -633,18 +633,15 @@ fn adding_then_removing_a_zone_updates_every_cluster() {
     assert_planned_objects_present(&env, &all);
     assert_forwarding(&env, &four, DnsProvider::KubeDns, |ip| ip.to_string());
     for z in four {
-        let sts = env
+        let cm = env
             .fed
             .cluster(z)
-            .get("apps/v1", "StatefulSet", Some(z), "cockroachdb")
+            .get("v1", "ConfigMap", Some(z), "cockroachdb-join")
             .unwrap();
-        let cmd = sts["spec"]["template"]["spec"]["containers"][0]["command"][2]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let join = cm["data"]["join"].as_str().unwrap().to_string();
         assert!(
-            cmd.contains("cockroachdb-2.cockroachdb.europe-west1-b"),
-            "{z}: join list lacks the new zone: {cmd}"
+            join.contains("cockroachdb-2.cockroachdb.europe-west1-b"),
+            "{z}: join list lacks the new zone: {join}"
         );
     }
 
@@ -1179,7 +1176,7 @@ fn teardown_reports_what_does_not_go_away() {
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
-        err.contains("us-west1-a       FAILED: waiting for deletion: timed out after 5s; last seen: 13 object(s) still present: Namespace us-west1-a, "),
+        err.contains("us-west1-a       FAILED: waiting for deletion: timed out after 5s; last seen: 14 object(s) still present: ConfigMap us-west1-a/cockroachdb-join, Namespace us-west1-a, "),
         "{err}"
     );
     assert!(err.contains("us-east1-b       "), "{err}");

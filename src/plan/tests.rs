@@ -443,7 +443,7 @@ fn user_templates_override_and_cannot_escape_our_labels_or_namespaces() {
 
     std::fs::write(
         dir.path().join("pdb.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\n",
     )
     .unwrap();
     let t = Templates::with_overrides(dir.path()).unwrap();
@@ -555,11 +555,15 @@ fn start_command_quotes_hostile_values_so_nothing_executes() {
             &run_line, script_line,
             "the command execs the cockroach binary"
         );
+        // The container gets the join list from the zone's ConfigMap through
+        // the environment, exactly as the StatefulSet's env entry says.
+        let (env_name, join_value) = join_env_of(&plan, 0);
         let out = std::process::Command::new(&command[0])
             .args([&command[1], &run_line])
             .current_dir(dir.path())
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
+            .env(&env_name, &join_value)
             .output()
             .unwrap();
         assert!(out.status.success(), "{value:?}: {out:?}");
@@ -587,6 +591,94 @@ fn start_command_quotes_hostile_values_so_nothing_executes() {
         left.sort();
         assert_eq!(left, ["args", "fake-cockroach"], "{value:?} ran something");
         std::fs::remove_file(dir.path().join("args")).unwrap();
+    }
+}
+
+/// The environment variable the zone's CockroachDB container reads the join
+/// list from, and the value the kubelet gives it: the planned ConfigMap's key
+/// named by the env entry's `configMapKeyRef`.
+fn join_env_of(plan: &Plan, zone: usize) -> (String, String) {
+    let Object::StatefulSet(sts) = plan.zones[zone].stage(Stage::Workload).last().unwrap() else {
+        panic!("last workload object is the StatefulSet")
+    };
+    let container = &sts
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let (name, r) = container
+        .env
+        .iter()
+        .flatten()
+        .find_map(|e| {
+            let r = e.value_from.as_ref()?.config_map_key_ref.as_ref()?;
+            Some((e.name.clone(), r.clone()))
+        })
+        .expect("an env entry from a ConfigMap");
+    let cm = plan.zones[zone]
+        .stage(Stage::Base)
+        .find_map(|o| match o {
+            Object::ConfigMap(cm) if cm.metadata.name.as_deref() == Some(r.name.as_str()) => {
+                Some(cm)
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("ConfigMap {} is planned in the zone", r.name));
+    let value = cm.data.as_ref().unwrap()[&r.key].clone();
+    (name, value)
+}
+
+/// The join list lives in a per-zone ConfigMap, not in the pod template:
+/// adding a zone or changing one zone's replicas changes every zone's
+/// ConfigMap but no other zone's StatefulSet pod template.
+#[test]
+fn join_list_changes_leave_other_zones_pod_templates_alone() {
+    let base = example();
+    let template_of = |plan: &Plan, zone: &str| {
+        let z = plan.zone(zone).unwrap();
+        z.stage(Stage::Workload)
+            .find_map(|o| match o {
+                Object::StatefulSet(s) => Some(s.spec.as_ref().unwrap().template.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let before = plan_of(&base, &Facts::default());
+
+    let mut scaled = base.clone();
+    scaled.zones[0].replicas += 2;
+    let mut added = base.clone();
+    let mut extra = base.zones[1].clone();
+    extra.name = "extra".into();
+    extra.namespace = "crdb-extra".into();
+    extra.context = "extra-ctx".into();
+    added.zones.push(extra);
+
+    for (what, changed) in [("scaled zone 0", scaled), ("added a zone", added)] {
+        let after = plan_of(&changed, &Facts::default());
+        for (i, z) in base.zones.iter().enumerate() {
+            if what == "scaled zone 0" && i == 0 {
+                continue;
+            }
+            assert_eq!(
+                template_of(&before, &z.name),
+                template_of(&after, &z.name),
+                "{what}: zone {} pod template changed",
+                z.name
+            );
+            let (_, join) = join_env_of(&after, i);
+            assert_eq!(
+                join,
+                join_list(&changed).join(","),
+                "{what}: zone {}",
+                z.name
+            );
+            assert_ne!(join, join_env_of(&before, i).1, "{what}: zone {}", z.name);
+        }
     }
 }
 

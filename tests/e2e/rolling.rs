@@ -259,3 +259,115 @@ fn a_storage_change_is_refused_before_any_write_naming_the_field_and_the_remedy(
         assert!(changed.is_empty(), "{z}: {changed:?}");
     }
 }
+
+/// A config of `zones` with the given replicas per zone.
+fn replicas_config(env: &Env, name: &str, zones: &[(&str, u32)]) -> std::path::PathBuf {
+    let mut text = String::new();
+    for (z, n) in zones {
+        let region = z.rsplit_once('-').map(|(r, _)| r).unwrap_or(z);
+        text.push_str(&format!(
+            "\n[[zones]]\nname = \"{z}\"\ncontext = \"{z}\"\nregion = \"{region}\"\nreplicas = {n}\n"
+        ));
+    }
+    let path = env.path(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The join list as setup.py computes it: every replica of every zone, in
+/// config order (each zone's namespace is its name here).
+fn expected_join(zones: &[(&str, u32)]) -> String {
+    zones
+        .iter()
+        .flat_map(|(z, n)| (0..*n).map(move |i| format!("cockroachdb-{i}.cockroachdb.{z}")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn join_of(env: &Env, zone: &str) -> String {
+    env.fed
+        .cluster(zone)
+        .get("v1", "ConfigMap", Some(zone), "cockroachdb-join")
+        .expect("the join ConfigMap exists")["data"]["join"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// What must not change in a zone that a change elsewhere does not concern:
+/// its pods (by UID) and its StatefulSet's revisions.
+fn untouched_state(env: &Env, zone: &str) -> (Vec<String>, Value, Value) {
+    let s = sts(env, zone);
+    (
+        pod_uids(env, zone),
+        s["status"]["updateRevision"].clone(),
+        s["status"]["currentRevision"].clone(),
+    )
+}
+
+/// Issue 8, item 2: the join list lives in each zone's ConfigMap, not in the
+/// pod template, so adding a zone, scaling one zone and removing a zone
+/// restart no pod anywhere else, while every remaining zone's ConfigMap
+/// carries the new list (read by a pod when it next starts).
+#[test]
+fn adding_scaling_and_removing_zones_restarts_no_pod_in_other_zones() {
+    let four = &FIVE[..4];
+    let env = start(four, |b| b);
+    let three: Vec<(&str, u32)> = four[..3].iter().map(|z| (*z, 3)).collect();
+    let config = replicas_config(&env, "three.toml", &three);
+    assert_exit(&env.apply(&config, &[]), 0);
+    for (z, _) in &three {
+        assert_eq!(join_of(&env, z), expected_join(&three), "{z}");
+    }
+    let mut before: Vec<_> = four[..3].iter().map(|z| untouched_state(&env, z)).collect();
+    for (state, z) in before.iter().zip(&four[..3]) {
+        assert_eq!(state.0.len(), 3, "{z}: {state:?}");
+        assert!(state.1.is_string(), "{z}: {state:?}");
+    }
+
+    // Adding a zone.
+    let all: Vec<(&str, u32)> = four.iter().map(|z| (*z, 3)).collect();
+    let config = replicas_config(&env, "four.toml", &all);
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 0);
+    for (i, z) in four[..3].iter().enumerate() {
+        assert_eq!(untouched_state(&env, z), before[i], "{z}: {}", stderr(&out));
+    }
+    for z in four {
+        assert_eq!(join_of(&env, z), expected_join(&all), "{z}");
+    }
+    assert_eq!(pod_uids(&env, four[3]).len(), 3);
+    before.push(untouched_state(&env, four[3]));
+
+    // Scaling one zone (the second) up.
+    let mut scaled = all.clone();
+    scaled[1].1 = 4;
+    let config = replicas_config(&env, "scaled.toml", &scaled);
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 0);
+    for (i, z) in four.iter().enumerate() {
+        if i == 1 {
+            continue;
+        }
+        assert_eq!(untouched_state(&env, z), before[i], "{z}: {}", stderr(&out));
+    }
+    for z in four {
+        assert_eq!(join_of(&env, z), expected_join(&scaled), "{z}");
+    }
+    let grown = untouched_state(&env, four[1]);
+    assert_eq!(grown.0.len(), 4, "{grown:?}");
+    // Growing adds a pod and leaves the existing ones (same revision).
+    assert!(before[1].0.iter().all(|u| grown.0.contains(u)), "{grown:?}");
+    assert_eq!(grown.1, before[1].1);
+    before[1] = grown;
+
+    // Removing a zone (explicitly, with --prune).
+    let kept: Vec<(&str, u32)> = scaled[..3].to_vec();
+    let config = replicas_config(&env, "kept.toml", &kept);
+    let out = env.apply(&config, &["--prune"]);
+    assert_exit(&out, 0);
+    for (i, (z, _)) in kept.iter().enumerate() {
+        assert_eq!(untouched_state(&env, z), before[i], "{z}: {}", stderr(&out));
+        assert_eq!(join_of(&env, z), expected_join(&kept), "{z}");
+    }
+}

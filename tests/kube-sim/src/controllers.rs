@@ -889,6 +889,37 @@ fn pods(
             }
             // The real network's kubelet runs these (crate::pods).
             _ if real && crate::pods::runs_for_real(&pod) => {}
+            "Pending"
+                if age >= timing.pod_ready_delay
+                    && crate::pods::missing_config_map_ref(&pod, |cm| {
+                        store.get(idx::CONFIGMAP, &ns, cm)
+                    })
+                    .is_some() =>
+            {
+                // kubelet: CreateContainerConfigError until the ConfigMap
+                // (and key) exists, then it starts the container.
+                let Some((container, message)) = crate::pods::missing_config_map_ref(&pod, |cm| {
+                    store.get(idx::CONFIGMAP, &ns, cm)
+                }) else {
+                    continue;
+                };
+                let current = pod
+                    .pointer("/status/containerStatuses/0/state/waiting/message")
+                    .and_then(Value::as_str);
+                if crate::pods::waiting_reason(&pod) == Some("CreateContainerConfigError")
+                    && current == Some(message.as_str())
+                {
+                    continue;
+                }
+                let ip = store.net.pod_ip(&ns, &name).to_string();
+                let mut p = (*pod).clone();
+                if p.pointer("/spec/nodeName").is_none() {
+                    p["spec"]["nodeName"] = json!(node);
+                }
+                p["status"] =
+                    crate::pods::config_error_status(&pod, &node_ip, &ip, &container, &message);
+                store.put_internal(idx::POD, &ns, p);
+            }
             "Pending" if age >= timing.pod_ready_delay => {
                 let ip = store.net.pod_ip(&ns, &name).to_string();
                 let started = now_rfc3339();

@@ -117,6 +117,65 @@ pub fn waiting_reason(pod: &Value) -> Option<&str> {
         .find_map(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str))
 }
 
+/// What kubelet says when a container's environment names a ConfigMap (or a
+/// key of one) that does not exist, for the first such container: kubelet
+/// does not start it (`CreateContainerConfigError`, the pod stays Pending)
+/// and retries until the ConfigMap appears. `optional: true` references are
+/// skipped, as kubelet does. Messages as kubelet's `makeEnvironmentVariables`
+/// words them. `lookup(name)` returns the ConfigMap of the pod's namespace.
+pub fn missing_config_map_ref(
+    pod: &Value,
+    lookup: impl Fn(&str) -> Option<Arc<Value>>,
+) -> Option<(String, String)> {
+    let ns = str_at(pod, "/metadata/namespace");
+    for c in containers(pod) {
+        for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
+            let Some(r) = e.pointer("/valueFrom/configMapKeyRef") else {
+                continue;
+            };
+            if r.get("optional").and_then(Value::as_bool) == Some(true) {
+                continue;
+            }
+            let name = str_at(r, "/name");
+            let key = str_at(r, "/key");
+            let message = match lookup(name) {
+                None => format!("configmap \"{name}\" not found"),
+                Some(cm) if cm.pointer("/data").and_then(|d| d.get(key)).is_none() => {
+                    format!("couldn't find key {key} in ConfigMap {ns}/{name}")
+                }
+                Some(_) => continue,
+            };
+            return Some((str_at(c, "/name").to_string(), message));
+        }
+    }
+    None
+}
+
+/// The status of a pod whose container cannot be configured (see
+/// [`missing_config_map_ref`]): Pending, the sandbox in place, the container
+/// waiting in `CreateContainerConfigError` with kubelet's message.
+pub fn config_error_status(
+    pod: &Value,
+    node_ip: &str,
+    pod_ip: &str,
+    container: &str,
+    message: &str,
+) -> Value {
+    let mut status = err_image_pull_status(pod, node_ip, pod_ip, "", &[]);
+    for c in status
+        .get_mut("containerStatuses")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if c["name"] == container {
+            c["state"] =
+                json!({"waiting": {"reason": "CreateContainerConfigError", "message": message}});
+        }
+    }
+    status
+}
+
 /// The status of a pod whose image cannot be pulled: Pending, with the
 /// sandbox (and so the pod IP) in place and every container waiting; the
 /// containers whose image does not pull give `reason` (`ErrImagePull` or
@@ -627,6 +686,45 @@ impl Drop for Proc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_from_a_missing_config_map_or_key_stops_the_container() {
+        let pod = json!({"metadata": {"namespace": "z"}, "spec": {"containers": [{
+            "name": "db",
+            "env": [
+                {"name": "A", "value": "1"},
+                {"name": "O", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k", "optional": true}}},
+                {"name": "J", "valueFrom": {"configMapKeyRef": {"name": "join", "key": "join"}}},
+            ],
+        }]}});
+        let none = |_: &str| None;
+        assert_eq!(
+            missing_config_map_ref(&pod, none),
+            Some(("db".into(), "configmap \"join\" not found".into()))
+        );
+        let without_key = |n: &str| (n == "join").then(|| Arc::new(json!({"data": {"x": "1"}})));
+        assert_eq!(
+            missing_config_map_ref(&pod, without_key),
+            Some((
+                "db".into(),
+                "couldn't find key join in ConfigMap z/join".into()
+            ))
+        );
+        let present = |n: &str| (n == "join").then(|| Arc::new(json!({"data": {"join": "a,b"}})));
+        assert_eq!(missing_config_map_ref(&pod, present), None);
+        let s = config_error_status(
+            &pod,
+            "10.0.0.1",
+            "10.1.0.2",
+            "db",
+            "configmap \"join\" not found",
+        );
+        assert_eq!(s["phase"], "Pending");
+        assert_eq!(
+            waiting_reason(&json!({"status": s})),
+            Some("CreateContainerConfigError")
+        );
+    }
 
     #[test]
     fn images_and_probes() {
