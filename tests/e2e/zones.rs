@@ -61,12 +61,14 @@ fn apply_zone_writes_only_that_zones_cluster_and_refuses_while_another_zone_has_
     let out = env.apply(&config, &[]);
     assert_exit(&out, 0);
 
-    // One zone gets two replicas. Every zone's join list names the nodes
-    // of every zone, so a full apply would change all three StatefulSets;
-    // --zone changes only the named one.
+    // One zone gets four replicas. Every zone's join list names the nodes
+    // of every zone, so a full apply would change all three join lists;
+    // --zone changes only the named zone. (A scale-up: lowering replicas
+    // without decommissioning leaves ranges under-replicated, and apply's
+    // health gate rightly waits for them.)
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "name = \"us-west1-a\"\n",
-        "name = \"us-west1-a\"\nreplicas = 2\n",
+        "name = \"us-west1-a\"\nreplicas = 4\n",
     );
     std::fs::write(&config, text).unwrap();
     let out = env.run(&["diff", config.to_str().unwrap(), "--zone", "us-west1-a"]);
@@ -96,7 +98,7 @@ fn apply_zone_writes_only_that_zones_cluster_and_refuses_while_another_zone_has_
         ),
         "{err}"
     );
-    assert_eq!(replicas(&env, "us-west1-a"), Some(2));
+    assert_eq!(replicas(&env, "us-west1-a"), Some(4));
     assert_eq!(replicas(&env, "us-east1-b"), Some(3));
     let writes = writes(&env);
     assert!(

@@ -399,7 +399,14 @@ fn real_network_is_removed_on_drop_and_pod_delete_kills_the_process() {
             .filter_map(|l| l.trim().parse().ok())
             .collect()
     };
-    let before = pids(&ns_a);
+    // A pod is Running once its process is started; on a loaded machine
+    // the process may show up in the namespace a moment later.
+    let deadline = Instant::now() + WAIT;
+    let mut before = pids(&ns_a);
+    while before.len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        before = pids(&ns_a);
+    }
     assert!(
         before.len() >= 3,
         "dnsmasq and two pods run in {ns_a}: {before:?}"
