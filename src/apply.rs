@@ -1373,16 +1373,7 @@ async fn roll_zones(
                 .collect();
             progress.say(&cluster.zone, "rolling StatefulSet (one zone at a time)");
             apply_objects(cluster, sts, false, false, report).await?;
-            let want = config_replicas(zone);
-            wait_rollout(
-                cluster,
-                &zone.namespace,
-                want,
-                WaitFor::Ready,
-                opts.wait_timeout,
-                progress,
-            )
-            .await?;
+            let want = wait_zone_ready(cluster, zone, opts, progress).await?;
             progress.say(
                 &cluster.zone,
                 format!("rollout complete: {want}/{want} pods updated and ready"),
@@ -1432,19 +1423,7 @@ async fn wait_ready_everywhere(
                 if skip {
                     return None;
                 }
-                let want = config_replicas(zone);
-                Some(
-                    wait_rollout(
-                        cluster,
-                        &zone.namespace,
-                        want,
-                        WaitFor::Ready,
-                        opts.wait_timeout,
-                        progress,
-                    )
-                    .await
-                    .map(|()| want),
-                )
+                Some(wait_zone_ready(cluster, zone, opts, progress).await)
             }
         });
     let results = futures::future::join_all(waits).await;
@@ -1464,6 +1443,27 @@ async fn wait_ready_everywhere(
             None => {}
         }
     }
+}
+
+/// Waits until the zone's rollout is complete (every pod on the new
+/// revision and Ready); the replicas it waited for.
+async fn wait_zone_ready(
+    cluster: &Cluster,
+    zone: &ZonePlan,
+    opts: &ApplyOptions,
+    progress: Progress,
+) -> Result<i32, String> {
+    let want = config_replicas(zone);
+    wait_rollout(
+        cluster,
+        &zone.namespace,
+        want,
+        WaitFor::Ready,
+        opts.wait_timeout,
+        progress,
+    )
+    .await
+    .map(|()| want)
 }
 
 fn config_replicas(zone: &ZonePlan) -> i32 {

@@ -15,6 +15,16 @@ use crate::output;
 use crate::plan::{self, Facts, Object, Plan};
 use crate::render::Templates;
 
+/// The config's zone names, comma-separated, for messages.
+fn zone_list(config: &Config) -> String {
+    config
+        .zones
+        .iter()
+        .map(|z| z.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
     let config = Config::load(&args.config)?;
     let templates = load_templates(&config)?;
@@ -25,12 +35,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
             bail!(
                 "--dns-address {zone}={ip}: no zone {zone:?} in {} (zones: {})",
                 config.source.display(),
-                config
-                    .zones
-                    .iter()
-                    .map(|z| z.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                zone_list(&config)
             );
         }
         facts
@@ -51,12 +56,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
         bail!(
             "plan -o yaml would print the objects of all {} zones ({}) on one stream, and `kubectl apply -f -` would put all of them into one cluster; print one zone with --zone ZONE and apply it with `kubectl --context <its context> apply -f -`, or pass --all-zones to print every zone (each document headed by its zone and context)",
             config.zones.len(),
-            config
-                .zones
-                .iter()
-                .map(|z| z.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            zone_list(&config)
         );
     }
     if let Some(dir) = &args.generated_dir
