@@ -39,6 +39,7 @@ use crate::cluster::{
     self, Action, Cluster, ClusterInfo, PreflightProblem, WaitError, error_text, wait_for,
 };
 use crate::config::{Config, ProviderChoice};
+use crate::decommission;
 use crate::dns::DnsProvider;
 use crate::dnsconf::{self, DnsChange};
 use crate::events;
@@ -203,7 +204,7 @@ pub enum ApplyError {
     #[error(transparent)]
     Preflight(PreflightFailures),
     #[error(
-        "zone(s) {} are no longer in the config but the clusters still forward their DNS names ({}); re-run with --prune to remove them from DNS forwarding and join lists (their own clusters are not touched: run teardown with the old config for that)",
+        "zone(s) {} are no longer in the config but the clusters still forward their DNS names ({}); re-run with --prune to decommission their CockroachDB nodes and remove them from DNS forwarding and join lists (their own clusters are not touched: run teardown with the old config for that)",
         .zones.join(", "), .domains.join(", ")
     )]
     RemovedZones {
@@ -234,6 +235,11 @@ pub enum ApplyError {
         .0.len(), list_lines(.0)
     )]
     WouldBeRefused(Vec<String>),
+    #[error(
+        "the federation would keep {nodes} CockroachDB node(s) after {}, fewer than CockroachDB's replication factor {}: every range keeps 3 replicas on 3 different nodes, and `cockroach node decommission` refuses to go below that. Nothing was changed\n      hint: keep at least {} replicas over all zones (the `replicas` of every [[zones]] entry add up), or add a zone first",
+        .leaving.join(", "), decommission::MIN_NODES, decommission::MIN_NODES
+    )]
+    TooFewNodes { nodes: u32, leaving: Vec<String> },
     #[error("could not read the existing Secrets to compare their CA with the local one:{}", list_read_failures(.0))]
     CaUnreadable(Vec<(String, String)>),
     #[error(
@@ -625,11 +631,11 @@ pub async fn check_removed_zones(
     clusters: &[(Cluster, ClusterInfo)],
     prune: bool,
     progress: Progress,
-) -> Result<(), ApplyError> {
+) -> Result<Vec<String>, ApplyError> {
     check_other_federations(config, clusters).await?;
     let (removed, domains) = removed_zones(config, clusters).await;
     if removed.is_empty() {
-        return Ok(());
+        return Ok(removed);
     }
     if !prune {
         return Err(ApplyError::RemovedZones {
@@ -640,10 +646,10 @@ pub async fn check_removed_zones(
     for z in &removed {
         progress.say(
             z,
-            "removed from the config: pruning it from DNS forwarding and join lists (--prune)",
+            "removed from the config: decommissioning its CockroachDB nodes, then pruning it from DNS forwarding and join lists (--prune)",
         );
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// What [`check_changes`] learned, for [`apply`].
@@ -652,6 +658,13 @@ pub struct Prepared {
     /// Zones whose existing StatefulSet changes (pod template or replicas):
     /// they are rolled one at a time, in config order, health-gated.
     pub rolling: BTreeSet<String>,
+    /// Zones whose replicas decrease: zone -> replicas in the cluster now.
+    /// Their nodes are decommissioned before the pods go (see
+    /// [`crate::decommission::scale_down`]).
+    pub scale_downs: BTreeMap<String, i32>,
+    /// `--prune`: namespaces of the zones removed from the config, whose
+    /// nodes are decommissioned before anything else changes.
+    pub pruned: Vec<String>,
 }
 
 /// Pre-flight of the changes themselves, before anything is written
@@ -667,6 +680,7 @@ pub async fn check_changes(
     templates: &Templates,
     certs: &CertBundle,
     clusters: &[(Cluster, ClusterInfo)],
+    removed: Vec<String>,
     opts: &ApplyOptions,
     progress: Progress,
 ) -> anyhow::Result<Prepared> {
@@ -697,13 +711,24 @@ pub async fn check_changes(
             });
             let mut refused = Vec::new();
             let mut rolling = false;
+            let mut scale_down = None;
             for (o, r) in futures::future::join_all(runs).await {
                 match r {
                     Ok(applied) => {
-                        if matches!(o, Object::StatefulSet(_))
+                        if let Object::StatefulSet(planned) = o
                             && applied.action == Action::Configured
                         {
                             rolling = true;
+                            let live = applied
+                                .before
+                                .as_ref()
+                                .and_then(|b| b.pointer("/spec/replicas"))
+                                .and_then(Value::as_i64)
+                                .unwrap_or(0) as i32;
+                            let want = planned.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                            if live > want {
+                                scale_down = Some(live);
+                            }
                         }
                     }
                     Err(
@@ -725,16 +750,36 @@ pub async fn check_changes(
                     Err(_) => {}
                 }
             }
-            (cluster.zone.clone(), rolling, refused)
+            (cluster.zone.clone(), rolling, scale_down, refused)
         }
     });
-    let mut prepared = Prepared::default();
+    let mut prepared = Prepared {
+        pruned: removed,
+        ..Prepared::default()
+    };
     let mut refused = Vec::new();
-    for (zone, rolling, r) in futures::future::join_all(checks).await {
+    for (zone, rolling, scale_down, r) in futures::future::join_all(checks).await {
+        if let Some(live) = scale_down {
+            prepared.scale_downs.insert(zone.clone(), live);
+        }
         if rolling {
             prepared.rolling.insert(zone);
         }
         refused.extend(r);
+    }
+    // Nodes leave the federation (a scale-down, a removed zone): never
+    // below CockroachDB's replication factor.
+    let nodes: u32 = config.zones.iter().map(|z| z.replicas).sum();
+    if nodes < decommission::MIN_NODES
+        && (!prepared.scale_downs.is_empty() || !prepared.pruned.is_empty())
+    {
+        let leaving = prepared
+            .scale_downs
+            .keys()
+            .map(|z| format!("scale-down in zone {z}"))
+            .chain(prepared.pruned.iter().map(|z| format!("removing zone {z}")))
+            .collect();
+        return Err(ApplyError::TooFewNodes { nodes, leaving }.into());
     }
     // A dry run goes on: it shows each refused change with its diff and
     // fails that zone with the same reason.
@@ -825,6 +870,9 @@ pub async fn apply(
         );
     }
     let first_plan = plan::plan(config, certs, &facts, templates)?;
+    if !prepared.pruned.is_empty() {
+        decommission_removed(&clusters, &first_plan, &prepared.pruned, opts, progress).await?;
+    }
     let semaphore = Arc::new(Semaphore::new(opts.concurrency.max(1)));
 
     // Phase A.
@@ -1372,7 +1420,28 @@ async fn roll_zones(
                 .filter(|o| matches!(o, Object::StatefulSet(_)))
                 .collect();
             progress.say(&cluster.zone, "rolling StatefulSet (one zone at a time)");
-            apply_objects(cluster, sts, false, false, report).await?;
+            match (prepared.scale_downs.get(&cluster.zone), sts.first()) {
+                (Some(&live), Some(planned)) => {
+                    let init = init_job(plan)?;
+                    let (before, after) = decommission::scale_down(
+                        cluster,
+                        planned,
+                        init,
+                        live,
+                        opts.wait_timeout,
+                        progress,
+                    )
+                    .await?;
+                    report.objects.push(ObjectReport::new(
+                        &cluster.zone,
+                        planned,
+                        Action::Configured,
+                        &before,
+                        &after,
+                    ));
+                }
+                _ => apply_objects(cluster, sts, false, false, report).await?,
+            }
             let want = wait_zone_ready(cluster, zone, opts, progress).await?;
             progress.say(
                 &cluster.zone,
@@ -1398,6 +1467,51 @@ async fn roll_zones(
             stopped_by = Some(cluster.zone.clone());
         }
     }
+}
+
+/// The planned init Job (first zone): the template of the one-off
+/// `cockroach` Jobs that decommission nodes.
+fn init_job(plan: &plan::Plan) -> Result<&k8s_openapi::api::batch::v1::Job, String> {
+    plan.zones
+        .iter()
+        .flat_map(|z| z.stage(Stage::Init))
+        .find_map(|o| match o {
+            Object::Job(j) => Some(j),
+            _ => None,
+        })
+        .ok_or_else(|| "the plan has no init Job to run `cockroach node` commands from".to_string())
+}
+
+/// `--prune`: the removed zones' nodes are decommissioned (from the first
+/// zone) before any DNS forwarding or join list changes.
+async fn decommission_removed(
+    clusters: &[(Cluster, ClusterInfo)],
+    plan: &plan::Plan,
+    removed: &[String],
+    opts: &ApplyOptions,
+    progress: Progress,
+) -> anyhow::Result<()> {
+    let Some((cluster, _)) = clusters.first() else {
+        return Ok(());
+    };
+    if opts.dry_run {
+        progress.say(
+            &cluster.zone,
+            format!(
+                "would decommission every CockroachDB node of removed zone(s) {} first",
+                removed.join(", ")
+            ),
+        );
+        return Ok(());
+    }
+    let init = init_job(plan).map_err(anyhow::Error::msg)?;
+    decommission::removed_zones(cluster, init, removed, opts.wait_timeout, progress)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\n      nothing else was changed: the removed zone(s) are still forwarded; fix the cause and apply --prune again"
+            )
+        })
 }
 
 /// After init (or a re-run), every zone's rollout must be complete: pods on

@@ -2,7 +2,7 @@
 //! fields with their old and new values, a unified text diff of the object
 //! as YAML, and the consequences a user should know before applying it (a
 //! rolling restart of the zone's CockroachDB nodes, a scale-down that
-//! removes nodes without decommissioning them, a field Kubernetes does not
+//! removes nodes (apply decommissions them first), a field Kubernetes does not
 //! allow to change).
 //!
 //! Pure: the I/O layers pass in the object as it is in the cluster and as
@@ -249,7 +249,7 @@ pub fn consequences(zone: &str, kind: &str, before: &Value, after: &Value) -> Ve
     {
         let pods: Vec<String> = (new..old).map(|i| format!("{name}-{i}")).collect();
         out.push(format!(
-            "scale-down in zone {zone} from {old} to {new} replicas: the StatefulSet deletes pod(s) {} without decommissioning their CockroachDB nodes; decommission those nodes first (`cockroach node decommission`), or their replicas are lost until CockroachDB re-replicates them, and ranges become unavailable if a majority of their replicas is gone",
+            "scale-down in zone {zone} from {old} to {new} replicas: apply first decommissions the CockroachDB nodes of pod(s) {} (`cockroach node decommission` in a Job), waits until their replicas have moved, then removes the pods one at a time; the federation must keep at least 3 nodes",
             pods.join(", ")
         ));
     }

@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod connect;
+pub mod decommission;
 pub mod diff;
 pub mod dns;
 pub mod dnsconf;

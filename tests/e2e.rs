@@ -857,7 +857,7 @@ fn diff_after_a_replicas_decrease_warns_about_decommissioning() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("us-west1-a: warning: scale-down in zone us-west1-a from 3 to 2 replicas: the StatefulSet deletes pod(s) cockroachdb-2"),
+        stdout.contains("us-west1-a: warning: scale-down in zone us-west1-a from 3 to 2 replicas: apply first decommissions the CockroachDB nodes of pod(s) cockroachdb-2"),
         "{stdout}"
     );
     assert!(stdout.contains("cockroach node decommission"), "{stdout}");

@@ -58,11 +58,13 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
             opts.other_zones =
                 other_zones(&config, &args.zones, &kubeconfig, opts.resolver, progress).await?;
         }
-        apply::check_removed_zones(&config, &clusters, opts.prune, progress).await?;
+        let removed = apply::check_removed_zones(&config, &clusters, opts.prune, progress).await?;
         let preview =
             preview_certificates(&config, &clusters, dry_run, args.replace_ca, progress).await?;
-        let prepared =
-            apply::check_changes(&config, &templates, &preview, &clusters, &opts, progress).await?;
+        let prepared = apply::check_changes(
+            &config, &templates, &preview, &clusters, removed, &opts, progress,
+        )
+        .await?;
         let bundle = if dry_run {
             preview
         } else {

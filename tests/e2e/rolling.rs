@@ -364,10 +364,147 @@ fn adding_scaling_and_removing_zones_restarts_no_pod_in_other_zones() {
     // Removing a zone (explicitly, with --prune).
     let kept: Vec<(&str, u32)> = scaled[..3].to_vec();
     let config = replicas_config(&env, "kept.toml", &kept);
+    let removed = four[3];
+    let removed_nodes: Vec<u64> = (0..3)
+        .map(|i| {
+            env.fed
+                .cluster(removed)
+                .crdb_node_id(removed, &format!("cockroachdb-{i}"))
+                .expect("a node")
+        })
+        .collect();
+    let mark = env.fed.cluster(kept[0].0).requests().len();
     let out = env.apply(&config, &["--prune"]);
     assert_exit(&out, 0);
     for (i, (z, _)) in kept.iter().enumerate() {
         assert_eq!(untouched_state(&env, z), before[i], "{z}: {}", stderr(&out));
         assert_eq!(join_of(&env, z), expected_join(&kept), "{z}");
     }
+    // The removed zone's nodes were decommissioned (from the first zone)
+    // before any DNS forwarding changed there; its own cluster is not
+    // touched (the config no longer names its context).
+    let log = env.fed.activity();
+    for id in &removed_nodes {
+        assert!(
+            activity_seq(&log, "node-decommissioned", &format!("node {id} (")).is_some(),
+            "node {id}: {log:?}"
+        );
+    }
+    assert_eq!(untouched_state(&env, removed), before[3]);
+    let first: Vec<String> = env.fed.cluster(kept[0].0).requests()[mark..]
+        .iter()
+        .filter(|r| r.changed)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let job = first
+        .iter()
+        .position(|r| r.starts_with("POST ") && r.ends_with("/jobs"))
+        .expect("a decommission Job in the first zone");
+    let dns = first
+        .iter()
+        .position(|r| r.ends_with("/configmaps/kube-dns"))
+        .expect("the DNS forwarding changed");
+    assert!(job < dns, "{first:?}");
+    let a = env.fed.availability();
+    assert_eq!(a["unavailable_ms"], 0, "{a}");
+}
+
+/// The sequence number of the first activity `what` whose object contains
+/// `object`.
+fn activity_seq(log: &[(String, kube_sim::Activity)], what: &str, object: &str) -> Option<u64> {
+    log.iter()
+        .find(|(_, a)| a.what == what && a.object.contains(object))
+        .map(|(_, a)| a.seq)
+}
+
+/// Issue 8, item 4: lowering `replicas` decommissions the nodes of the
+/// pods that go, waits until CockroachDB reports them decommissioned, and
+/// only then removes the pods, one at a time; the federation stays healthy
+/// (a node stopped without decommissioning stays down in kube-sim and its
+/// ranges under-replicated, which the health gate would wait on) and no
+/// other zone is touched.
+#[test]
+fn a_scale_down_decommissions_the_nodes_before_their_pods_go() {
+    let zones = &FIVE[..3];
+    let env = start(zones, |b| b);
+    let all: Vec<(&str, u32)> = zones.iter().map(|z| (*z, 3)).collect();
+    let config = replicas_config(&env, "three.toml", &all);
+    assert_exit(&env.apply(&config, &[]), 0);
+    let zone = zones[1];
+    let node_of = |i: u32| {
+        env.fed
+            .cluster(zone)
+            .crdb_node_id(zone, &format!("cockroachdb-{i}"))
+            .expect("every pod is a CockroachDB node after apply")
+    };
+    let going = [(1, node_of(1)), (2, node_of(2))];
+    let others = [
+        untouched_state(&env, zones[0]),
+        untouched_state(&env, zones[2]),
+    ];
+
+    let mut scaled = all.clone();
+    scaled[1].1 = 1;
+    let config = replicas_config(&env, "scaled.toml", &scaled);
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 0);
+    let log = env.fed.activity();
+    for (i, id) in going {
+        let decommissioned = activity_seq(&log, "node-decommissioned", &format!("node {id} ("))
+            .unwrap_or_else(|| panic!("node {id} was not decommissioned: {log:?}"));
+        let terminating = activity_seq(&log, "pod-terminating", &format!("{zone}/cockroachdb-{i}"))
+            .unwrap_or_else(|| panic!("cockroachdb-{i} was not removed: {log:?}"));
+        assert!(
+            decommissioned < terminating,
+            "node {id} decommissioned at #{decommissioned}, its pod terminating at #{terminating}: {log:?}"
+        );
+    }
+    // One pod at a time, highest ordinal first.
+    let gone_2 = activity_seq(&log, "pod-deleted", &format!("{zone}/cockroachdb-2")).unwrap();
+    let going_1 = activity_seq(&log, "pod-terminating", &format!("{zone}/cockroachdb-1")).unwrap();
+    assert!(gone_2 < going_1, "{log:?}");
+    assert_eq!(pod_uids(&env, zone).len(), 1);
+    assert_eq!(untouched_state(&env, zones[0]), others[0]);
+    assert_eq!(untouched_state(&env, zones[2]), others[1]);
+    // The decommissioned nodes are gone, not down: the federation is healthy.
+    let a = env.fed.availability();
+    assert_eq!(a["unavailable_ms"], 0, "{a}");
+    let status = env.run(&["status", config.to_str().unwrap()]);
+    assert_exit(&status, 0);
+    // The one-off Jobs are deleted once they succeeded.
+    let jobs = env.fed.cluster(zone).list("batch/v1", "Job", Some(zone));
+    assert!(jobs.is_empty(), "{jobs:?}");
+}
+
+/// Issue 8, item 4: a scale-down that would leave fewer than 3 nodes in the
+/// federation is refused before anything changes.
+#[test]
+fn a_scale_down_below_three_nodes_is_refused_before_any_change() {
+    let zones = &FIVE[..1];
+    let env = start(zones, |b| b);
+    let config = replicas_config(&env, "three.toml", &[(zones[0], 3)]);
+    assert_exit(&env.apply(&config, &[]), 0);
+    let before = untouched_state(&env, zones[0]);
+    let writes = |env: &Env| {
+        env.fed
+            .cluster(zones[0])
+            .requests()
+            .into_iter()
+            .filter(|r| r.changed)
+            .count()
+    };
+    let written = writes(&env);
+
+    let config = replicas_config(&env, "two.toml", &[(zones[0], 2)]);
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("keep 2 CockroachDB node(s)"), "{err}");
+    assert!(
+        err.contains(&format!("scale-down in zone {}", zones[0])),
+        "{err}"
+    );
+    assert_eq!(writes(&env), written, "{err}");
+    assert_eq!(untouched_state(&env, zones[0]), before);
+    assert_eq!(sts(&env, zones[0])["spec"]["replicas"], 3);
 }

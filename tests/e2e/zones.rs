@@ -63,9 +63,7 @@ fn apply_zone_writes_only_that_zones_cluster_and_refuses_while_another_zone_has_
 
     // One zone gets four replicas. Every zone's join list names the nodes
     // of every zone, so a full apply would change all three join lists;
-    // --zone changes only the named zone. (A scale-up: lowering replicas
-    // without decommissioning leaves ranges under-replicated, and apply's
-    // health gate rightly waits for them.)
+    // --zone changes only the named zone.
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "name = \"us-west1-a\"\n",
         "name = \"us-west1-a\"\nreplicas = 4\n",

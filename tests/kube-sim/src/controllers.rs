@@ -1019,6 +1019,9 @@ fn pods(
                         }
                         r
                     }
+                    Some(crate::crdb::Command::Status { decommission }) => {
+                        shared.crdb.status(decommission)
+                    }
                     None => Ok(String::new()),
                 };
                 p["status"]["conditions"] = conditions(false);

@@ -27,7 +27,10 @@
 //! - a pod removed by a scale-down whose node was not decommissioned stays
 //!   down (its replicas are lost until CockroachDB re-replicates);
 //!   decommissioned nodes are gone;
-//! - `cockroach node decommission` refuses to leave fewer than 3 nodes.
+//! - `cockroach node decommission` refuses to leave fewer than 3 nodes;
+//! - `cockroach node status` lists every node except those decommissioned
+//!   and gone, with the address the node advertises (its pod's FQDN,
+//!   `--advertise-host $(hostname -f)`) and the locality it started with.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -100,6 +103,10 @@ fn command_words(pod: &Value) -> Vec<String> {
 pub enum Command {
     Init,
     Decommission(Vec<u64>),
+    /// `node status` (with `--decommission`: the membership columns too).
+    Status {
+        decommission: bool,
+    },
 }
 
 /// The `cockroach` command a Job's pod runs, if it is one we simulate.
@@ -124,6 +131,11 @@ pub fn job_command(pod: &Value) -> Option<Command> {
                 .collect();
             Some(Command::Decommission(ids))
         }
+        Some("node") if rest.get(1).map(String::as_str) == Some("status") => {
+            Some(Command::Status {
+                decommission: rest.iter().any(|w| w == "--decommission" || w == "--all"),
+            })
+        }
         _ => None,
     }
 }
@@ -134,6 +146,10 @@ struct Node {
     zone: String,
     up: bool,
     decommissioned: bool,
+    /// What the node advertises: its pod's FQDN and the gRPC port.
+    address: String,
+    /// `--locality` of its start command, as given.
+    locality: String,
 }
 
 /// (cluster index, namespace, pod name)
@@ -167,8 +183,49 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One CockroachDB StatefulSet as seen in a store.
 struct SetSeen {
     ns: String,
-    /// ordinal -> (pod name, up)
-    pods: BTreeMap<usize, (String, bool)>,
+    /// ordinal -> the pod
+    pods: BTreeMap<usize, PodSeen>,
+}
+
+struct PodSeen {
+    name: String,
+    up: bool,
+    address: String,
+    locality: String,
+}
+
+/// The address a node advertises: `--advertise-host "$(hostname -f)"`
+/// gives the pod's FQDN, `<hostname>.<subdomain>.<ns>.svc.<domain>`
+/// (Kubernetes, "DNS for Services and Pods": a pod with hostname and
+/// subdomain set), with CockroachDB's gRPC port.
+fn advertised_address(pod: &Value, ns: &str) -> String {
+    let name = name_of(pod);
+    let spec = &pod["spec"];
+    let host = spec["hostname"].as_str().unwrap_or(name);
+    match spec["subdomain"].as_str() {
+        Some(sub) => format!(
+            "{host}.{sub}.{ns}.svc.{}:26257",
+            crate::netdns::CLUSTER_DOMAIN
+        ),
+        None => format!("{host}:26257"),
+    }
+}
+
+/// The value of `--locality` in a pod's start command (empty without one).
+fn start_locality(pod: &Value) -> String {
+    let words = command_words(pod);
+    words
+        .iter()
+        .position(|w| w == "--locality")
+        .and_then(|i| words.get(i + 1))
+        .map(|w| w.trim_matches(['"', '\'']).to_string())
+        .or_else(|| {
+            words
+                .iter()
+                .find_map(|w| w.strip_prefix("--locality="))
+                .map(|w| w.trim_matches(['"', '\'']).to_string())
+        })
+        .unwrap_or_default()
 }
 
 fn observe(store: &Store) -> Vec<SetSeen> {
@@ -198,7 +255,15 @@ fn observe(store: &Store) -> Vec<SetSeen> {
             else {
                 continue;
             };
-            pods.insert(ordinal, (name_of(&p).to_string(), pod_serving_ready(&p)));
+            pods.insert(
+                ordinal,
+                PodSeen {
+                    name: name_of(&p).to_string(),
+                    up: pod_serving_ready(&p),
+                    address: advertised_address(&p, &ns),
+                    locality: start_locality(&p),
+                },
+            );
         }
         out.push(SetSeen { ns, pods });
     }
@@ -284,7 +349,8 @@ impl CrdbSim {
         let mut existing: BTreeSet<NodeKey> = BTreeSet::new();
         for (index, zone, sets) in &seen {
             for set in sets {
-                for (pod, up) in set.pods.values() {
+                for seen in set.pods.values() {
+                    let (pod, up) = (&seen.name, &seen.up);
                     let key = (*index, set.ns.clone(), pod.clone());
                     existing.insert(key.clone());
                     if *up && initialised && !st.nodes.contains_key(&key) {
@@ -297,6 +363,8 @@ impl CrdbSim {
                                 zone: zone.clone(),
                                 up: true,
                                 decommissioned: false,
+                                address: seen.address.clone(),
+                                locality: seen.locality.clone(),
                             },
                         );
                     }
@@ -390,6 +458,49 @@ impl CrdbSim {
                 .collect::<Vec<_>>()
                 .join("\n")
         ))
+    }
+
+    /// `cockroach node status --format=tsv`: every node but those
+    /// decommissioned and gone (CockroachDB docs, `cockroach node`:
+    /// "excluding nodes that have been decommissioned and taken
+    /// offline"), by ID; with `--decommission` also the membership
+    /// columns.
+    ///
+    /// Fails as the real command does when no node answers.
+    pub fn status(&self, decommission: bool) -> Result<String, String> {
+        let st = lock(&self.state);
+        if !st.nodes.values().any(|n| n.up) {
+            return Err("ERROR: cannot dial server.\nIs the server running?\nFailed running \"node status\"\n".into());
+        }
+        let mut nodes: Vec<&Node> = st.nodes.values().collect();
+        nodes.sort_by_key(|n| n.id);
+        let mut out = String::from(
+            "id\taddress\tsql_address\tbuild\tstarted_at\tupdated_at\tlocality\tis_available\tis_live",
+        );
+        if decommission {
+            out.push_str("\tgossiped_replicas\tis_decommissioning\tmembership\tis_draining");
+        }
+        out.push('\n');
+        for n in nodes {
+            let live = n.up;
+            out.push_str(&format!(
+                "{}\t{}\t{}\tv25.2.0\t\t\t{}\t{live}\t{live}",
+                n.id, n.address, n.address, n.locality
+            ));
+            if decommission {
+                let (replicas, membership) = if n.decommissioned {
+                    (0, "decommissioned")
+                } else {
+                    (RANGES_PER_NODE, "active")
+                };
+                out.push_str(&format!(
+                    "\t{replicas}\t{}\t{membership}\tfalse",
+                    n.decommissioned
+                ));
+            }
+            out.push('\n');
+        }
+        Ok(out)
     }
 
     /// The node ID of a pod (once it was up after init).
@@ -519,6 +630,16 @@ mod tests {
                 "/cockroach/cockroach node decommission 4 5 --certs-dir=/c --host=x"
             ]))),
             Some(Command::Decommission(vec![4, 5]))
+        );
+        assert_eq!(
+            job_command(&job_pod(json!([
+                "/cockroach/cockroach",
+                "node",
+                "status",
+                "--decommission",
+                "--format=tsv"
+            ]))),
+            Some(Command::Status { decommission: true })
         );
         assert_eq!(
             job_command(&job_pod(json!(["/cockroach/cockroach", "sql"]))),
