@@ -638,6 +638,19 @@ fn check_shape(
     if object.name().is_empty() {
         return Err(fail(format!("{} has no metadata.name", object.kind())));
     }
+    if let Object::StatefulSet(sts) = object
+        && let Some(container) = missing_join_env(sts)
+    {
+        return Err(fail(format!(
+            "container {container:?} of StatefulSet {} starts with the join list from ${}, but has no env entry {} from ConfigMap {} (key {}): every pod would fail to start. The template predates the join ConfigMap; copy the `{}` env entry from the built-in templates/statefulset.yaml (docs/operations.md)",
+            object.name(),
+            names::JOIN_ENV,
+            names::JOIN_ENV,
+            names::JOIN_CONFIGMAP,
+            names::JOIN_KEY,
+            names::JOIN_ENV,
+        )));
+    }
     let allowed: &[&str] = match (stage, object) {
         (_, Object::Namespace(_)) => &[],
         (Stage::DnsLoadBalancer, _) => &[names::KUBE_SYSTEM],
@@ -667,6 +680,25 @@ fn check_shape(
             }
         ))),
     }
+}
+
+/// The first container whose command reads [`names::JOIN_ENV`] without an
+/// env entry setting it from the join ConfigMap (a StatefulSet template
+/// copied before the join list moved there).
+fn missing_join_env(sts: &k8s_openapi::api::apps::v1::StatefulSet) -> Option<String> {
+    let pod = sts.spec.as_ref()?.template.spec.as_ref()?;
+    pod.containers.iter().find_map(|c| {
+        let words = c.command.iter().flatten().chain(c.args.iter().flatten());
+        let reads = words.into_iter().any(|w| w.contains(names::JOIN_ENV));
+        let set = c.env.iter().flatten().any(|e| {
+            e.name == names::JOIN_ENV
+                && e.value_from
+                    .as_ref()
+                    .and_then(|v| v.config_map_key_ref.as_ref())
+                    .is_some_and(|r| r.name == names::JOIN_CONFIGMAP && r.key == names::JOIN_KEY)
+        });
+        (reads && !set).then(|| c.name.clone())
+    })
 }
 
 #[cfg(test)]

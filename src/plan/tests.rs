@@ -816,3 +816,34 @@ fn resources_are_requests_equal_limits_and_size_the_caches() {
     assert_eq!(r["limits"], json!({"cpu": "500m", "memory": "12Gi"}));
     assert_eq!(r["limits"], r["requests"]);
 }
+
+/// Issue 8: a StatefulSet template copied before the join list moved into
+/// the ConfigMap reads `$CRDB_JOIN_ADDRESSES` without setting it: every pod
+/// would crash at start. The plan refuses it, naming template and line.
+#[test]
+fn a_statefulset_template_without_the_join_env_entry_is_refused() {
+    let c = config("[[zones]]\nname = \"us-east1-b\"\ncontext = \"a\"\n");
+    let builtin = include_str!("../../templates/statefulset.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    // The built-in template passes.
+    std::fs::write(dir.path().join("statefulset.yaml"), builtin).unwrap();
+    let t = Templates::with_overrides(dir.path()).unwrap();
+    plan(&c, &bundle(&c), &Facts::default(), &t).unwrap();
+    // Without its env entry for the join list it does not.
+    let start = builtin
+        .find("            - name: {{ names.join_env")
+        .unwrap();
+    let end = start + builtin[start..].find("key: ").unwrap();
+    let end = end + builtin[end..].find('\n').unwrap() + 1;
+    let old = format!("{}{}", &builtin[..start], &builtin[end..]);
+    assert!(!old.contains("names.join_env"), "{old}");
+    std::fs::write(dir.path().join("statefulset.yaml"), old).unwrap();
+    let t = Templates::with_overrides(dir.path()).unwrap();
+    let err = plan(&c, &bundle(&c), &Facts::default(), &t).unwrap_err();
+    assert!(
+        matches!(err, PlanError::Shape { ref template, .. } if template == "statefulset.yaml"),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(names::JOIN_ENV), "{text}");
+}
