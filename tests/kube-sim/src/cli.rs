@@ -146,6 +146,15 @@ pub struct UpArgs {
     /// CrashLoopBackOff with a rising restart count (repeatable).
     #[arg(long, value_name = "IMAGE")]
     pub crash_image: Vec<String>,
+    /// CPU each cluster's node offers pods, in millicores (default: GKE's
+    /// allocatable on an n2-standard-8, 7910); a pod requesting more stays
+    /// Pending, Unschedulable.
+    #[arg(long, value_name = "MILLICORES")]
+    pub node_cpu_millis: Option<u64>,
+    /// Memory each cluster's node offers pods, in MiB (default: GKE's
+    /// allocatable on an n2-standard-8).
+    #[arg(long, value_name = "MIB")]
+    pub node_memory_mib: Option<u64>,
     /// Shorten pod termination to at most this many milliseconds (default:
     /// the pod's full terminationGracePeriodSeconds, as on a real cluster).
     #[arg(long)]

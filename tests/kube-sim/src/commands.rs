@@ -110,6 +110,13 @@ fn up(a: UpArgs) -> Result<(), BoxError> {
             crash_images: a.crash_image.clone(),
             max_termination_grace: a.max_termination_grace_ms.map(Duration::from_millis),
             crdb_recovery: Duration::from_millis(a.crdb_recovery_ms),
+            node_allocatable: {
+                let d = crate::Allocatable::default();
+                crate::Allocatable {
+                    cpu_millis: a.node_cpu_millis.unwrap_or(d.cpu_millis),
+                    memory_bytes: a.node_memory_mib.map_or(d.memory_bytes, |m| m << 20),
+                }
+            },
         })
         .lb_dns_delay(Duration::from_millis(a.lb_dns_delay_ms))
         .kubeconfig(a.kubeconfig.clone())

@@ -232,6 +232,35 @@ pub struct PodRules {
     /// ranges after its last unready node is Ready again.
     #[serde(rename = "crdb_recovery_ms", with = "millis")]
     pub crdb_recovery: Duration,
+    /// What the cluster's node offers pods (`status.allocatable`): a pod
+    /// whose requests exceed it is never scheduled.
+    #[serde(default)]
+    pub node_allocatable: Allocatable,
+}
+
+/// A node's allocatable CPU and memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocatable {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+/// GKE's allocatable on an `n2-standard-8` node (8 vCPU, 32 GB), the size
+/// CockroachDB's production checklist suggests for a node (4 vCPU or more,
+/// 4 GiB of memory per vCPU): 7910m CPU and 32 GiB less the reserved
+/// 25% of the first 4 GiB, 20% of the next 4, 10% of the next 8 and 6% of
+/// the next 112, less 100 MiB for eviction (GKE docs, "Standard cluster
+/// architecture", node allocatable resources).
+impl Default for Allocatable {
+    fn default() -> Self {
+        const GIB: u64 = 1 << 30;
+        const MIB: u64 = 1 << 20;
+        let reserved = GIB + GIB * 4 / 5 + GIB * 8 / 10 + GIB * 16 * 6 / 100 + 100 * MIB;
+        Allocatable {
+            cpu_millis: 7910,
+            memory_bytes: 32 * GIB - reserved,
+        }
+    }
 }
 
 /// Default of [`PodRules::max_termination_grace`] for the Rust API (tests):
@@ -247,6 +276,7 @@ impl Default for PodRules {
             crash_images: Vec::new(),
             max_termination_grace: Some(DEFAULT_TEST_TERMINATION_GRACE),
             crdb_recovery: DEFAULT_CRDB_RECOVERY,
+            node_allocatable: Allocatable::default(),
         }
     }
 }

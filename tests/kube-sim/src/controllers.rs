@@ -858,6 +858,35 @@ fn pods(
             continue;
         }
         match phase.as_str() {
+            // kube-scheduler: a pod the node cannot hold is never bound.
+            "Pending"
+                if pod.pointer("/spec/nodeName").is_none()
+                    && crate::pods::unschedulable(&pod, &rules.node_allocatable).is_some() =>
+            {
+                let Some(message) = crate::pods::unschedulable(&pod, &rules.node_allocatable)
+                else {
+                    continue;
+                };
+                let seen = pod
+                    .pointer("/status/conditions/0/reason")
+                    .and_then(Value::as_str);
+                if seen == Some("Unschedulable") {
+                    continue;
+                }
+                st.events.warning_once(
+                    store,
+                    &pod,
+                    "v1",
+                    "Pod",
+                    "default-scheduler",
+                    "FailedScheduling",
+                    &message,
+                    "",
+                );
+                let mut p = (*pod).clone();
+                p["status"] = crate::pods::unschedulable_status(&message);
+                store.put_internal(idx::POD, &ns, p);
+            }
             "Pending" if pull_fails(&pod, rules) => {
                 if age < timing.pod_ready_delay {
                     continue;

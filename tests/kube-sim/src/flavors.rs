@@ -191,7 +191,19 @@ pub fn eks_addon_apply(store: &mut Store) -> Result<Written, ApiError> {
 }
 
 /// Seed a fresh cluster.
-pub fn seed(store: &mut Store, flavor: Flavor, zone: &str, region: &str, seed_user_dns: bool) {
+pub fn seed(
+    store: &mut Store,
+    flavor: Flavor,
+    zone: &str,
+    region: &str,
+    seed_user_dns: bool,
+    allocatable: crate::Allocatable,
+) {
+    let resources = json!({
+        "cpu": format!("{}m", allocatable.cpu_millis),
+        "memory": format!("{}Ki", allocatable.memory_bytes / 1024),
+        "pods": "110",
+    });
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         store.put_internal(idx::NAMESPACE, "", json!({"metadata": {"name": ns}}));
     }
@@ -208,6 +220,7 @@ pub fn seed(store: &mut Store, flavor: Flavor, zone: &str, region: &str, seed_us
             }},
             "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
             "status": {
+                "capacity": resources, "allocatable": resources,
                 "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
                 "addresses": [{"type": "InternalIP", "address": node_ip}, {"type": "Hostname", "address": node}],
                 "nodeInfo": {"kubeletVersion": "v1.36.0-kube-sim", "architecture": "amd64", "operatingSystem": "linux"},

@@ -52,7 +52,7 @@ mod tls;
 
 pub use commands::main_with_args;
 pub use config::{
-    Activity, CloudRules, DEFAULT_CRDB_RECOVERY, DEFAULT_NAMESPACE_DELETE_DELAY,
+    Activity, Allocatable, CloudRules, DEFAULT_CRDB_RECOVERY, DEFAULT_NAMESPACE_DELETE_DELAY,
     DEFAULT_TEST_TERMINATION_GRACE, Faults, Flavor, PodRules, PodSecurityLevel, RequestRecord,
 };
 pub use crdb::{HTTP_PORT as CRDB_HTTP_PORT, MIN_NODES as CRDB_MIN_NODES};
@@ -211,6 +211,13 @@ impl FederationBuilder {
     /// Pods with this image crash again and again (`CrashLoopBackOff`); repeatable.
     pub fn crash_image(mut self, image: impl Into<String>) -> Self {
         self.pod_rules.crash_images.push(image.into());
+        self
+    }
+
+    /// What each cluster's node offers pods; a pod requesting more is
+    /// `Unschedulable`. Default [`Allocatable::default`].
+    pub fn node_allocatable(mut self, allocatable: Allocatable) -> Self {
+        self.pod_rules.node_allocatable = allocatable;
         self
     }
 
@@ -412,6 +419,7 @@ impl Federation {
                         &shared.zone,
                         &shared.region,
                         seed_user_dns,
+                        pod_rules.node_allocatable,
                     );
                     controllers::reconcile(
                         &shared,

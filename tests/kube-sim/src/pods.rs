@@ -653,6 +653,101 @@ impl Kubelet {
     }
 }
 
+/// A CPU quantity in millicores (`2`, `500m`, `1.5`).
+pub fn cpu_millis(q: &str) -> Option<u64> {
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().ok(),
+        None => q.parse::<f64>().ok().map(|c| (c * 1000.0).ceil() as u64),
+    }
+}
+
+/// A memory quantity in bytes (`8Gi`, `512Mi`, `1G`, `1000`).
+pub fn memory_bytes(q: &str) -> Option<u64> {
+    const SUFFIXES: [(&str, u64); 10] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("Pi", 1 << 50),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+        ("P", 1_000_000_000_000_000),
+    ];
+    for (suffix, factor) in SUFFIXES {
+        if let Some(n) = q.strip_suffix(suffix) {
+            return n.parse::<f64>().ok().map(|n| (n * factor as f64) as u64);
+        }
+    }
+    q.parse::<f64>().ok().map(|n| n as u64)
+}
+
+/// A pod's effective requests (cpu millis, memory bytes), as the scheduler
+/// counts them: the sum over its containers, or the largest init
+/// container's if that is more; a container without a request but with a
+/// limit requests its limit (the API server defaults requests to limits).
+pub fn pod_requests(pod: &Value) -> (u64, u64) {
+    let of = |c: &Value| {
+        let get = |res: &str, parse: fn(&str) -> Option<u64>| {
+            c.pointer(&format!("/resources/requests/{res}"))
+                .or_else(|| c.pointer(&format!("/resources/limits/{res}")))
+                .and_then(Value::as_str)
+                .and_then(parse)
+                .unwrap_or(0)
+        };
+        (get("cpu", cpu_millis), get("memory", memory_bytes))
+    };
+    let list = |key: &str| -> Vec<(u64, u64)> {
+        pod.pointer(&format!("/spec/{key}"))
+            .and_then(Value::as_array)
+            .map(|cs| cs.iter().map(of).collect())
+            .unwrap_or_default()
+    };
+    let main = list("containers")
+        .into_iter()
+        .fold((0, 0), |(c, m), (c2, m2)| (c + c2, m + m2));
+    list("initContainers")
+        .into_iter()
+        .fold(main, |(c, m), (c2, m2)| (c.max(c2), m.max(m2)))
+}
+
+/// kube-scheduler's NodeResourcesFit filter on the cluster's one node: the
+/// FailedScheduling message when the pod's requests exceed what the node
+/// offers (kubernetes/pkg/scheduler/framework/plugins/noderesources/fit.go,
+/// "Insufficient cpu"; the "0/N nodes are available" summary and its
+/// preemption postscript from the scheduler's FitError).
+pub fn unschedulable(pod: &Value, node: &crate::Allocatable) -> Option<String> {
+    let (cpu, memory) = pod_requests(pod);
+    let mut why = Vec::new();
+    if cpu > node.cpu_millis {
+        why.push("1 Insufficient cpu");
+    }
+    if memory > node.memory_bytes {
+        why.push("1 Insufficient memory");
+    }
+    (!why.is_empty()).then(|| {
+        format!(
+            "0/1 nodes are available: {}. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.",
+            why.join(", ")
+        )
+    })
+}
+
+/// The status of a pod the scheduler cannot place.
+pub fn unschedulable_status(message: &str) -> Value {
+    json!({
+        "phase": "Pending",
+        "conditions": [{
+            "type": "PodScheduled", "status": "False",
+            "lastProbeTime": null,
+            "lastTransitionTime": crate::store::now_rfc3339(),
+            "reason": "Unschedulable", "message": message,
+        }],
+        "qosClass": "Guaranteed",
+    })
+}
+
 /// Change the stored pod's status, if it is still the same pod.
 fn update_status(shared: &ClusterShared, proc: &Proc, f: impl FnOnce(&mut Value)) {
     let mut store = shared.store();
@@ -686,6 +781,34 @@ impl Drop for Proc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pod_larger_than_the_node_is_unschedulable() {
+        let node = crate::Allocatable {
+            cpu_millis: 3920,
+            memory_bytes: 13 << 30,
+        };
+        let pod = |cpu: &str, memory: &str| {
+            json!({"spec": {"containers": [
+                {"name": "db", "resources": {"limits": {"cpu": cpu, "memory": memory}}},
+                {"name": "side", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}},
+            ]}})
+        };
+        assert_eq!(unschedulable(&pod("2", "8Gi"), &node), None);
+        assert_eq!(
+            pod_requests(&pod("2", "8Gi")),
+            (2100, (8 << 30) + (64 << 20))
+        );
+        let m = unschedulable(&pod("4", "8Gi"), &node).unwrap();
+        assert!(
+            m.starts_with("0/1 nodes are available: 1 Insufficient cpu."),
+            "{m}"
+        );
+        let m = unschedulable(&pod("3500m", "16Gi"), &node).unwrap();
+        assert!(m.contains("1 Insufficient memory."), "{m}");
+        assert_eq!(cpu_millis("1.5"), Some(1500));
+        assert_eq!(memory_bytes("1G"), Some(1_000_000_000));
+    }
 
     #[test]
     fn env_from_a_missing_config_map_or_key_stops_the_container() {
