@@ -33,7 +33,9 @@ pub mod diff;
 pub mod dns;
 pub mod dnsconf;
 pub mod events;
+pub mod exit;
 pub mod fsutil;
+pub mod inputs;
 pub mod lb;
 pub mod names;
 pub mod output;
@@ -47,14 +49,7 @@ pub mod suggest;
 pub mod teardown;
 pub mod watch;
 
-/// Exit codes are a contract (documented in docs/exit-codes in the README):
-/// 0 success, 1 a check or verification failed, 2 could not run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Success = 0,
-    Failed = 1,
-    CouldNotRun = 2,
-}
+pub use exit::Exit;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {

@@ -6,14 +6,14 @@ use std::net::IpAddr;
 
 use anyhow::Context;
 
-use crate::Exit;
 use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::certs::{self, CertBundle};
 use crate::cli::{ApplyArgs, ReportFormat};
 use crate::cluster::{self, Action};
-use crate::commands::plan::{cert_settings, check_templates, load_templates, node_identities};
 use crate::commands::{block_on, with_limits};
 use crate::config::Config;
+use crate::exit::Exit;
+use crate::inputs::{cert_settings, check_templates, load_templates, node_identities};
 use crate::progress::Progress;
 
 pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {

@@ -3,13 +3,13 @@
 
 use anyhow::{Context, bail};
 
-use crate::Exit;
 use crate::check::run::{self, CheckOptions, Stop};
 use crate::check::{self, report};
 use crate::cli::{CheckArgs, CheckFormat};
 use crate::cluster;
 use crate::commands::block_on;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::fsutil::write_atomic;
 use crate::names;
 use crate::progress::Progress;

@@ -7,8 +7,8 @@ use std::io::Write;
 use anyhow::Context;
 use clap::CommandFactory;
 
-use crate::Exit;
 use crate::cli::Cli;
+use crate::exit::Exit;
 
 const BIN: &str = "crdb-multiregion";
 

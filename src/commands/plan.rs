@@ -6,14 +6,14 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use crate::Exit;
-use crate::certs::{self, CertAction, CertBundle, CertSettings, NodeCert, NodeIdentity};
+use crate::certs::{self, CertAction};
 use crate::cli::{PlanArgs, PlanOutput};
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::fsutil::{self, Manifest, write_atomic};
+use crate::inputs::{cert_settings, check_templates, load_templates, node_identities};
 use crate::output;
 use crate::plan::{self, Facts, Object, Plan};
-use crate::render::Templates;
 
 /// The config's zone names, comma-separated, for messages.
 fn zone_list(config: &Config) -> String {
@@ -114,58 +114,6 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
 /// The config file's directory (relative paths in it resolve against it).
 pub fn config_dir(config: &Config) -> &Path {
     config.source.parent().unwrap_or(Path::new(""))
-}
-
-pub fn load_templates(config: &Config) -> anyhow::Result<Templates> {
-    Ok(match &config.cockroachdb.templates_dir {
-        Some(dir) => Templates::with_overrides(dir)?,
-        None => Templates::builtin(),
-    })
-}
-
-/// Renders every template for every zone with placeholder certificates, so
-/// that a broken template is reported before certificates are created.
-pub fn check_templates(config: &Config, templates: &Templates) -> anyhow::Result<()> {
-    let placeholder = CertBundle {
-        ca_crt: String::new(),
-        client_root_crt: String::new(),
-        client_root_key: String::new(),
-        nodes: config
-            .zones
-            .iter()
-            .map(|z| {
-                (
-                    z.name.clone(),
-                    NodeCert {
-                        crt: String::new(),
-                        key: String::new(),
-                    },
-                )
-            })
-            .collect(),
-    };
-    plan::plan(config, &placeholder, &Facts::default(), templates)?;
-    Ok(())
-}
-
-pub fn cert_settings(config: &Config) -> CertSettings {
-    CertSettings {
-        certs_dir: config.certs.dir.clone(),
-        ca_key_path: config.certs.ca_key.clone(),
-        key_type: config.certs.key_type,
-    }
-}
-
-pub fn node_identities(config: &Config) -> Vec<NodeIdentity> {
-    config
-        .zones
-        .iter()
-        .map(|z| NodeIdentity {
-            zone: z.name.clone(),
-            namespace: z.namespace.clone(),
-            cluster_domain: config.cluster_domain.clone(),
-        })
-        .collect()
 }
 
 fn action(a: &CertAction) -> String {

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::Exit;
 use crate::cli::{ReportFormat, StatusArgs};
 use crate::cluster;
 use crate::commands::{block_on, with_limits_for};
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::status::{self, StatusOptions};
 
 /// Beyond each zone's own bound, how long the whole command may take (the

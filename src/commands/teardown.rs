@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::Exit;
 use crate::cli::{ReportFormat, TeardownArgs};
 use crate::cluster;
 use crate::commands::{block_on, with_limits};
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::fsutil::{self, Manifest};
 use crate::progress::Progress;
 use crate::teardown::{self, TeardownReport, ZoneTeardown};
