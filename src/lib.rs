@@ -48,6 +48,7 @@ pub mod status;
 pub mod suggest;
 pub mod teardown;
 pub mod watch;
+pub mod zone_error;
 
 pub use exit::Exit;
 

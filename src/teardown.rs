@@ -26,13 +26,14 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cluster::{self, Cluster, error_text, wait_for};
+use crate::cluster::{self, Cluster, wait_for};
 use crate::config::{Config, ProviderChoice};
 use crate::dns::DnsProvider;
 use crate::dnsconf::{self, Owner, Restore};
 use crate::names;
 use crate::plan::owned_selector;
 use crate::progress::Progress;
+use crate::zone_error::{self, ErrorKind, Step, ZoneError};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ZoneTeardown {
@@ -81,7 +82,7 @@ impl Found {
     }
 }
 
-async fn list_kind<K>(client: &Client, selector: &str) -> Result<Vec<Found>, String>
+async fn list_kind<K>(client: &Client, selector: &str) -> Result<Vec<Found>, ZoneError>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
@@ -89,7 +90,9 @@ where
     let list = api
         .list(&ListParams::default().labels(selector))
         .await
-        .map_err(|e| format!("listing {}: {}", K::kind(&()), error_text(&e)))?;
+        .map_err(zone_error::api(Step::List {
+            kind: kind_name::<K>(),
+        }))?;
     Ok(list
         .items
         .iter()
@@ -126,7 +129,7 @@ pub async fn list_owned(
     client: &Client,
     selector: &str,
     include_backup: bool,
-) -> Result<Vec<Found>, String> {
+) -> Result<Vec<Found>, ZoneError> {
     let (ns, svc, sec, sa, role, rb, pdb, sts, job, pvc, cm) = tokio::join!(
         list_kind::<Namespace>(client, selector),
         list_kind::<Service>(client, selector),
@@ -155,7 +158,7 @@ pub async fn list_owned(
     Ok(all)
 }
 
-async fn delete(client: &Client, f: &Found, dry_run: bool) -> Result<(), String> {
+async fn delete(client: &Client, f: &Found, dry_run: bool) -> Result<(), ZoneError> {
     let dp = DeleteParams {
         dry_run,
         ..DeleteParams::background()
@@ -212,7 +215,9 @@ async fn delete(client: &Client, f: &Found, dry_run: bool) -> Result<(), String>
     match result {
         Ok(()) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(format!("deleting {}: {}", f.describe(), error_text(&e))),
+        Err(e) => Err(zone_error::api(Step::Delete {
+            object: f.describe(),
+        })(e)),
     }
 }
 
@@ -243,6 +248,7 @@ pub async fn teardown_zone(
     )
     .await
     {
+        let e = e.text();
         progress.say(&cluster.zone, format!("failed: {e}"));
         report.error = Some(e);
     }
@@ -259,11 +265,11 @@ async fn run_zone(
     dry_run: bool,
     progress: Progress,
     report: &mut ZoneTeardown,
-) -> Result<(), String> {
+) -> Result<(), ZoneError> {
     let client = &cluster.client;
     cluster::reach(cluster, preflight_timeout)
         .await
-        .map_err(|p| p.text())?;
+        .map_err(|p| ZoneError::new(Step::Reach, ErrorKind::Unreachable(p)))?;
     let override_ = match config.dns.provider {
         ProviderChoice::Auto => None,
         ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),
@@ -349,7 +355,9 @@ async fn run_zone(
             let selector = selector.clone();
             let deleting = &deleting;
             async move {
-                let left = list_owned(client, &selector, false).await?;
+                let left = list_owned(client, &selector, false)
+                    .await
+                    .map_err(|e| e.text())?;
                 if left.is_empty() {
                     Ok(Ok(()))
                 } else {
@@ -364,7 +372,7 @@ async fn run_zone(
                     for r in
                         futures::future::join_all(again.map(|f| delete(client, f, false))).await
                     {
-                        r?;
+                        r.map_err(|e| e.text())?;
                     }
                     let shown: Vec<String> = left.iter().take(5).map(Found::describe).collect();
                     Ok(Err(format!(
@@ -376,12 +384,12 @@ async fn run_zone(
             }
         })
         .await
-        .map_err(|e| format!("waiting for deletion: {e}"));
+        .map_err(|e| ZoneError::new(Step::WaitDeletion, ErrorKind::Wait(e)));
         match &deleted {
             Ok(()) => progress.say(&cluster.zone, "deleted"),
             // DNS forwarding is still removed below: it does not depend on
             // the deletions, and a re-run finishes the rest.
-            Err(e) => progress.say(&cluster.zone, e),
+            Err(e) => progress.say(&cluster.zone, e.text()),
         }
     }
 
@@ -401,7 +409,7 @@ async fn run_zone(
     };
     let restore = dnsconf::restore(client, provider, &owner, dry_run)
         .await
-        .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+        .map_err(|e| ZoneError::new(Step::RestoreDns, ErrorKind::Restore(e)))?;
     if restore != Restore::Untouched {
         progress.say(
             &cluster.zone,
@@ -413,9 +421,10 @@ async fn run_zone(
     // restoring the ConfigMap and restarting.
     if let (Some(dns), false) = (&dns, matches!(restore, Restore::OtherFederation { .. })) {
         let ours = format!("{}/", config.federation);
+        let restart_error = |e| ZoneError::new(Step::RestartDns, ErrorKind::Dns(e));
         let restarted_for = dnsconf::restarted_for(client, dns)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(restart_error)?;
         let changed = restore != Restore::Untouched;
         let restart = changed || restarted_for.is_some_and(|r| r.starts_with(&ours));
         if restart && dry_run {
@@ -427,12 +436,12 @@ async fn run_zone(
         } else if restart {
             dnsconf::rollout_restart(client, dns, None)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(restart_error)?;
             report.dns_restarted = true;
             progress.step(&cluster.zone, "DNS restarting");
             dnsconf::wait_ready(client, dns, wait_timeout)
                 .await
-                .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+                .map_err(restart_error)?;
             progress.say(&cluster.zone, format!("DNS restarted ({})", dns.deployment));
         }
     }
@@ -452,12 +461,15 @@ async fn run_zone(
 
 /// Names of our namespaces that `apply` created (they carry
 /// [`names::NAMESPACE_CREATED_ANNOTATION`]).
-async fn created_namespaces(client: &Client, selector: &str) -> Result<BTreeSet<String>, String> {
+async fn created_namespaces(
+    client: &Client,
+    selector: &str,
+) -> Result<BTreeSet<String>, ZoneError> {
     let api: Api<Namespace> = Api::all(client.clone());
     let list = api
         .list(&ListParams::default().labels(selector))
         .await
-        .map_err(|e| format!("listing Namespace: {}", error_text(&e)))?;
+        .map_err(zone_error::api(Step::List { kind: "Namespace" }))?;
     Ok(list
         .items
         .iter()
@@ -472,7 +484,7 @@ async fn created_namespaces(client: &Client, selector: &str) -> Result<BTreeSet<
 
 /// Gives a namespace that existed before apply back: our labels removed,
 /// everything else as it is.
-async fn release_namespace(client: &Client, name: &str) -> Result<(), String> {
+async fn release_namespace(client: &Client, name: &str) -> Result<(), ZoneError> {
     let api: Api<Namespace> = Api::all(client.clone());
     let patch = serde_json::json!({"metadata": {"labels": {
         names::MANAGED_BY_KEY: null,
@@ -492,10 +504,9 @@ async fn release_namespace(client: &Client, name: &str) -> Result<(), String> {
     {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(format!(
-            "removing our labels from namespace {name}: {}",
-            error_text(&e)
-        )),
+        Err(e) => Err(zone_error::api(Step::Release {
+            namespace: name.to_string(),
+        })(e)),
     }
 }
 

@@ -1,0 +1,145 @@
+//! Typed errors of one zone's work: the step that failed and why, the
+//! cause kept as a value (an API error, a wait that ran out, a DNS config
+//! problem) and chained through [`std::error::Error::source`]. Reports turn
+//! them into text once, at the edge ([`ZoneError::text`]); code that needs
+//! to know what went wrong matches on [`Step`] and [`ErrorKind`].
+
+use std::fmt;
+
+use crate::cluster::{PreflightProblem, WaitError, error_text};
+use crate::dnsconf::{DnsConfError, RestoreError};
+
+/// What the zone was doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Reaching the cluster (the cause says how it failed).
+    Reach,
+    /// Listing the objects of one kind.
+    List { kind: &'static str },
+    /// Deleting one object (`Kind ns/name`).
+    Delete { object: String },
+    /// Removing our labels from a namespace that existed before apply.
+    Release { namespace: String },
+    /// Waiting until deleted objects are gone.
+    WaitDeletion,
+    /// Giving the DNS config back.
+    RestoreDns,
+    /// Restarting DNS (or reading what it was last restarted for).
+    RestartDns,
+}
+
+impl Step {
+    /// The words put before the cause; none where the cause says it all.
+    fn prefix(&self) -> Option<String> {
+        match self {
+            Step::Reach | Step::RestoreDns | Step::RestartDns => None,
+            Step::List { kind } => Some(format!("listing {kind}")),
+            Step::Delete { object } => Some(format!("deleting {object}")),
+            Step::Release { namespace } => {
+                Some(format!("removing our labels from namespace {namespace}"))
+            }
+            Step::WaitDeletion => Some("waiting for deletion".into()),
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self, self.prefix()) {
+            (_, Some(p)) => f.write_str(&p),
+            (Step::Reach, None) => f.write_str("reaching the cluster"),
+            (Step::RestoreDns, None) => f.write_str("restoring the DNS config"),
+            (_, None) => f.write_str("restarting DNS"),
+        }
+    }
+}
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
+    /// The API server answered with an error, or could not be reached.
+    #[error("{}", error_text(.0))]
+    Api(kube::Error),
+    #[error(transparent)]
+    Wait(WaitError),
+    #[error("{}", .0.text())]
+    Unreachable(PreflightProblem),
+    #[error(transparent)]
+    Dns(DnsConfError),
+    #[error(transparent)]
+    Restore(RestoreError),
+}
+
+/// One zone's step failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}")]
+pub struct ZoneError {
+    pub step: Step,
+    #[source]
+    pub kind: ErrorKind,
+}
+
+impl ZoneError {
+    pub fn new(step: Step, kind: ErrorKind) -> Self {
+        ZoneError { step, kind }
+    }
+
+    /// The text reports show: the step (where it adds something) and every
+    /// cause, `: `-separated, each said once.
+    pub fn text(&self) -> String {
+        let mut parts: Vec<String> = self.step.prefix().into_iter().collect();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&self.kind);
+        while let Some(c) = cause {
+            let s = c.to_string();
+            if parts.last().is_none_or(|l| !l.ends_with(&s)) {
+                parts.push(s);
+            }
+            cause = match c.downcast_ref::<ErrorKind>() {
+                // error_text already summarised the API error's chain.
+                Some(ErrorKind::Api(_)) | Some(ErrorKind::Unreachable(_)) => None,
+                _ => c.source(),
+            };
+        }
+        parts.join(": ")
+    }
+}
+
+/// `step` failed with an API error.
+pub fn api(step: Step) -> impl FnOnce(kube::Error) -> ZoneError {
+    move |e| ZoneError::new(step, ErrorKind::Api(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_text_names_the_step_then_each_cause_once() {
+        let e = ZoneError::new(
+            Step::WaitDeletion,
+            ErrorKind::Wait(WaitError::Timeout {
+                after: Duration::from_secs(5),
+                last: "2 object(s) still present".into(),
+            }),
+        );
+        assert_eq!(
+            e.text(),
+            "waiting for deletion: timed out after 5s; last seen: 2 object(s) still present"
+        );
+        assert!(matches!(
+            e,
+            ZoneError {
+                step: Step::WaitDeletion,
+                kind: ErrorKind::Wait(WaitError::Timeout { .. })
+            }
+        ));
+        let e = ZoneError::new(
+            Step::RestartDns,
+            ErrorKind::Wait(WaitError::Api("the Deployment is gone".into())),
+        );
+        assert_eq!(e.text(), "the Deployment is gone");
+        assert_eq!(e.to_string(), "restarting DNS");
+    }
+}
