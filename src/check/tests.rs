@@ -688,10 +688,24 @@ fn junit_report_is_read_by_a_junit_consumer() {
 }
 
 #[test]
-fn xml_escaping() {
-    assert_eq!(
-        report::escape("<a href=\"x\">'&'</a>\u{1}"),
-        "&lt;a href=&quot;x&quot;&gt;&apos;&amp;&apos;&lt;/a&gt;\u{FFFD}"
+fn junit_text_that_xml_cannot_carry_is_dropped_or_replaced() {
+    let mut report = sample_report();
+    report.results[1].detail = "bad\u{1}byte \u{FFFE}<x> & 'y'".into();
+    report.results[1].status = Status::Fail;
+    let xml = report::render_junit(&report);
+    assert!(!xml.contains('\u{1}') && !xml.contains('\u{FFFE}'), "{xml}");
+    let suites = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes()))
+        .unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let messages: Vec<String> = suites
+        .suites
+        .iter()
+        .flat_map(|s| &s.cases)
+        .filter(|c| c.status.is_failure())
+        .map(|c| c.status.failure_as_ref().message.clone())
+        .collect();
+    assert!(
+        messages.contains(&"badbyte \u{FFFD}<x> & 'y'".to_string()),
+        "{messages:?}"
     );
 }
 
