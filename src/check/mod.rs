@@ -28,10 +28,13 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub mod cidr;
+mod cleanup;
 pub mod lb;
 pub mod probe;
 pub mod report;
 pub mod run;
+mod session;
+pub mod targets;
 
 #[cfg(test)]
 mod tests;
