@@ -343,28 +343,31 @@ impl CertError {
 pub fn node_sans(namespace: &str, cluster_domain: &str) -> Vec<String> {
     let ns = namespace;
     let domain = cluster_domain.trim_end_matches('.');
+    let public = names::PUBLIC_SERVICE;
+    let headless = names::HEADLESS_SERVICE;
+    let default = names::DEFAULT_NAMESPACE;
     let candidates = [
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         // The public service, through the ExternalName service in `default`...
-        "cockroachdb-public".to_string(),
-        "cockroachdb-public.default".to_string(),
-        "cockroachdb-public.default.svc".to_string(),
-        format!("cockroachdb-public.default.svc.{domain}"),
+        public.to_string(),
+        format!("{public}.{default}"),
+        format!("{public}.{default}.svc"),
+        format!("{public}.{default}.svc.{domain}"),
         // ...and in the zone's namespace.
-        format!("cockroachdb-public.{ns}"),
-        format!("cockroachdb-public.{ns}.svc"),
-        format!("cockroachdb-public.{ns}.svc.{domain}"),
+        format!("{public}.{ns}"),
+        format!("{public}.{ns}.svc"),
+        format!("{public}.{ns}.svc.{domain}"),
         // The headless service itself.
-        "cockroachdb".to_string(),
-        format!("cockroachdb.{ns}"),
-        format!("cockroachdb.{ns}.svc"),
-        format!("cockroachdb.{ns}.svc.{domain}"),
+        headless.to_string(),
+        format!("{headless}.{ns}"),
+        format!("{headless}.{ns}.svc"),
+        format!("{headless}.{ns}.svc.{domain}"),
         // Every pod of the StatefulSet (cockroachdb-<i>.cockroachdb...).
-        "*.cockroachdb".to_string(),
-        format!("*.cockroachdb.{ns}"),
-        format!("*.cockroachdb.{ns}.svc"),
-        format!("*.cockroachdb.{ns}.svc.{domain}"),
+        format!("*.{headless}"),
+        format!("*.{headless}.{ns}"),
+        format!("*.{headless}.{ns}.svc"),
+        format!("*.{headless}.{ns}.svc.{domain}"),
     ];
     let mut seen = BTreeSet::new();
     candidates
@@ -680,6 +683,7 @@ fn check_layout(settings: &CertSettings) -> Result<(), CertError> {
 }
 
 use crate::fsutil::{Staged, resolve};
+use crate::names;
 
 // ---------------------------------------------------------------------------
 // The CA

@@ -22,29 +22,29 @@ use clap::Parser;
 
 pub mod apply;
 pub mod certs;
-pub mod check;
-pub mod cli;
+pub(crate) mod check;
+pub(crate) mod cli;
 pub mod cluster;
-pub mod commands;
+pub(crate) mod commands;
 pub mod config;
 pub mod connect;
 pub mod diff;
 pub mod dns;
-pub mod dnsconf;
-pub mod events;
-pub mod fsutil;
-pub mod lb;
+pub(crate) mod dnsconf;
+pub(crate) mod events;
+pub(crate) mod fsutil;
+pub(crate) mod lb;
 pub mod names;
-pub mod output;
+pub(crate) mod output;
 pub mod plan;
-pub mod progress;
+pub(crate) mod progress;
 pub mod render;
-pub mod resolve;
+pub(crate) mod resolve;
 pub mod rollout;
-pub mod status;
-pub mod suggest;
+pub(crate) mod status;
+pub(crate) mod suggest;
 pub mod teardown;
-pub mod watch;
+pub(crate) mod watch;
 
 /// Exit codes are a contract (documented in docs/exit-codes in the README):
 /// 0 success, 1 a check or verification failed, 2 could not run.

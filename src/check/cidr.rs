@@ -44,14 +44,6 @@ pub enum CidrError {
 }
 
 impl Cidr {
-    pub fn addr(&self) -> IpAddr {
-        self.0.network()
-    }
-
-    pub fn prefix(&self) -> u8 {
-        self.0.prefix_len()
-    }
-
     /// Whether the two networks share an address. Two prefixes share one
     /// exactly when one contains the other; families never overlap.
     pub fn overlaps(&self, other: &Cidr) -> bool {
@@ -260,7 +252,6 @@ mod tests {
         assert_eq!(c("fd00:10:100::1/56").to_string(), "fd00:10:100::/56");
         assert_eq!(c("fd00::ff/128").to_string(), "fd00::ff/128");
         assert_eq!(c("fd00::ff/0").to_string(), "::/0");
-        assert_eq!(c("10.100.0.0/16").prefix(), 16);
     }
 
     #[test]

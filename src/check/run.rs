@@ -36,9 +36,10 @@ use crate::{dnsconf, names, resolve};
 pub const LB_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default bound of cleanup (after success, failure, timeout or Ctrl-C).
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(90);
-/// Default time a running prober may take before its log is read as it is.
-/// The script itself is bounded by a few seconds (`nc -w`, `timeout`).
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a running prober may take before its log is read as it is
+/// (`--probe-timeout`, written as the flag takes it). The script itself is
+/// bounded by a few seconds (`nc -w`, `timeout`).
+pub const PROBE_TIMEOUT: &str = "60s";
 
 #[derive(Debug, Clone)]
 pub struct CheckOptions {

@@ -457,24 +457,6 @@ pub fn forwarding_digest(forwards: &[Forward], opts: &ForwardOptions) -> Option<
     Some(format!("{hash:016x}"))
 }
 
-/// dnsmasq arguments for `forwards`, as kube-dns's dnsmasq-nanny translates
-/// `stubDomains` (`--server=/<domain>/<ip>`) and `upstreamNameservers`
-/// (domain `.`: `--server=<ip>`).
-pub fn dnsmasq_servers(forwards: &[Forward]) -> Vec<String> {
-    forwards
-        .iter()
-        .flat_map(|f| {
-            f.servers.iter().map(move |ip| {
-                if f.domain == "." {
-                    format!("--server={ip}")
-                } else {
-                    format!("--server=/{}/{ip}", f.domain)
-                }
-            })
-        })
-        .collect()
-}
-
 // ---------------------------------------------------------------------------
 // Our forwards: validation and normalisation
 // ---------------------------------------------------------------------------

@@ -422,3 +422,21 @@ fn forwarding_digest_is_stable_and_follows_every_change() {
     );
     assert_eq!(forwarding_digest(&[], &opts), None);
 }
+
+/// dnsmasq arguments (what kube-dns runs) for `forwards`, as kube-dns's dnsmasq-nanny translates
+/// `stubDomains` (`--server=/<domain>/<ip>`) and `upstreamNameservers`
+/// (domain `.`: `--server=<ip>`).
+fn dnsmasq_servers(forwards: &[Forward]) -> Vec<String> {
+    forwards
+        .iter()
+        .flat_map(|f| {
+            f.servers.iter().map(move |ip| {
+                if f.domain == "." {
+                    format!("--server={ip}")
+                } else {
+                    format!("--server=/{}/{ip}", f.domain)
+                }
+            })
+        })
+        .collect()
+}
