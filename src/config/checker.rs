@@ -89,8 +89,6 @@ impl<'t> Checker<'t> {
         }
     }
 
-    /// `generated_dir` and `certs.dir` are written into and purged by
-
     /// The table under `key`, if it is one (type errors are reported elsewhere).
     pub(super) fn table_quiet<'a, 'i>(&self, t: &'a Table<'i>, key: &str) -> Option<&'a Table<'i>> {
         match t.get(key)?.get_ref() {
