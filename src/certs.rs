@@ -28,10 +28,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::fs::{self, DirBuilder, OpenOptions, Permissions};
-use std::io::{self, Write};
+use std::fs::{self, DirBuilder, Permissions};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use rcgen::{
@@ -343,28 +343,31 @@ impl CertError {
 pub fn node_sans(namespace: &str, cluster_domain: &str) -> Vec<String> {
     let ns = namespace;
     let domain = cluster_domain.trim_end_matches('.');
+    let public = names::PUBLIC_SERVICE;
+    let headless = names::HEADLESS_SERVICE;
+    let default = names::DEFAULT_NAMESPACE;
     let candidates = [
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         // The public service, through the ExternalName service in `default`...
-        "cockroachdb-public".to_string(),
-        "cockroachdb-public.default".to_string(),
-        "cockroachdb-public.default.svc".to_string(),
-        format!("cockroachdb-public.default.svc.{domain}"),
+        public.to_string(),
+        format!("{public}.{default}"),
+        format!("{public}.{default}.svc"),
+        format!("{public}.{default}.svc.{domain}"),
         // ...and in the zone's namespace.
-        format!("cockroachdb-public.{ns}"),
-        format!("cockroachdb-public.{ns}.svc"),
-        format!("cockroachdb-public.{ns}.svc.{domain}"),
+        format!("{public}.{ns}"),
+        format!("{public}.{ns}.svc"),
+        format!("{public}.{ns}.svc.{domain}"),
         // The headless service itself.
-        "cockroachdb".to_string(),
-        format!("cockroachdb.{ns}"),
-        format!("cockroachdb.{ns}.svc"),
-        format!("cockroachdb.{ns}.svc.{domain}"),
+        headless.to_string(),
+        format!("{headless}.{ns}"),
+        format!("{headless}.{ns}.svc"),
+        format!("{headless}.{ns}.svc.{domain}"),
         // Every pod of the StatefulSet (cockroachdb-<i>.cockroachdb...).
-        "*.cockroachdb".to_string(),
-        format!("*.cockroachdb.{ns}"),
-        format!("*.cockroachdb.{ns}.svc"),
-        format!("*.cockroachdb.{ns}.svc.{domain}"),
+        format!("*.{headless}"),
+        format!("*.{headless}.{ns}"),
+        format!("*.{headless}.{ns}.svc"),
+        format!("*.{headless}.{ns}.svc.{domain}"),
     ];
     let mut seen = BTreeSet::new();
     candidates
@@ -679,7 +682,8 @@ fn check_layout(settings: &CertSettings) -> Result<(), CertError> {
     Ok(())
 }
 
-use crate::fsutil::resolve;
+use crate::fsutil::{Staged, resolve};
+use crate::names;
 
 // ---------------------------------------------------------------------------
 // The CA
@@ -1276,88 +1280,43 @@ fn tighten_key_mode(path: &Path) -> Result<(), CertError> {
     Ok(())
 }
 
-/// A file written next to its destination, renamed over it on commit and
-/// removed if dropped before that.
-struct Staged {
-    tmp: PathBuf,
-    dest: PathBuf,
-    committed: bool,
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-fn stage(dest: &Path, contents: &[u8], mode: u32) -> Result<Staged, CertError> {
-    let dir = parent_dir(dest).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp-{}", file_name(dest), std::process::id()));
-    // A leftover from an interrupted run with the same pid.
-    let _ = fs::remove_file(&tmp);
-    let staged = Staged {
-        tmp,
-        dest: dest.to_path_buf(),
-        committed: false,
-    };
-    // Errors name the destination: that is the file the user knows.
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&staged.tmp)
-        .map_err(CertError::io("write", dest))?;
-    fs::set_permissions(&staged.tmp, Permissions::from_mode(mode))
-        .map_err(CertError::io("set the permissions of", dest))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(CertError::io("write", dest))?;
-    Ok(staged)
+/// Stages every file (see [`Staged`]); errors name the destination, the
+/// file the user knows.
+fn stage_all(files: &[(&Path, String, u32)]) -> Result<Vec<Staged>, CertError> {
+    files
+        .iter()
+        .map(|(dest, contents, mode)| {
+            Staged::new(dest, contents.as_bytes(), *mode).map_err(CertError::io("write", dest))
+        })
+        .collect()
 }
 
 /// Like [`write_atomically`], but never replaces an existing file: each
-/// file is staged, then hard-linked into place (which fails if the name
-/// exists, even as a dangling symlink). Used for the CA, so that two runs
-/// can never overwrite each other's CA key.
+/// file is staged, then hard-linked into place. Used for the CA, so that two
+/// runs can never overwrite each other's CA key.
 fn create_new_files(files: &[(&Path, String, u32)]) -> Result<(), CertError> {
-    let mut staged = Vec::with_capacity(files.len());
-    for (dest, contents, mode) in files {
-        staged.push(stage(dest, contents.as_bytes(), *mode)?);
-    }
-    for file in &staged {
-        match fs::hard_link(&file.tmp, &file.dest) {
+    let staged = stage_all(files)?;
+    for (file, (dest, _, _)) in staged.into_iter().zip(files) {
+        match file.link_into_place() {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(CertError::CaAppeared {
-                    path: file.dest.clone(),
+                    path: dest.to_path_buf(),
                 });
             }
-            Err(e) => return Err(CertError::io("create", &file.dest)(e)),
-        }
-        if let Ok(dir) = fs::File::open(parent_dir(&file.dest).unwrap_or(Path::new("."))) {
-            let _ = dir.sync_all();
+            Err(e) => return Err(CertError::io("create", dest)(e)),
         }
     }
-    // The staged names are removed on drop; the new names stay.
     Ok(())
 }
 
 /// Writes every file to a temporary file first and only then renames them
 /// into place, in order, so an interruption never leaves a half-written file.
 fn write_atomically(files: &[(&Path, String, u32)]) -> Result<(), CertError> {
-    let mut staged = Vec::with_capacity(files.len());
-    for (dest, contents, mode) in files {
-        staged.push(stage(dest, contents.as_bytes(), *mode)?);
-    }
-    for file in &mut staged {
-        fs::rename(&file.tmp, &file.dest).map_err(CertError::io("replace", &file.dest))?;
-        file.committed = true;
-        // Make the rename itself durable.
-        if let Ok(dir) = fs::File::open(parent_dir(&file.dest).unwrap_or(Path::new("."))) {
-            let _ = dir.sync_all();
-        }
+    let staged = stage_all(files)?;
+    for (file, (dest, _, _)) in staged.into_iter().zip(files) {
+        file.rename_into_place()
+            .map_err(CertError::io("replace", dest))?;
     }
     Ok(())
 }

@@ -274,7 +274,12 @@ pub struct CheckArgs {
 
     /// How long a running prober may take before its log is read as it is
     /// (its probes are bounded by a few seconds).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = crate::check::run::PROBE_TIMEOUT,
+        value_parser = parse_duration
+    )]
     pub probe_timeout: Duration,
 
     /// DNS server (IP:PORT) for resolving load balancer hostnames, instead

@@ -658,18 +658,6 @@ pub async fn wait_ready(
     })
 }
 
-/// Reads the whole backup, for tests and diagnostics.
-pub async fn read_backup(
-    client: &Client,
-) -> Result<Option<BTreeMap<String, String>>, DnsConfError> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
-    Ok(api
-        .get_opt(BACKUP_CONFIGMAP)
-        .await
-        .map_err(|e| api_err(BACKUP_CONFIGMAP, &e))?
-        .and_then(|c| c.data))
-}
-
 #[cfg(test)]
 mod addon_tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;

@@ -71,7 +71,7 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
 /// Writes `bytes` to `path` through a temporary file in the same directory
 /// and a rename; `mode` applies to the new file. Unchanged files are not
 /// rewritten (their mtime stays, and nothing is written at all).
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     if let Ok(existing) = std::fs::read(path)
         && existing == bytes
     {
@@ -81,28 +81,86 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         }
         return Ok(());
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
+    Staged::new(path, bytes, mode)?.rename_into_place()
+}
+
+/// A file written and synced next to its destination (`.NAME.tmp-PID`), then
+/// put into place by [`Staged::rename_into_place`] or
+/// [`Staged::link_into_place`]; removed if dropped before that. Staging
+/// every file of a set before placing any is how several files are written
+/// so that an interruption never leaves a half-written one.
+pub struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+    placed: bool,
+}
+
+impl Staged {
+    /// Writes `bytes` to a new temporary file beside `dest`, with `mode`
+    /// (whatever the umask), and syncs it.
+    pub fn new(dest: &Path, bytes: &[u8], mode: u32) -> io::Result<Staged> {
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = parent_dir(dest).join(format!(".{name}.tmp-{}", std::process::id()));
+        // A leftover from an interrupted run with the same pid.
         let _ = std::fs::remove_file(&tmp);
+        let staged = Staged {
+            tmp,
+            dest: dest.to_path_buf(),
+            placed: false,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&staged.tmp)?;
+        std::fs::set_permissions(&staged.tmp, std::fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        Ok(staged)
     }
-    result
+
+    /// Renames the file over its destination (replacing what is there) and
+    /// makes the rename durable.
+    pub fn rename_into_place(mut self) -> io::Result<()> {
+        std::fs::rename(&self.tmp, &self.dest)?;
+        self.placed = true;
+        sync_dir(parent_dir(&self.dest));
+        Ok(())
+    }
+
+    /// Hard-links the file to its destination, which fails with
+    /// [`io::ErrorKind::AlreadyExists`] if the name exists (even as a
+    /// dangling symlink): never replaces a file. The staged name is removed.
+    pub fn link_into_place(self) -> io::Result<()> {
+        std::fs::hard_link(&self.tmp, &self.dest)?;
+        sync_dir(parent_dir(&self.dest));
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// The directory a file is in (`.` for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Best effort: a directory's entries (a rename, a new link) reach the disk.
+fn sync_dir(dir: &Path) {
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
 }
 
 /// An absolute path with symlinks resolved as far as the path exists and

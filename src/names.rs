@@ -62,7 +62,6 @@ pub const CLUSTER_DNS_SERVICE: &str = "kube-dns";
 /// Ports.
 pub const GRPC_PORT: u16 = 26257;
 pub const HTTP_PORT: u16 = 8080;
-pub const DNS_PORT: u16 = 53;
 
 /// Where certificates are mounted inside the pods.
 pub const NODE_CERTS_MOUNT: &str = "/cockroach/cockroach-certs";

@@ -58,15 +58,6 @@ impl Progress {
         }
     }
 
-    /// Plain lines whatever stderr is (for tests and library callers).
-    pub fn plain(quiet: bool) -> Self {
-        Progress { quiet, live: false }
-    }
-
-    pub fn is_live(&self) -> bool {
-        self.live
-    }
-
     /// Starts the live lines, one per zone in this order. Plain: nothing.
     pub fn begin<'a>(&self, zones: impl IntoIterator<Item = &'a str>) {
         if self.live {

@@ -142,6 +142,7 @@ impl Templates {
         Ok(t)
     }
 
+    #[cfg(test)]
     pub fn origin(&self, name: &str) -> Option<&Origin> {
         self.sources.get(name).map(|(_, o)| o)
     }

@@ -236,7 +236,6 @@ pub type CertSources = Vec<(String, Result<String, String>)>;
 #[derive(Debug, Clone, Default)]
 pub struct Gathered {
     pub zone: String,
-    pub context: String,
     /// The API server's version, or why the zone could not be asked
     /// (`connect` true: the context itself is unusable).
     pub api: Option<Result<String, (String, bool)>>,
@@ -295,7 +294,6 @@ pub async fn gather(
         async move {
             let mut g = Gathered {
                 zone: zone.name.clone(),
-                context: zone.context.clone(),
                 ..Gathered::default()
             };
             let read = gather_zone(kubeconfig, zone, everything, override_, opts, &mut g);

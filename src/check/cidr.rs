@@ -1,6 +1,7 @@
 //! The `cidr` check: pod IPs can only be routed between clusters whose pod
-//! ranges do not overlap. This module owns a tiny CIDR type (std only:
-//! parse, normalise, overlap), reading a cluster's pod ranges from its Nodes
+//! ranges do not overlap. This module owns the check's CIDR type (a thin
+//! wrapper of [`ipnet::IpNet`] that keeps this check's parse errors and
+//! clears host bits), reading a cluster's pod ranges from its Nodes
 //! (`spec.podCIDRs`, else `spec.podCIDR`), and turning every zone's ranges
 //! into one result per ordered pair of zones. Pure: the Nodes are listed by
 //! [`super::run`]; no I/O here.
@@ -14,6 +15,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 
 use super::{Check, CheckResult, Status};
@@ -22,12 +24,9 @@ use super::{Check, CheckResult, Status};
 pub const TARGET: &str = "pod CIDRs";
 
 /// An IPv4 or IPv6 network: its address with the host bits cleared, and the
-/// prefix length.
+/// prefix length. Ordered by family, then address, then prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 /// Why a string is not a CIDR.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,50 +44,15 @@ pub enum CidrError {
 }
 
 impl Cidr {
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
-
-    pub fn prefix(&self) -> u8 {
-        self.prefix
-    }
-
-    /// The address as bits (IPv4 in the low 32) and the family's width.
-    fn bits(addr: IpAddr) -> (u128, u8) {
-        match addr {
-            IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
-            IpAddr::V6(a) => (u128::from(a), 128),
-        }
-    }
-
-    /// The mask of the first `prefix` of `width` bits.
-    fn mask(width: u8, prefix: u8) -> u128 {
-        if prefix == 0 {
-            return 0;
-        }
-        let all = if width == 128 {
-            u128::MAX
-        } else {
-            (1u128 << width) - 1
-        };
-        (all << (width - prefix)) & all
-    }
-
-    /// Whether the two networks share an address: same family, and equal
-    /// under the shorter of the two prefixes.
+    /// Whether the two networks share an address. Two prefixes share one
+    /// exactly when one contains the other; families never overlap.
     pub fn overlaps(&self, other: &Cidr) -> bool {
-        let (a, width) = Cidr::bits(self.addr);
-        let (b, other_width) = Cidr::bits(other.addr);
-        if width != other_width {
-            return false;
-        }
-        let mask = Cidr::mask(width, self.prefix.min(other.prefix));
-        a & mask == b & mask
+        self.contains(other) || other.contains(self)
     }
 
     /// Whether every address of `other` is in `self`.
     pub fn contains(&self, other: &Cidr) -> bool {
-        self.prefix <= other.prefix && self.overlaps(other)
+        self.0.contains(&other.0)
     }
 }
 
@@ -97,6 +61,7 @@ impl FromStr for Cidr {
 
     /// `10.100.0.0/16`, `fd00:10:100::/56`. Host bits are cleared
     /// (`10.100.1.7/16` is `10.100.0.0/16`), as Go's `net.ParseCIDR` does.
+    /// The prefix length is plain decimal digits (no sign, no exponent).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let text = s.trim();
         let (addr, prefix) = text
@@ -105,31 +70,23 @@ impl FromStr for Cidr {
         let addr: IpAddr = addr
             .parse()
             .map_err(|_| CidrError::Address(text.to_string()))?;
-        let (bits, width) = Cidr::bits(addr);
         let bad_prefix = || CidrError::Prefix {
             text: text.to_string(),
             prefix: prefix.to_string(),
-            max: width,
+            max: if addr.is_ipv4() { 32 } else { 128 },
         };
         if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad_prefix());
         }
         let prefix: u8 = prefix.parse().map_err(|_| bad_prefix())?;
-        if prefix > width {
-            return Err(bad_prefix());
-        }
-        let network = bits & Cidr::mask(width, prefix);
-        let addr = match addr {
-            IpAddr::V4(_) => IpAddr::V4((network as u32).into()),
-            IpAddr::V6(_) => IpAddr::V6(network.into()),
-        };
-        Ok(Cidr { addr, prefix })
+        let net = IpNet::new(addr, prefix).map_err(|_| bad_prefix())?;
+        Ok(Cidr(net.trunc()))
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        self.0.fmt(f)
     }
 }
 
@@ -295,7 +252,6 @@ mod tests {
         assert_eq!(c("fd00:10:100::1/56").to_string(), "fd00:10:100::/56");
         assert_eq!(c("fd00::ff/128").to_string(), "fd00::ff/128");
         assert_eq!(c("fd00::ff/0").to_string(), "::/0");
-        assert_eq!(c("10.100.0.0/16").prefix(), 16);
     }
 
     #[test]

@@ -28,10 +28,13 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub mod cidr;
+mod cleanup;
 pub mod lb;
 pub mod probe;
 pub mod report;
 pub mod run;
+mod session;
+pub mod targets;
 
 #[cfg(test)]
 mod tests;
@@ -215,13 +218,14 @@ pub fn tcp_hint(from: &str, to: &str, port: u16) -> String {
 /// Hint for a failed cluster-DNS probe. `no_answer`: the cluster forwards
 /// the zone's domain but no answer came back (timeout, SERVFAIL).
 pub fn dns_hint(from: &str, to: &str, no_answer: bool) -> String {
+    let lb = crate::names::DNS_LB_SERVICE;
     if no_answer {
         format!(
-            "{from}'s DNS forwards {to}'s names but gets no answer: check the kube-dns-lb address of {to} and that {from}'s DNS pods reach it on port 53 (routes, firewall rules)"
+            "{from}'s DNS forwards {to}'s names but gets no answer: check the {lb} address of {to} and that {from}'s DNS pods reach it on port 53 (routes, firewall rules)"
         )
     } else {
         format!(
-            "{from}'s DNS does not forward {to}'s names: run apply, check the kube-dns-lb address of {to}"
+            "{from}'s DNS does not forward {to}'s names: run apply, check the {lb} address of {to}"
         )
     }
 }
@@ -246,17 +250,18 @@ pub fn lost_forwarding_hint(zone: &str, configmap: &str, addon: Option<&str>) ->
 /// negative answer from a transport failure.
 pub fn dns_lb_hint(from: &str, to: &str, protocol: &str, answered: bool) -> String {
     let proto = protocol.to_ascii_uppercase();
+    let (system, lb) = (crate::names::KUBE_SYSTEM, crate::names::DNS_LB_SERVICE);
     if !answered {
         format!(
-            "the DNS load balancer of {from} does not serve DNS over {proto}: check Service kube-system/kube-dns-lb in {from} (its {proto} port 53, its selector) and dns.protocols in the config"
+            "the DNS load balancer of {from} does not serve DNS over {proto}: check Service {system}/{lb} in {from} (its {proto} port 53, its selector) and dns.protocols in the config"
         )
     } else if from == to {
         format!(
-            "the DNS load balancer of {from} does not resolve its own zone's names over {proto}: check that Service kube-system/kube-dns-lb in {from} selects the cluster's DNS pods"
+            "the DNS load balancer of {from} does not resolve its own zone's names over {proto}: check that Service {system}/{lb} in {from} selects the cluster's DNS pods"
         )
     } else {
         format!(
-            "the DNS load balancer of {from} answers but does not resolve {to}'s names over {proto}: run apply, check {from}'s DNS forwarding to the kube-dns-lb address of {to}"
+            "the DNS load balancer of {from} answers but does not resolve {to}'s names over {proto}: run apply, check {from}'s DNS forwarding to the {lb} address of {to}"
         )
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::time::Duration;
 
 use super::{Check, CheckReport, CheckResult, Status};
 
@@ -232,97 +233,62 @@ pub fn render_json(report: &CheckReport) -> String {
     s
 }
 
-/// The report as JUnit XML: one `<testsuite>` per check, one `<testcase>`
-/// per probe of an ordered pair, `<failure>` and `<skipped>` elements.
+/// The report as JUnit XML, written by `quick-junit`: one `<testsuite>` per
+/// check, one `<testcase>` per probe of an ordered pair, `<failure>` and
+/// `<skipped>` elements. Control characters XML cannot carry are dropped.
 pub fn render_junit(report: &CheckReport) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let s = report.summary;
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"crdb-multiregion check\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\">",
-        report.results.len(),
-        s.failed,
-        s.skipped
-    );
+    let mut junit = quick_junit::Report::new("crdb-multiregion check");
     for check in Check::ALL {
         let rs: Vec<&CheckResult> = report.results.iter().filter(|r| r.check == check).collect();
         if rs.is_empty() {
             continue;
         }
         let classname = format!("crdb-multiregion.check.{check}");
-        let failed = rs.iter().filter(|r| r.status == Status::Fail).count();
-        let skipped = rs.iter().filter(|r| r.status == Status::Skip).count();
+        let mut suite = quick_junit::TestSuite::new(xml_text(&classname));
         let time: u64 = rs.iter().filter_map(|r| r.latency_ms).sum();
-        let _ = writeln!(
-            out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" skipped=\"{skipped}\" time=\"{}\">",
-            escape(&classname),
-            rs.len(),
-            seconds(time)
-        );
-        for r in rs {
-            let mut name = format!("{} -> {} {}", r.from, r.to, r.target);
-            if let Some(p) = &r.protocol {
-                let _ = write!(name, " ({p})");
-            }
-            let _ = write!(
-                out,
-                "    <testcase classname=\"{}\" name=\"{}\" time=\"{}\"",
-                escape(&classname),
-                escape(&name),
-                seconds(r.latency_ms.unwrap_or(0))
-            );
-            match r.status {
-                Status::Pass => out.push_str("/>\n"),
-                Status::Skip => {
-                    let _ = writeln!(
-                        out,
-                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                        escape(&r.detail)
-                    );
-                }
-                Status::Fail => {
-                    let mut body = r.detail.clone();
-                    if let Some(h) = &r.hint {
-                        let _ = write!(body, "\nhint: {h}");
-                    }
-                    let _ = writeln!(
-                        out,
-                        ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
-                        escape(&r.detail),
-                        escape(check.as_str()),
-                        escape(&body)
-                    );
-                }
-            }
-        }
-        out.push_str("  </testsuite>\n");
+        suite.set_time(Duration::from_millis(time));
+        suite.add_test_cases(rs.into_iter().map(|r| junit_case(check, &classname, r)));
+        junit.add_test_suite(suite);
     }
-    out.push_str("</testsuites>\n");
-    out
+    junit
+        .to_string()
+        .expect("quick-junit writes into a String without I/O errors")
 }
 
-fn seconds(ms: u64) -> String {
-    format!("{}.{:03}", ms / 1000, ms % 1000)
+/// One probe as a `<testcase>`: `FROM -> TO TARGET (PROTOCOL)`.
+fn junit_case(check: Check, classname: &str, r: &CheckResult) -> quick_junit::TestCase {
+    use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus};
+    let mut name = format!("{} -> {} {}", r.from, r.to, r.target);
+    if let Some(p) = &r.protocol {
+        let _ = write!(name, " ({p})");
+    }
+    let status = match r.status {
+        Status::Pass => TestCaseStatus::success(),
+        Status::Skip => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(xml_text(&r.detail));
+            s
+        }
+        Status::Fail => {
+            let mut body = r.detail.clone();
+            if let Some(h) = &r.hint {
+                let _ = write!(body, "\nhint: {h}");
+            }
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(xml_text(&r.detail))
+                .set_type(check.as_str())
+                .set_description(xml_text(&body));
+            s
+        }
+    };
+    let mut case = TestCase::new(xml_text(&name), status);
+    case.set_classname(classname)
+        .set_time(Duration::from_millis(r.latency_ms.unwrap_or(0)));
+    case
 }
 
-/// XML-escapes text for attributes and element content; characters XML 1.0
-/// cannot carry at all (most control characters) become U+FFFD.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
+/// Text for the XML: quick-junit drops the C0 control characters XML 1.0
+/// cannot carry; the two non-characters it lets through become U+FFFD.
+fn xml_text(s: &str) -> String {
+    s.replace(['\u{FFFE}', '\u{FFFF}'], "\u{FFFD}")
 }

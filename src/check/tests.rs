@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use super::probe::{self, DnsTarget, ProberTargets, TcpTarget};
 use super::report;
-use super::run::{self, plan_targets};
+use super::session;
+use super::targets::{self, plan_targets};
 use super::*;
 use crate::config::Config;
 
@@ -395,7 +396,7 @@ fn pod(status: Value) -> Pod {
 
 #[test]
 fn image_pull_and_scheduling_problems_are_recognised() {
-    let pull = run::pod_problem(
+    let pull = session::pod_problem(
         &pod(json!({"phase": "Pending", "containerStatuses": [{
             "name": "probe", "image": "busybox:does-not-exist", "imageID": "", "ready": false,
             "restartCount": 0,
@@ -410,7 +411,7 @@ fn image_pull_and_scheduling_problems_are_recognised() {
     );
     assert!(pull.hint.contains("--image"));
 
-    let unschedulable = run::pod_problem(
+    let unschedulable = session::pod_problem(
         &pod(json!({"phase": "Pending", "conditions": [{
             "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
             "message": "0/3 nodes are available: 3 Insufficient cpu."
@@ -426,7 +427,7 @@ fn image_pull_and_scheduling_problems_are_recognised() {
     assert!(unschedulable.hint.contains("taints"));
 
     assert_eq!(
-        run::pod_problem(
+        session::pod_problem(
             &pod(json!({"phase": "Running", "podIP": "10.0.0.1"})),
             "busybox:1.36"
         ),
@@ -512,7 +513,7 @@ fn sample_report() -> CheckReport {
                         "DNS load balancer 10.151.0.10 is not reachable from here (no answer within 3s)",
                     )
                 } else if from == "us-central1-a" {
-                    skipped(Check::DnsLb, from, to, &name, run::NO_DNS_LB)
+                    skipped(Check::DnsLb, from, to, &name, targets::NO_DNS_LB)
                 } else {
                     CheckResult {
                         check: Check::DnsLb,
@@ -688,10 +689,24 @@ fn junit_report_is_read_by_a_junit_consumer() {
 }
 
 #[test]
-fn xml_escaping() {
-    assert_eq!(
-        report::escape("<a href=\"x\">'&'</a>\u{1}"),
-        "&lt;a href=&quot;x&quot;&gt;&apos;&amp;&apos;&lt;/a&gt;\u{FFFD}"
+fn junit_text_that_xml_cannot_carry_is_dropped_or_replaced() {
+    let mut report = sample_report();
+    report.results[1].detail = "bad\u{1}byte \u{FFFE}<x> & 'y'".into();
+    report.results[1].status = Status::Fail;
+    let xml = report::render_junit(&report);
+    assert!(!xml.contains('\u{1}') && !xml.contains('\u{FFFE}'), "{xml}");
+    let suites = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes()))
+        .unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let messages: Vec<String> = suites
+        .suites
+        .iter()
+        .flat_map(|s| &s.cases)
+        .filter(|c| c.status.is_failure())
+        .map(|c| c.status.failure_as_ref().message.clone())
+        .collect();
+    assert!(
+        messages.contains(&"badbyte \u{FFFD}<x> & 'y'".to_string()),
+        "{messages:?}"
     );
 }
 

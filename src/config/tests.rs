@@ -1,4 +1,7 @@
+use std::path::PathBuf;
+
 use super::*;
+use crate::certs::KeyType;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(Path::new("test.toml"), text)

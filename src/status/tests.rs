@@ -40,7 +40,6 @@ const VARS: &str = "# HELP ranges_underreplicated Number of ranges with fewer li
 fn healthy(zone: &str, own_ip: &str, other: &str, other_ip: &str) -> Gathered {
     Gathered {
         zone: zone.into(),
-        context: format!("c{zone}"),
         api: Some(Ok("v1.33.0".into())),
         lb: Some(Ok((vec![ip(own_ip)], Vec::new()))),
         dns: Some(Ok((

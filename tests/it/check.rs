@@ -1086,39 +1086,33 @@ impl Drop for FakeLb {
 
 /// The answer to one query: A record from `lookup`, else NXDOMAIN.
 fn dns_reply(q: &[u8], lookup: &dyn Fn(&str) -> Option<std::net::Ipv4Addr>) -> Option<Vec<u8>> {
-    if q.len() < 12 {
-        return None;
-    }
-    let mut labels = Vec::new();
-    let mut i = 12;
-    loop {
-        let n = *q.get(i)? as usize;
-        i += 1;
-        if n == 0 {
-            break;
-        }
-        labels.push(String::from_utf8_lossy(q.get(i..i + n)?).to_ascii_lowercase());
-        i += n;
-    }
-    let question_end = i + 4;
-    let qtype = u16::from_be_bytes([*q.get(i)?, *q.get(i + 1)?]);
-    let answer = if qtype == 1 {
-        lookup(&labels.join("."))
+    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::rr::{RData, Record, RecordType, rdata::A};
+    let q = Message::from_vec(q).ok()?;
+    let asked = q.queries.first()?.clone();
+    let name = asked.name().to_lowercase().to_ascii();
+    let answer = if asked.query_type() == RecordType::A {
+        lookup(name.trim_end_matches('.'))
     } else {
         None
     };
-    let mut r = Vec::new();
-    r.extend_from_slice(&q[0..2]);
-    let rd = q[2] & 0x01;
-    r.push(0x84 | rd); // QR, AA, RD as asked
-    r.push(if answer.is_some() { 0x80 } else { 0x83 }); // RA, NOERROR / NXDOMAIN
-    r.extend_from_slice(&[0, 1, 0, u8::from(answer.is_some()), 0, 0, 0, 0]);
-    r.extend_from_slice(q.get(12..question_end)?);
+    let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+    r.metadata.authoritative = true;
+    r.metadata.recursion_desired = q.metadata.recursion_desired;
+    r.metadata.recursion_available = true;
+    r.metadata.response_code = match answer {
+        Some(_) => ResponseCode::NoError,
+        None => ResponseCode::NXDomain,
+    };
     if let Some(ip) = answer {
-        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
-        r.extend_from_slice(&ip.octets());
+        r.add_answer(Record::from_rdata(
+            asked.name().clone(),
+            30,
+            RData::A(A(ip)),
+        ));
     }
-    Some(r)
+    r.add_query(asked);
+    r.to_vec().ok()
 }
 
 #[test]

@@ -10,6 +10,9 @@ use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::net::UdpSocket;
 
 pub const LB_DOMAIN: &str = "elb.kube-sim.test";
@@ -73,56 +76,48 @@ impl LbNames {
     }
 }
 
-fn parse_question(msg: &[u8]) -> Option<(String, u16, usize)> {
-    let mut pos = 12;
-    let mut labels = Vec::new();
-    loop {
-        let len = *msg.get(pos)? as usize;
-        pos += 1;
-        if len == 0 {
-            break;
-        }
-        if len & 0xc0 != 0 {
-            return None;
-        }
-        labels.push(String::from_utf8_lossy(msg.get(pos..pos + len)?).to_string());
-        pos += len;
-    }
-    let qtype = u16::from_be_bytes([*msg.get(pos)?, *msg.get(pos + 1)?]);
-    Some((labels.join("."), qtype, pos + 4))
+/// The lower-case name (without the final dot) and type of a query.
+fn question(query: &Message) -> Option<(String, RecordType)> {
+    let q = query.queries.first()?;
+    let name = q.name().to_lowercase().to_ascii();
+    Some((name.trim_end_matches('.').to_string(), q.query_type()))
 }
 
-/// Build the answer to one DNS query, or None for a packet to ignore.
-/// `live` tells whether the host name of an address resolves now.
+/// Build the answer to one DNS query, or None for a packet to ignore (not a
+/// query, or not one DNS message). `live` tells whether the host name of an
+/// address resolves now.
 pub fn answer(query: &[u8], live: impl Fn(Ipv4Addr) -> bool) -> Option<Vec<u8>> {
-    if query.len() < 12 || query[2] & 0x80 != 0 {
+    let query = Message::from_vec(query).ok()?;
+    if query.metadata.message_type != MessageType::Query {
         return None;
     }
-    let (name, qtype, qend) = parse_question(query)?;
-    let mut resp = query[..qend].to_vec();
-    resp[2] = 0x84 | (query[2] & 0x01); // QR, AA, copy RD
-    let lower = name.to_ascii_lowercase();
-    let (rcode, ip) = if !(lower == "kube-sim.test" || lower.ends_with(".kube-sim.test")) {
-        (5, None)
+    let (name, qtype) = question(&query)?;
+    let (rcode, ip) = if !(name == "kube-sim.test" || name.ends_with(".kube-sim.test")) {
+        (ResponseCode::Refused, None)
     } else {
-        match resolve_lb_hostname(&lower) {
-            Some(ip) if !live(ip) => (3, None),
-            Some(ip) if qtype == 1 || qtype == 255 => (0, Some(ip)),
-            Some(_) => (0, None),
-            None => (3, None),
+        match resolve_lb_hostname(&name) {
+            Some(ip) if !live(ip) => (ResponseCode::NXDomain, None),
+            Some(ip) if matches!(qtype, RecordType::A | RecordType::ANY) => {
+                (ResponseCode::NoError, Some(ip))
+            }
+            Some(_) => (ResponseCode::NoError, None),
+            None => (ResponseCode::NXDomain, None),
         }
     };
-    resp[3] = rcode;
-    resp[4..6].copy_from_slice(&1u16.to_be_bytes());
-    resp[6..8].copy_from_slice(&(ip.is_some() as u16).to_be_bytes());
-    resp[8..12].copy_from_slice(&[0, 0, 0, 0]);
+    let mut resp = Message::response(query.metadata.id, query.metadata.op_code);
+    resp.metadata.authoritative = true;
+    resp.metadata.recursion_desired = query.metadata.recursion_desired;
+    resp.metadata.response_code = rcode;
+    let asked = query.queries[0].clone();
     if let Some(ip) = ip {
-        resp.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
-        resp.extend_from_slice(&30u32.to_be_bytes());
-        resp.extend_from_slice(&4u16.to_be_bytes());
-        resp.extend_from_slice(&ip.octets());
+        resp.add_answer(Record::from_rdata(
+            asked.name().clone(),
+            30,
+            RData::A(A(ip)),
+        ));
     }
-    Some(resp)
+    resp.add_query(asked);
+    resp.to_vec().ok()
 }
 
 pub async fn serve(socket: UdpSocket, names: std::sync::Arc<LbNames>) {
@@ -153,33 +148,51 @@ mod tests {
         assert_eq!(resolve_lb_hostname("example.com"), None);
     }
 
-    fn query(name: &str, qtype: u16) -> Vec<u8> {
-        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for l in name.split('.') {
-            q.push(l.len() as u8);
-            q.extend_from_slice(l.as_bytes());
-        }
-        q.push(0);
-        q.extend_from_slice(&qtype.to_be_bytes());
-        q.extend_from_slice(&1u16.to_be_bytes());
-        q
+    fn query(name: &str, qtype: RecordType) -> Vec<u8> {
+        let mut q = Message::new(0x1234, MessageType::Query, hickory_proto::op::OpCode::Query);
+        q.metadata.recursion_desired = true;
+        q.add_query(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::from_ascii(name).unwrap(),
+            qtype,
+        ));
+        q.to_vec().unwrap()
+    }
+
+    fn ask(name: &str, live: impl Fn(Ipv4Addr) -> bool) -> Message {
+        Message::from_vec(&answer(&query(name, RecordType::A), live).unwrap()).unwrap()
     }
 
     #[test]
     fn answers_a_records() {
         let all = |_| true;
-        let r = answer(&query("lb-10-150-0-10.elb.kube-sim.test", 1), all).unwrap();
-        assert_eq!(&r[..2], &[0x12, 0x34]);
-        assert_eq!(r[3] & 0x0f, 0);
-        assert_eq!(&r[6..8], &[0, 1]);
-        assert_eq!(&r[r.len() - 4..], &[10, 150, 0, 10]);
-        let nx = answer(&query("nope.kube-sim.test", 1), all).unwrap();
-        assert_eq!(nx[3] & 0x0f, 3);
-        let refused = answer(&query("example.com", 1), all).unwrap();
-        assert_eq!(refused[3] & 0x0f, 5);
-        let unpublished = answer(&query("lb-10-150-0-10.elb.kube-sim.test", 1), |_| false).unwrap();
-        assert_eq!(unpublished[3] & 0x0f, 3, "an unpublished name is NXDOMAIN");
-        assert_eq!(&unpublished[6..8], &[0, 0]);
+        let r = ask("lb-10-150-0-10.elb.kube-sim.test", all);
+        assert_eq!(r.metadata.id, 0x1234);
+        assert_eq!(r.metadata.message_type, MessageType::Response);
+        assert!(r.metadata.authoritative && r.metadata.recursion_desired);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(r.queries.len(), 1);
+        let ips: Vec<RData> = r.answers.iter().map(|a| a.data.clone()).collect();
+        assert_eq!(ips, [RData::A(A(Ipv4Addr::new(10, 150, 0, 10)))]);
+        let aaaa = query("lb-10-150-0-10.elb.kube-sim.test", RecordType::AAAA);
+        let aaaa = Message::from_vec(&answer(&aaaa, all).unwrap()).unwrap();
+        assert_eq!(aaaa.metadata.response_code, ResponseCode::NoError);
+        assert!(aaaa.answers.is_empty());
+        let nx = ask("nope.kube-sim.test", all);
+        assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+        let refused = ask("example.com", all);
+        assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+        let unpublished = ask("lb-10-150-0-10.elb.kube-sim.test", |_| false);
+        assert_eq!(
+            unpublished.metadata.response_code,
+            ResponseCode::NXDomain,
+            "an unpublished name is NXDOMAIN"
+        );
+        assert!(unpublished.answers.is_empty());
+        // A response is never answered.
+        let mut resp = Message::from_vec(&query("x.kube-sim.test", RecordType::A)).unwrap();
+        resp.metadata.message_type = MessageType::Response;
+        assert_eq!(answer(&resp.to_vec().unwrap(), all), None);
+        assert_eq!(answer(b"short", all), None);
     }
 
     #[test]
