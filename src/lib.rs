@@ -33,6 +33,7 @@ pub mod dns;
 pub mod dnsconf;
 pub mod events;
 pub mod fsutil;
+pub mod known;
 pub mod lb;
 pub mod names;
 pub mod output;
