@@ -1573,15 +1573,12 @@ pub async fn wait_rollout(
         let client = cluster.client.clone();
         let namespace = namespace.to_string();
         async move {
-            let set = sets
-                .get_opt(names::STATEFULSET)
-                .await
+            let by_label = ListParams::default().labels(&selector);
+            let (set, list) = tokio::join!(sets.get_opt(names::STATEFULSET), pods.list(&by_label));
+            let set = set
                 .map_err(|e| error_text(&e))?
                 .ok_or_else(|| format!("StatefulSet {namespace}/{} is gone", names::STATEFULSET))?;
-            let list = pods
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .map_err(|e| error_text(&e))?;
+            let list = list.map_err(|e| error_text(&e))?;
             for p in &list.items {
                 if let Some(problem) = crate::rollout::pod_problem(p) {
                     return Err(format!("{problem}\n      hint: {}", problem.hint(&namespace)));

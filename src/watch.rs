@@ -114,18 +114,19 @@ where
     }
 }
 
-/// [`until`], with a look at what the watch cannot see: whenever the
-/// condition has not held for a while (0.25 s at first, doubling up to
-/// 2 s), the object is read again and `stuck` is asked (e.g. about the
-/// events of a cloud or controller that refused it) whether waiting on is
-/// pointless: `Err(why)` ends the wait with [`WaitError::Api`]. The
-/// watch is then reopened from that read.
+/// [`until`], with a look at what the watch cannot see: beside the watch,
+/// after 0.25 s and then at doubling intervals up to 2 s, `stuck` is asked
+/// about the object as the caller held it (e.g. whether a cloud or a
+/// controller recorded an event refusing it) whether waiting on is
+/// pointless: `Err(why)` ends the wait with [`WaitError::Api`]. The watch
+/// itself runs uninterrupted, so the change waited for is seen when it
+/// happens.
 pub async fn until_checked<K, T, D, S, Fut>(
     api: &Api<K>,
     name: &str,
-    mut current: State<K>,
+    current: State<K>,
     timeout: Duration,
-    mut done: D,
+    done: D,
     mut stuck: S,
 ) -> Result<T, WaitError>
 where
@@ -134,40 +135,23 @@ where
     S: FnMut(Option<K>) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut quiet = Duration::from_millis(250);
-    loop {
-        let version = current
-            .as_ref()
-            .and_then(|o| o.meta().resource_version.clone())
-            .unwrap_or_else(|| "0".to_string());
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match until(
-            api,
-            name,
-            current.take(),
-            version,
-            quiet.min(left),
-            &mut done,
-        )
-        .await
-        {
-            Err(WaitError::Timeout { last, .. }) if tokio::time::Instant::now() >= deadline => {
-                return Err(WaitError::Timeout {
-                    after: timeout,
-                    last,
-                });
+    let version = current
+        .as_ref()
+        .and_then(|o| o.meta().resource_version.clone())
+        .unwrap_or_else(|| "0".to_string());
+    let held = current.clone();
+    let checks = async {
+        let mut quiet = Duration::from_millis(250);
+        loop {
+            tokio::time::sleep(quiet).await;
+            if let Err(why) = stuck(held.clone()).await {
+                return WaitError::Api(why);
             }
-            Err(WaitError::Timeout { .. }) => {
-                let now = api
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| WaitError::Api(error_text(&e)))?;
-                stuck(now.clone()).await.map_err(WaitError::Api)?;
-                current = now;
-                quiet = (quiet * 2).min(Duration::from_secs(2));
-            }
-            other => return other,
+            quiet = (quiet * 2).min(Duration::from_secs(2));
         }
+    };
+    tokio::select! {
+        result = until(api, name, current, version, timeout, done) => result,
+        stopped = checks => Err(stopped),
     }
 }

@@ -1108,56 +1108,6 @@ async fn stream_events(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_targets() {
-        let t = parse_target("", "v1", &["namespaces", "db", "pods", "x", "log"], "/")
-            .ok()
-            .unwrap();
-        assert!(
-            matches!(t, Target::Object { res: idx::POD, ref ns, ref name, sub: Some(ref s) } if ns == "db" && name == "x" && s == "log")
-        );
-        let t = parse_target("", "v1", &["namespaces", "db", "status"], "/")
-            .ok()
-            .unwrap();
-        assert!(matches!(t, Target::Object { res: idx::NAMESPACE, ref name, .. } if name == "db"));
-        let t = parse_target("", "v1", &["namespaces", "db", "pods"], "/")
-            .ok()
-            .unwrap();
-        assert!(matches!(
-            t,
-            Target::Collection {
-                res: idx::POD,
-                ns: Some(_)
-            }
-        ));
-        let t = parse_target("", "v1", &["pods"], "/").ok().unwrap();
-        assert!(matches!(
-            t,
-            Target::Collection {
-                res: idx::POD,
-                ns: None
-            }
-        ));
-        assert!(parse_target("", "v1", &["pods", "x"], "/").is_err());
-        assert!(parse_target("", "v1", &["namespaces", "db", "pods", "x", "nope"], "/").is_err());
-    }
-
-    #[test]
-    fn scale_view() {
-        let s = scale_of(
-            idx::STATEFULSET,
-            &json!({"metadata": {"name": "x"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "db"}}}}),
-        );
-        assert_eq!(s["spec"]["replicas"], 3);
-        assert_eq!(s["status"]["selector"], "app=db");
-        assert!(s.get("_kind").is_none());
-    }
-}
-
 /// The status of a SelfSubjectRulesReview: what the caller may do in the
 /// namespace asked about, as RBAC lists it (authorization.k8s.io/v1
 /// SubjectRulesReviewStatus: `resourceRules`, `nonResourceRules`,
@@ -1212,4 +1162,54 @@ fn rules_review(denied: &[String]) -> Value {
         "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": ["*"]}],
         "incomplete": false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        let t = parse_target("", "v1", &["namespaces", "db", "pods", "x", "log"], "/")
+            .ok()
+            .unwrap();
+        assert!(
+            matches!(t, Target::Object { res: idx::POD, ref ns, ref name, sub: Some(ref s) } if ns == "db" && name == "x" && s == "log")
+        );
+        let t = parse_target("", "v1", &["namespaces", "db", "status"], "/")
+            .ok()
+            .unwrap();
+        assert!(matches!(t, Target::Object { res: idx::NAMESPACE, ref name, .. } if name == "db"));
+        let t = parse_target("", "v1", &["namespaces", "db", "pods"], "/")
+            .ok()
+            .unwrap();
+        assert!(matches!(
+            t,
+            Target::Collection {
+                res: idx::POD,
+                ns: Some(_)
+            }
+        ));
+        let t = parse_target("", "v1", &["pods"], "/").ok().unwrap();
+        assert!(matches!(
+            t,
+            Target::Collection {
+                res: idx::POD,
+                ns: None
+            }
+        ));
+        assert!(parse_target("", "v1", &["pods", "x"], "/").is_err());
+        assert!(parse_target("", "v1", &["namespaces", "db", "pods", "x", "nope"], "/").is_err());
+    }
+
+    #[test]
+    fn scale_view() {
+        let s = scale_of(
+            idx::STATEFULSET,
+            &json!({"metadata": {"name": "x"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "db"}}}}),
+        );
+        assert_eq!(s["spec"]["replicas"], 3);
+        assert_eq!(s["status"]["selector"], "app=db");
+        assert!(s.get("_kind").is_none());
+    }
 }
