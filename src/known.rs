@@ -263,9 +263,16 @@ fn list_matches(planned: &[Value], live: &Value, fields: &Map<String, Value>) ->
             let Ok(Value::Object(key)) = serde_json::from_str::<Value>(key) else {
                 return false;
             };
-            let has_key = |item: &&Value| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv));
-            let ps: Vec<&Value> = planned.iter().filter(has_key).collect();
-            let ls: Vec<&Value> = live.iter().filter(has_key).collect();
+            // The key holds the item's key fields as stored, defaults
+            // included (a port's `protocol: TCP`): a planned item may leave
+            // one out. Two planned items matching one key means no match.
+            let planned_key = |item: &&Value| {
+                key.iter()
+                    .all(|(kk, kv)| item.get(kk).is_none_or(|v| v.is_null() || v == kv))
+            };
+            let live_key = |item: &&Value| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv));
+            let ps: Vec<&Value> = planned.iter().filter(planned_key).collect();
+            let ls: Vec<&Value> = live.iter().filter(live_key).collect();
             match (ps.as_slice(), ls.as_slice(), f.as_object()) {
                 ([p], [l], Some(f)) => object_matches(p, l, f),
                 _ => false,
