@@ -25,9 +25,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde::Serialize;
@@ -299,9 +299,11 @@ pub async fn check_ca(
             (c.namespace.as_str(), names::CLIENT_SECRET),
             (names::DEFAULT_NAMESPACE, names::CLIENT_SECRET),
         ] {
-            let api: Api<Secret> = Api::namespaced(c.client.clone(), ns);
-            let secret = api
-                .get_opt(name)
+            // A Secret without our label is not ours; if one holds our
+            // name, applying ours conflicts with its owner instead of
+            // replacing its CA.
+            let secret = c
+                .get_opt::<Secret>(ns, name, true)
                 .await
                 .map_err(|e| format!("Secret {ns}/{name}: {}", error_text(&e)))?;
             let ca = secret
@@ -494,9 +496,9 @@ async fn removed_zones(
         .map(|z| names::zone_domain(&z.namespace, &config.cluster_domain))
         .collect();
     let reads = clusters.iter().map(|(c, info)| async move {
-        dnsconf::read(&c.client, info.dns.provider)
+        dns_configmap(c, info.dns.provider)
             .await
-            .map(|data| dnsconf::our_forwards(info.dns.provider, &data))
+            .map(|cm| dnsconf::our_forwards(info.dns.provider, &dnsconf::data_of(&cm)))
             .unwrap_or_default()
     });
     let mut domains = BTreeSet::new();
@@ -515,26 +517,33 @@ async fn removed_zones(
     (zones, domains.into_iter().collect())
 }
 
+/// The cluster's DNS ConfigMap (`None`: it does not exist), as this run
+/// knows it or read now.
+async fn dns_configmap(
+    cluster: &Cluster,
+    provider: DnsProvider,
+) -> Result<Option<ConfigMap>, kube::Error> {
+    cluster
+        .get_opt::<ConfigMap>(names::KUBE_SYSTEM, provider.configmap_name(), false)
+        .await
+}
+
 /// What of another federation a cluster holds where we would write: our
 /// zone namespace, the objects in `default` and `kube-system` every
 /// federation would share, and the DNS forwarding (by its backup's label).
 async fn foreign_objects(cluster: &Cluster, federation: &str) -> Result<Vec<String>, String> {
-    let c = &cluster.client;
     let read = |what: String, r: Result<Option<ObjectMeta>, kube::Error>| {
         r.map_err(|e| format!("reading {what}: {}", error_text(&e)))
             .map(|m| m.map(|m| (what, m)))
     };
-    let namespaces = Api::<Namespace>::all(c.clone());
-    let default_services = Api::<Service>::namespaced(c.clone(), names::DEFAULT_NAMESPACE);
-    let default_secrets = Api::<Secret>::namespaced(c.clone(), names::DEFAULT_NAMESPACE);
-    let system_services = Api::<Service>::namespaced(c.clone(), names::KUBE_SYSTEM);
-    let system_configmaps = Api::<ConfigMap>::namespaced(c.clone(), names::KUBE_SYSTEM);
+    // Objects without our label are skipped below, so a list by our label
+    // that misses one has said enough.
     let (ns, public, secret, lb, backup) = tokio::join!(
-        namespaces.get_opt(&cluster.namespace),
-        default_services.get_opt(names::PUBLIC_SERVICE),
-        default_secrets.get_opt(names::CLIENT_SECRET),
-        system_services.get_opt(names::DNS_LB_SERVICE),
-        system_configmaps.get_opt(dnsconf::BACKUP_CONFIGMAP),
+        cluster.zone_namespace(),
+        cluster.get_opt::<Service>(names::DEFAULT_NAMESPACE, names::PUBLIC_SERVICE, true),
+        cluster.get_opt::<Secret>(names::DEFAULT_NAMESPACE, names::CLIENT_SECRET, true),
+        cluster.get_opt::<Service>(names::KUBE_SYSTEM, names::DNS_LB_SERVICE, true),
+        cluster.get_opt::<ConfigMap>(names::KUBE_SYSTEM, dnsconf::BACKUP_CONFIGMAP, true),
     );
     let found = [
         read(
@@ -698,17 +707,16 @@ pub async fn check_changes(
     let checks = clusters.iter().map(|(cluster, _)| {
         let zone = plan.zone(&cluster.zone).expect("every zone is planned");
         async move {
-            let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
-            let ns_exists = matches!(namespaces.get_opt(&cluster.namespace).await, Ok(Some(_)));
+            let ns_exists = matches!(cluster.namespace_exists().await, Ok(true));
             let objects: Vec<&Object> = zone
                 .stage(Stage::Base)
                 .chain(zone.stage(Stage::DnsLoadBalancer))
                 .chain(zone.stage(Stage::Workload))
                 .filter(|o| ns_exists || o.namespace() != Some(cluster.namespace.as_str()))
                 .collect();
-            let runs = objects.iter().map(|o| async move {
-                (*o, cluster::apply_object(&cluster.client, o, true).await)
-            });
+            let runs = objects
+                .iter()
+                .map(|o| async move { (*o, cluster.apply(o, true).await) });
             let mut refused = Vec::new();
             let mut rolling = false;
             let mut scale_down = None;
@@ -1004,7 +1012,7 @@ async fn apply_objects(
                 None,
             );
         }
-        match cluster::apply_object(&cluster.client, o, dry_run).await {
+        match cluster.apply(o, dry_run).await {
             Ok(applied) => {
                 let before = applied.before.unwrap_or(Value::Null);
                 let r = ObjectReport::new(zone, o, applied.action, &before, &applied.after);
@@ -1056,15 +1064,42 @@ async fn phase_a(
     let t = Instant::now();
     let base: Vec<&Object> = zone.stage(Stage::Base).collect();
     let (namespace, rest) = base.split_first().ok_or("the plan has no namespace")?;
-    let namespace = mark_if_created(cluster, namespace).await?;
-    apply_objects(cluster, vec![&namespace], opts.dry_run, false, report).await?;
+    // The DNS load balancer first, with the namespace and everything else
+    // outside it: kube-system exists already, and the cloud's time to give
+    // the load balancer an address is the longest wait of the whole apply.
+    let (inside, outside): (Vec<&Object>, Vec<&Object>) = rest
+        .iter()
+        .copied()
+        .chain(zone.stage(Stage::DnsLoadBalancer))
+        .partition(|o| o.namespace() == Some(cluster.namespace.as_str()));
+    // The namespace is marked as created by us where it is (see
+    // `Cluster::apply`).
+    let mut first = vec![*namespace];
+    first.extend(outside);
+    apply_objects(cluster, first, opts.dry_run, false, report).await?;
     let new_namespace = report
         .objects
         .first()
         .is_some_and(|o| o.action == Action::Created);
-    let mut rest: Vec<&Object> = rest.to_vec();
-    rest.extend(zone.stage(Stage::DnsLoadBalancer));
-    apply_objects(cluster, rest, opts.dry_run, new_namespace, report).await?;
+    apply_objects(cluster, inside, opts.dry_run, new_namespace, report).await?;
+    // The report lists objects in plan order.
+    let order: Vec<(String, Option<String>, String)> = base
+        .iter()
+        .copied()
+        .chain(zone.stage(Stage::DnsLoadBalancer))
+        .map(|o| {
+            (
+                o.kind().to_string(),
+                o.namespace().map(str::to_string),
+                o.name().to_string(),
+            )
+        })
+        .collect();
+    report.objects.sort_by_key(|o| {
+        order
+            .iter()
+            .position(|k| k.0 == o.kind && k.1 == o.namespace && k.2 == o.name)
+    });
     progress.say(
         &cluster.zone,
         summarize_objects(&report.objects, opts.dry_run),
@@ -1072,53 +1107,20 @@ async fn phase_a(
     timer.record("base objects", t);
 
     let t = Instant::now();
-    let services: Api<Service> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
     let (ips, hosts) = if opts.dry_run {
-        match services.get_opt(names::DNS_LB_SERVICE).await {
+        match cluster
+            .get_opt::<Service>(names::KUBE_SYSTEM, names::DNS_LB_SERVICE, false)
+            .await
+        {
             Ok(Some(svc)) => lb::ingress(&svc),
             _ => (Vec::new(), Vec::new()),
         }
     } else {
         progress.say(&cluster.zone, "waiting for the DNS load balancer address");
         progress.step(&cluster.zone, "LB pending");
-        let events: Api<Event> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
-        wait_for(opts.wait_timeout, || {
-            let services = services.clone();
-            let events = events.clone();
-            async move {
-                let svc = services
-                    .get(names::DNS_LB_SERVICE)
-                    .await
-                    .map_err(|e| error_text(&e))?;
-                let (ips, hosts) = lb::ingress(&svc);
-                if ips.is_empty() && hosts.is_empty() {
-                    // The cloud may have refused the Service for good; say
-                    // why now instead of waiting out the timeout. Events
-                    // that cannot be read only cost the early answer.
-                    let fields = format!(
-                        "involvedObject.kind=Service,involvedObject.name={},type=Warning",
-                        names::DNS_LB_SERVICE
-                    );
-                    if let Ok(list) = events.list(&ListParams::default().fields(&fields)).await
-                        && let Some(why) = lb::refusal(&svc, &list.items)
-                    {
-                        return Err(format!(
-                            "the cloud refused load balancer Service kube-system/{}: {why}\n      hint: `kubectl -n kube-system describe service {}` shows the cloud's events; check dns.protocols, dns.load_balancer and [dns.annotations] for this cloud",
-                            names::DNS_LB_SERVICE,
-                            names::DNS_LB_SERVICE
-                        ));
-                    }
-                    Ok(Err(format!(
-                        "Service kube-system/{} has no load balancer ingress yet",
-                        names::DNS_LB_SERVICE
-                    )))
-                } else {
-                    Ok(Ok((ips, hosts)))
-                }
-            }
-        })
-        .await
-        .map_err(|e| format!("waiting for the DNS load balancer address: {e}"))?
+        wait_lb(cluster, opts.wait_timeout)
+            .await
+            .map_err(|e| format!("waiting for the DNS load balancer address: {e}"))?
     };
     let mut addresses = ips;
     for host in &hosts {
@@ -1155,40 +1157,66 @@ async fn phase_a(
     Ok(())
 }
 
-/// The planned namespace, annotated as created by us when it does not exist
-/// yet (or we created it before: by apply, or by `check` for its probes),
-/// so that teardown deletes only namespaces we created. A namespace that
-/// existed before is adopted without the annotation: teardown keeps it.
-async fn mark_if_created(cluster: &Cluster, planned: &Object) -> Result<Object, String> {
-    let api: Api<Namespace> = Api::all(cluster.client.clone());
-    let existing = api
-        .get_opt(planned.name())
+/// Waits, by watching it from the state this run holds (the answer of its
+/// apply), until the DNS load balancer Service has an ingress address or
+/// host name. While it has none, the Service's Warning events are read now
+/// and then: a cloud that refused it says why there, and waiting longer
+/// would not help.
+async fn wait_lb(
+    cluster: &Cluster,
+    timeout: Duration,
+) -> Result<(Vec<IpAddr>, Vec<String>), WaitError> {
+    let services: Api<Service> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
+    let current = cluster
+        .get_opt::<Service>(names::KUBE_SYSTEM, names::DNS_LB_SERVICE, false)
         .await
-        .map_err(|e| format!("reading namespace {}: {}", planned.name(), error_text(&e)))?;
-    let created = match &existing {
-        None => true,
-        Some(ns) => {
-            let annotations = ns.metadata.annotations.clone().unwrap_or_default();
-            let labels = ns.metadata.labels.clone().unwrap_or_default();
-            annotations
-                .get(names::NAMESPACE_CREATED_ANNOTATION)
-                .is_some_and(|v| v == "true")
-                || labels
-                    .get(crate::check::probe::PROBE_KEY)
-                    .is_some_and(|v| v == "true")
-        }
-    };
-    let mut object = planned.clone();
-    if created && let Object::Namespace(ns) = &mut object {
-        ns.metadata
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(
-                names::NAMESPACE_CREATED_ANNOTATION.to_string(),
-                "true".to_string(),
-            );
-    }
-    Ok(object)
+        .map_err(|e| WaitError::Api(error_text(&e)))?;
+    crate::watch::until_checked(
+        &services,
+        names::DNS_LB_SERVICE,
+        current,
+        timeout,
+        |svc| {
+            let Some(svc) = svc else {
+                return Err(format!(
+                    "Service kube-system/{} does not exist",
+                    names::DNS_LB_SERVICE
+                ));
+            };
+            let (ips, hosts) = lb::ingress(svc);
+            if ips.is_empty() && hosts.is_empty() {
+                Err(format!(
+                    "Service kube-system/{} has no load balancer ingress yet",
+                    names::DNS_LB_SERVICE
+                ))
+            } else {
+                Ok((ips, hosts))
+            }
+        },
+        |svc| {
+            let events = events.clone();
+            async move {
+                let Some(svc) = svc else { return Ok(()) };
+                let fields = format!(
+                    "involvedObject.kind=Service,involvedObject.name={},type=Warning",
+                    names::DNS_LB_SERVICE
+                );
+                // Events that cannot be read only cost the early answer.
+                if let Ok(list) = events.list(&ListParams::default().fields(&fields)).await
+                    && let Some(why) = lb::refusal(&svc, &list.items)
+                {
+                    return Err(format!(
+                        "the cloud refused load balancer Service kube-system/{}: {why}\n      hint: `kubectl -n kube-system describe service {}` shows the cloud's events; check dns.protocols, dns.load_balancer and [dns.annotations] for this cloud",
+                        names::DNS_LB_SERVICE,
+                        names::DNS_LB_SERVICE
+                    ));
+                }
+                Ok(())
+            }
+        },
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1252,11 +1280,22 @@ async fn phase_b(
         &labels,
         record.as_deref(),
         opts.dry_run,
+        cluster.known.get::<ConfigMap>(
+            names::KUBE_SYSTEM,
+            zone.dns.provider.configmap_name(),
+            false,
+        ),
     )
     .await
     .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
     report.dns = Some(change);
-    if let Some(manager) = dnsconf::addon_manager_of(&cluster.client, zone.dns.provider).await {
+    // As read before our write: ours does not change who else manages it.
+    let addon_manager = dns_configmap(cluster, zone.dns.provider)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|cm| dnsconf::addon_manager(&cm));
+    if let Some(manager) = addon_manager {
         let warning = dnsconf::addon_warning(zone.dns.provider.configmap_name(), &manager);
         progress.say(&cluster.zone, format!("warning: {warning}"));
         report.warnings.push(warning);
@@ -1264,9 +1303,16 @@ async fn phase_b(
     // Restart whenever the pods were last restarted for other forwarding
     // than the ConfigMap now holds: also after a run that was stopped
     // between writing the ConfigMap and restarting.
-    let restarted_for = dnsconf::restarted_for(&cluster.client, &info.dns)
-        .await
-        .map_err(|e| e.to_string())?;
+    let restarted_for =
+        match cluster
+            .known
+            .get::<Deployment>(names::KUBE_SYSTEM, &info.dns.deployment, false)
+        {
+            Some(Some(d)) => dnsconf::restarted_record(&d),
+            _ => dnsconf::restarted_for(&cluster.client, &info.dns)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
     let restart = restarted_for != record;
     let state = match (change, opts.dry_run) {
         (DnsChange::Unchanged, _) => "already in place",
@@ -1295,13 +1341,18 @@ async fn phase_b(
     );
     if restart {
         if !opts.dry_run {
-            dnsconf::rollout_restart(&cluster.client, &info.dns, record.as_deref())
+            let restarted = dnsconf::rollout_restart(&cluster.client, &info.dns, record.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
             progress.step(&cluster.zone, "DNS restarting");
-            dnsconf::wait_ready(&cluster.client, &info.dns, opts.wait_timeout)
-                .await
-                .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+            dnsconf::wait_ready(
+                &cluster.client,
+                &info.dns,
+                Some(restarted),
+                opts.wait_timeout,
+            )
+            .await
+            .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
             progress.say(&cluster.zone, "DNS ready");
         }
         report.dns_restarted = true;
@@ -1610,6 +1661,22 @@ pub async fn wait_rollout(
     timeout: Duration,
     progress: Progress,
 ) -> Result<(), String> {
+    // The StatefulSet as this run last read or wrote it: a rollout complete
+    // there needs no further read (pods Ready on the update revision are
+    // also Running).
+    if let Some(Some(set)) = cluster
+        .known
+        .get::<StatefulSet>(namespace, names::STATEFULSET, false)
+        && crate::rollout::rollout_state(&set, want).complete
+    {
+        progress.count(
+            &cluster.zone,
+            "pods",
+            want.max(0) as usize,
+            want.max(0) as usize,
+        );
+        return Ok(());
+    }
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), namespace);
     let selector = format!("{}={}", names::APP_KEY, names::APP);
@@ -1620,15 +1687,12 @@ pub async fn wait_rollout(
         let client = cluster.client.clone();
         let namespace = namespace.to_string();
         async move {
-            let set = sets
-                .get_opt(names::STATEFULSET)
-                .await
+            let by_label = ListParams::default().labels(&selector);
+            let (set, list) = tokio::join!(sets.get_opt(names::STATEFULSET), pods.list(&by_label));
+            let set = set
                 .map_err(|e| error_text(&e))?
                 .ok_or_else(|| format!("StatefulSet {namespace}/{} is gone", names::STATEFULSET))?;
-            let list = pods
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .map_err(|e| error_text(&e))?;
+            let list = list.map_err(|e| error_text(&e))?;
             for p in &list.items {
                 if let Some(problem) = crate::rollout::pod_problem(p) {
                     return Err(format!("{problem}\n      hint: {}", problem.hint(&namespace)));
@@ -1876,52 +1940,67 @@ async fn init(
 ) -> Result<String, String> {
     let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &zone.namespace);
     let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &zone.namespace);
-    let (existing, set) = tokio::join!(jobs.get_opt(job.name()), sets.get_opt(names::STATEFULSET));
-    let existing = existing.map_err(|e| error_text(&e))?;
-    let marked = set
+    // The annotation is set only after the Job completed: then the Job
+    // need not be read at all.
+    let marked = cluster
+        .get_opt::<StatefulSet>(&zone.namespace, names::STATEFULSET, false)
+        .await
         .map_err(|e| error_text(&e))?
         .and_then(|s| s.metadata.annotations)
         .is_some_and(|a| {
             a.get(names::INITIALIZED_ANNOTATION)
                 .is_some_and(|v| v == "true")
         });
-    if let Some(existing) = existing {
-        if job_done(&existing)? {
-            if !marked && !opts.dry_run {
-                mark_initialised(&sets).await?;
-            }
-            return Ok("cluster already initialised (init Job completed earlier)".into());
-        }
-        if opts.dry_run {
-            return Ok("init Job running".into());
-        }
-        wait_job(&cluster.client, &jobs, job.name(), opts.wait_timeout).await?;
-        mark_initialised(&sets).await?;
-        return Ok("initialised (init Job completed)".into());
-    }
     if marked {
         return Ok("cluster already initialised".into());
     }
+    let completed_earlier = "cluster already initialised (init Job completed earlier)";
     if opts.dry_run {
-        return Ok("would run cockroach init (Job cluster-init-secure)".into());
+        return match jobs.get_opt(job.name()).await.map_err(|e| error_text(&e))? {
+            Some(existing) if job_done(&existing)? => Ok(completed_earlier.into()),
+            Some(_) => Ok("init Job running".into()),
+            None => Ok("would run cockroach init (Job cluster-init-secure)".into()),
+        };
     }
     let Object::Job(typed) = job else {
         return Err(format!("{} is not a Job", job.describe()));
     };
-    // Created, never applied: a Job's template cannot change, and the Job
-    // is known not to exist. Someone creating it meanwhile is fine.
+    // Created, never applied: a Job's template cannot change. One that
+    // exists already (an earlier run stopped before marking the
+    // StatefulSet, or someone creating it meanwhile) is waited for instead.
     let params = PostParams {
         field_manager: Some(names::FIELD_MANAGER.to_string()),
         ..PostParams::default()
     };
-    match jobs.create(&params, typed).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
+    let (created, current) = match jobs.create(&params, typed).await {
+        Ok(created) => (true, Some(created)),
+        Err(kube::Error::Api(s)) if s.code == 409 => (
+            false,
+            jobs.get_opt(job.name()).await.map_err(|e| error_text(&e))?,
+        ),
         Err(e) => return Err(format!("creating {}: {}", job.describe(), error_text(&e))),
+    };
+    if !created
+        && let Some(existing) = &current
+        && job_done(existing)?
+    {
+        mark_initialised(&sets).await?;
+        return Ok(completed_earlier.into());
     }
-    wait_job(&cluster.client, &jobs, job.name(), opts.wait_timeout).await?;
+    wait_job(
+        &cluster.client,
+        &jobs,
+        job.name(),
+        current,
+        opts.wait_timeout,
+    )
+    .await?;
     mark_initialised(&sets).await?;
-    Ok("initialised (cockroach init succeeded)".into())
+    Ok(if created {
+        "initialised (cockroach init succeeded)".into()
+    } else {
+        "initialised (init Job completed)".into()
+    })
 }
 
 fn job_done(job: &Job) -> Result<bool, String> {
@@ -1941,47 +2020,61 @@ fn job_done(job: &Job) -> Result<bool, String> {
     Ok(status.succeeded.unwrap_or(0) >= 1)
 }
 
+/// Waits for the init Job by watching it from `current` (the answer of
+/// its create); now and then, while it is not done, reads what the Job
+/// controller recorded about pods it could not create.
 async fn wait_job(
     client: &kube::Client,
     jobs: &Api<Job>,
     name: &str,
+    current: Option<Job>,
     timeout: Duration,
 ) -> Result<(), String> {
-    wait_for(timeout, || {
-        let jobs = jobs.clone();
-        let client = client.clone();
-        async move {
-            let job = jobs.get(name).await.map_err(|e| error_text(&e))?;
-            match job_done(&job) {
+    let seen = |job: &Job| {
+        let s = job.status.clone().unwrap_or_default();
+        format!(
+            "init Job {name}: {} active, {} failed",
+            s.active.unwrap_or(0),
+            s.failed.unwrap_or(0)
+        )
+    };
+    let result = crate::watch::until_checked(
+        jobs,
+        name,
+        current,
+        timeout,
+        |job| {
+            let Some(job) = job else {
+                return Ok(Err(format!("init Job {name} was deleted")));
+            };
+            match job_done(job) {
                 Ok(true) => Ok(Ok(())),
-                Ok(false) => {
-                    let s = job.status.clone().unwrap_or_default();
-                    let seen = format!(
-                        "init Job {name}: {} active, {} failed",
-                        s.active.unwrap_or(0),
-                        s.failed.unwrap_or(0)
-                    );
-                    // The Job controller records refused pods on the Job.
-                    let namespace = job.metadata.namespace.clone().unwrap_or_default();
-                    match pod_create_failure(&client, &namespace, "Job", &job.metadata).await {
-                        Some(events::PodCreateFailure::Refused(why)) => Err(format!(
-                            "{seen}: the API server refused the Job's pods: {why}\n      hint: `kubectl -n {namespace} describe job {name}` shows the events; make the Job template (cockroachdb.templates_dir) pass the namespace's Pod Security level and policies, then delete the Job and apply again"
-                        )),
-                        Some(events::PodCreateFailure::Other(why)) => {
-                            Ok(Err(format!("{seen}; last FailedCreate: {why}")))
-                        }
-                        None => Ok(Err(seen)),
-                    }
-                }
-                Err(e) => Err(e),
+                Ok(false) => Err(seen(job)),
+                Err(e) => Ok(Err(e)),
             }
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        WaitError::Api(e) => e,
-        other => format!("waiting for cockroach init: {other}"),
-    })
+        },
+        |job| {
+            let client = client.clone();
+            async move {
+                let Some(job) = job else { return Ok(()) };
+                // The Job controller records refused pods on the Job.
+                let namespace = job.metadata.namespace.clone().unwrap_or_default();
+                match pod_create_failure(&client, &namespace, "Job", &job.metadata).await {
+                    Some(events::PodCreateFailure::Refused(why)) => Err(format!(
+                        "{}: the API server refused the Job's pods: {why}\n      hint: `kubectl -n {namespace} describe job {name}` shows the events; make the Job template (cockroachdb.templates_dir) pass the namespace's Pod Security level and policies, then delete the Job and apply again",
+                        seen(&job)
+                    )),
+                    _ => Ok(()),
+                }
+            }
+        },
+    )
+    .await;
+    match result {
+        Ok(r) => r,
+        Err(WaitError::Api(e)) => Err(e),
+        Err(other) => Err(format!("waiting for cockroach init: {other}")),
+    }
 }
 
 async fn mark_initialised(sets: &Api<StatefulSet>) -> Result<(), String> {

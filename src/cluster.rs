@@ -13,11 +13,14 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    SelfSubjectRulesReview, SelfSubjectRulesReviewSpec,
 };
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::Kubeconfig;
 use kube::{Client, Resource};
@@ -27,6 +30,7 @@ use serde_json::Value;
 
 use crate::config::Zone;
 use crate::dns::DnsProvider;
+use crate::known::{self, Known, Lookup};
 use crate::names;
 use crate::plan::Object;
 
@@ -59,6 +63,9 @@ pub struct Cluster {
     pub server: String,
     /// What the API server last answered, over every attempt.
     pub seen: LastSeen,
+    /// The objects read in pre-flight and written since, so that no step
+    /// reads again what this run already knows (see [`crate::known`]).
+    pub known: Known,
 }
 
 /// Builds the zone's client from its context (running its exec credential
@@ -72,7 +79,169 @@ pub async fn connect(kubeconfig: &Kubeconfig, zone: &Zone) -> Result<Cluster, Co
         client: c.client,
         server: c.server,
         seen: c.seen,
+        known: Known::new(&zone.namespace),
     })
+}
+
+impl Cluster {
+    /// The object `namespace/name` (`""` for cluster-scoped) as this run
+    /// already knows it, else read now (and remembered). `ours`: see
+    /// [`Known::get`].
+    pub async fn get_opt<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        ours: bool,
+    ) -> Result<Option<K>, kube::Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        if let Some(known) = self.known.get::<K>(namespace, name, ours) {
+            return Ok(known);
+        }
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let found = api.get_opt(name).await?;
+        self.known.read(namespace, name, found.as_ref());
+        Ok(found)
+    }
+
+    /// Whether the zone namespace exists, as known or read now.
+    pub async fn namespace_exists(&self) -> Result<bool, kube::Error> {
+        if let Some(known) = self.known.get::<Namespace>("", &self.namespace, false) {
+            return Ok(known.is_some());
+        }
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let found = api.get_opt(&self.namespace).await?;
+        self.known.read("", &self.namespace, found.as_ref());
+        Ok(found.is_some())
+    }
+
+    /// The zone namespace as known or read now.
+    pub async fn zone_namespace(&self) -> Result<Option<Namespace>, kube::Error> {
+        if let Some(known) = self.known.get::<Namespace>("", &self.namespace, false) {
+            return Ok(known);
+        }
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let found = api.get_opt(&self.namespace).await?;
+        self.known.read("", &self.namespace, found.as_ref());
+        Ok(found)
+    }
+
+    /// Server-side apply of one planned object (see [`apply_object`]),
+    /// without reading it first when this run already knows it, and without
+    /// any request when it is known to be as planned already
+    /// ([`known::converged`]).
+    /// The zone namespace is annotated as created by us when it is (see
+    /// [`Cluster::mark_if_created`]).
+    pub async fn apply(&self, object: &Object, dry_run: bool) -> Result<Applied, ApplyError> {
+        if matches!(object, Object::Namespace(_)) && object.name() == self.namespace {
+            let marked = self.mark_if_created(object).await?;
+            return apply_with(&self.client, &marked, dry_run, Some(&self.known)).await;
+        }
+        apply_with(&self.client, object, dry_run, Some(&self.known)).await
+    }
+
+    /// The planned namespace, annotated as created by us when it does not
+    /// exist yet (or we created it before: by apply, or by `check` for its
+    /// probes), so that teardown deletes only namespaces we created. A
+    /// namespace that existed before is adopted without the annotation:
+    /// teardown keeps it.
+    async fn mark_if_created(&self, planned: &Object) -> Result<Object, ApplyError> {
+        let existing = self.zone_namespace().await.map_err(|e| ApplyError::Api {
+            object: planned.describe(),
+            message: format!("reading it: {}", error_text(&e)),
+        })?;
+        let created = match &existing {
+            None => true,
+            Some(ns) => {
+                let annotations = ns.metadata.annotations.clone().unwrap_or_default();
+                let labels = ns.metadata.labels.clone().unwrap_or_default();
+                annotations
+                    .get(names::NAMESPACE_CREATED_ANNOTATION)
+                    .is_some_and(|v| v == "true")
+                    || labels
+                        .get(crate::check::probe::PROBE_KEY)
+                        .is_some_and(|v| v == "true")
+            }
+        };
+        let mut object = planned.clone();
+        if created && let Object::Namespace(ns) = &mut object {
+            ns.metadata
+                .annotations
+                .get_or_insert_with(std::collections::BTreeMap::new)
+                .insert(
+                    names::NAMESPACE_CREATED_ANNOTATION.to_string(),
+                    "true".to_string(),
+                );
+        }
+        Ok(object)
+    }
+}
+
+/// Reads, together with pre-flight, what apply will need about the zone's
+/// objects: the zone namespace; our Secrets, Services and ConfigMaps in
+/// every namespace (by our label); and the RBAC objects, PDB and
+/// StatefulSet in the zone namespace. A list that fails (e.g. not allowed
+/// across namespaces) leaves its kind unknown: the objects are then read
+/// one by one when needed.
+async fn read_known(cluster: &Cluster) {
+    let c = &cluster.client;
+    let ns = cluster.namespace.as_str();
+    let ours =
+        ListParams::default().labels(&format!("{}={}", names::MANAGED_BY_KEY, names::MANAGED_BY));
+    let all = ListParams::default();
+    let known = &cluster.known;
+    let namespace = async {
+        if let Ok(found) = Api::<Namespace>::all(c.clone()).get_opt(ns).await {
+            known.read("", ns, found.as_ref());
+        }
+    };
+    macro_rules! list {
+        ($kind:ty, $api:expr, $scope:expr, $params:expr, $labelled:expr) => {
+            async {
+                let api: Api<$kind> = $api;
+                if let Ok(list) = api.list($params).await {
+                    known.listed($scope, $labelled, &list.items);
+                }
+            }
+        };
+    }
+    tokio::join!(
+        namespace,
+        list!(Secret, Api::all(c.clone()), None, &ours, true),
+        list!(Service, Api::all(c.clone()), None, &ours, true),
+        list!(ConfigMap, Api::all(c.clone()), None, &ours, true),
+        list!(
+            ServiceAccount,
+            Api::namespaced(c.clone(), ns),
+            Some(ns),
+            &all,
+            false
+        ),
+        list!(Role, Api::namespaced(c.clone(), ns), Some(ns), &all, false),
+        list!(
+            RoleBinding,
+            Api::namespaced(c.clone(), ns),
+            Some(ns),
+            &all,
+            false
+        ),
+        list!(
+            PodDisruptionBudget,
+            Api::namespaced(c.clone(), ns),
+            Some(ns),
+            &all,
+            false
+        ),
+        list!(
+            StatefulSet,
+            Api::namespaced(c.clone(), ns),
+            Some(ns),
+            &all,
+            false
+        ),
+    );
 }
 
 /// The addresses of the zone's DNS load balancer as they are now, its host
@@ -312,49 +481,133 @@ async fn preflight_checks(
     zone: &Zone,
     provider_override: Option<DnsProvider>,
 ) -> Result<ClusterInfo, Vec<PreflightProblem>> {
-    let version = cluster
-        .client
-        .apiserver_version()
-        .await
-        .map_err(|e| vec![unusable(cluster, &e)])?;
-    let mut problems = Vec::new();
+    // One round: nothing here depends on another answer.
+    let (version, mut problems, dns, ()) = tokio::join!(
+        cluster.client.apiserver_version(),
+        permission_problems(cluster, &zone.namespace),
+        detect_dns_known(cluster, provider_override),
+        read_known(cluster),
+    );
+    let version = version.map_err(|e| vec![unusable(cluster, &e)])?;
     let minor: u32 = version.minor.trim_end_matches('+').parse().unwrap_or(0);
     if version.major != "1" || minor < MIN_MINOR {
-        problems.push(PreflightProblem::new(
-            format!("Kubernetes {} is not supported", version.git_version),
-            format!("upgrade the cluster to 1.{MIN_MINOR} or newer"),
-        ));
+        problems.insert(
+            0,
+            PreflightProblem::new(
+                format!("Kubernetes {} is not supported", version.git_version),
+                format!("upgrade the cluster to 1.{MIN_MINOR} or newer"),
+            ),
+        );
     }
+    match dns {
+        Ok(dns) => {
+            if problems.is_empty() {
+                return Ok(ClusterInfo {
+                    version: version.git_version,
+                    dns,
+                });
+            }
+        }
+        Err(p) => problems.push(p),
+    }
+    Err(problems)
+}
 
-    let reviews =
-        required_permissions(&zone.namespace)
-            .into_iter()
-            .map(|(verb, group, resource, ns)| {
-                let client = cluster.client.clone();
-                async move {
-                    let review = SelfSubjectAccessReview {
-                        spec: SelfSubjectAccessReviewSpec {
-                            resource_attributes: Some(ResourceAttributes {
-                                verb: Some(verb.into()),
-                                group: Some(group.into()),
-                                resource: Some(resource.into()),
-                                namespace: ns.clone(),
-                                ..ResourceAttributes::default()
-                            }),
-                            ..SelfSubjectAccessReviewSpec::default()
-                        },
-                        ..SelfSubjectAccessReview::default()
-                    };
-                    let api: Api<SelfSubjectAccessReview> = Api::all(client);
-                    let result = api.create(&PostParams::default(), &review).await;
-                    (verb, group, resource, ns, result)
-                }
-            });
-    let (reviews, dns) = tokio::join!(
-        futures::future::join_all(reviews),
-        detect_dns(&cluster.client, provider_override)
-    );
-    for (verb, group, resource, ns, result) in reviews {
+/// The namespace whose rules decide a permission: its own, or for the
+/// cluster-scoped `namespaces` the zone namespace itself (the API server
+/// gives a request for `/api/v1/namespaces/{name}` the namespace `{name}`,
+/// and we only ever write our zone namespace).
+fn rules_namespace<'a>(ns: &'a Option<String>, zone_namespace: &'a str) -> &'a str {
+    ns.as_deref().unwrap_or(zone_namespace)
+}
+
+/// Whether a rule of a SelfSubjectRulesReview grants `verb` on
+/// `group/resource` (for any object name: rules limited to names do not).
+fn rule_allows(
+    rule: &k8s_openapi::api::authorization::v1::ResourceRule,
+    verb: &str,
+    group: &str,
+    resource: &str,
+) -> bool {
+    let has = |list: &Option<Vec<String>>, want: &str| {
+        list.as_ref()
+            .is_some_and(|l| l.iter().any(|x| x == "*" || x == want))
+    };
+    rule.verbs.iter().any(|v| v == "*" || v == verb)
+        && has(&rule.api_groups, group)
+        && has(&rule.resources, resource)
+        && rule.resource_names.as_ref().is_none_or(Vec::is_empty)
+}
+
+/// The permissions apply and teardown need that are missing. One
+/// SelfSubjectRulesReview per namespace involved (all at once) lists what
+/// the user may do there; a permission those rules do not show (the list
+/// can be incomplete: other authorizers than RBAC, webhooks, as `kubectl
+/// auth can-i --list` warns) or a server that does not serve rules reviews
+/// is then asked about with a SelfSubjectAccessReview, the authoritative
+/// answer.
+async fn permission_problems(cluster: &Cluster, zone_namespace: &str) -> Vec<PreflightProblem> {
+    let wanted = required_permissions(zone_namespace);
+    let mut namespaces: Vec<String> = wanted
+        .iter()
+        .map(|(_, _, _, ns)| rules_namespace(ns, zone_namespace).to_string())
+        .collect();
+    namespaces.sort();
+    namespaces.dedup();
+    let reviews = namespaces.iter().map(|ns| {
+        let client = cluster.client.clone();
+        async move {
+            let review = SelfSubjectRulesReview {
+                spec: SelfSubjectRulesReviewSpec {
+                    namespace: Some(ns.clone()),
+                },
+                ..SelfSubjectRulesReview::default()
+            };
+            let api: Api<SelfSubjectRulesReview> = Api::all(client);
+            let rules = api
+                .create(&PostParams::default(), &review)
+                .await
+                .ok()
+                .and_then(|r| r.status)
+                .map(|s| s.resource_rules)
+                .unwrap_or_default();
+            (ns.clone(), rules)
+        }
+    });
+    let rules: std::collections::BTreeMap<String, Vec<_>> = futures::future::join_all(reviews)
+        .await
+        .into_iter()
+        .collect();
+    let unsure = wanted
+        .into_iter()
+        .filter(|(verb, group, resource, ns)| {
+            !rules
+                .get(rules_namespace(ns, zone_namespace))
+                .is_some_and(|r| r.iter().any(|r| rule_allows(r, verb, group, resource)))
+        })
+        .map(|(verb, group, resource, ns)| {
+            let client = cluster.client.clone();
+            async move {
+                let review = SelfSubjectAccessReview {
+                    spec: SelfSubjectAccessReviewSpec {
+                        resource_attributes: Some(ResourceAttributes {
+                            verb: Some(verb.into()),
+                            group: Some(group.into()),
+                            resource: Some(resource.into()),
+                            namespace: ns.clone(),
+                            ..ResourceAttributes::default()
+                        }),
+                        ..SelfSubjectAccessReviewSpec::default()
+                    },
+                    ..SelfSubjectAccessReview::default()
+                };
+                let api: Api<SelfSubjectAccessReview> = Api::all(client);
+                let result = api.create(&PostParams::default(), &review).await;
+                (verb, group, resource, ns, result)
+            }
+        });
+    let mut problems = Vec::new();
+    for (verb, group, resource, ns, result) in futures::future::join_all(unsure).await {
         let what = format!(
             "{verb} {}{resource}{}",
             if group.is_empty() {
@@ -376,19 +629,55 @@ async fn preflight_checks(
             )),
         }
     }
+    problems
+}
 
-    match dns {
-        Ok(dns) => {
-            if problems.is_empty() {
-                return Ok(ClusterInfo {
-                    version: version.git_version,
-                    dns,
-                });
-            }
-        }
-        Err(p) => problems.push(p),
+/// [`detect_dns`] from two lists that apply keeps (kube-system's
+/// ConfigMaps and its DNS Deployments), so that the DNS ConfigMap, our
+/// backup of it and the DNS Deployment need no further read; the
+/// `kube-dns` Service is read only when no DNS Deployment is found.
+async fn detect_dns_known(
+    cluster: &Cluster,
+    provider_override: Option<DnsProvider>,
+) -> Result<DnsServer, PreflightProblem> {
+    let client = &cluster.client;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
+    let selector = format!("{}={}", names::DNS_POD_KEY, names::DNS_POD_VALUE);
+    let by_label = ListParams::default().labels(&selector);
+    let every = ListParams::default();
+    let (list, cms) = tokio::join!(deployments.list(&by_label), configmaps.list(&every));
+    if let Ok(list) = &list {
+        cluster
+            .known
+            .listed(Some(names::KUBE_SYSTEM), true, &list.items);
     }
-    Err(problems)
+    let (custom, corefile) = match cms {
+        Ok(cms) => {
+            cluster
+                .known
+                .listed(Some(names::KUBE_SYSTEM), false, &cms.items);
+            let find = |name: &str| {
+                cms.items
+                    .iter()
+                    .find(|c| c.metadata.name.as_deref() == Some(name))
+                    .cloned()
+            };
+            (
+                Ok(find(DnsProvider::CoreDnsCustom.configmap_name())),
+                find(DnsProvider::CoreDns.configmap_name()),
+            )
+        }
+        // Not allowed to list: read the two by name, as detect_dns does.
+        Err(_) => {
+            let (custom, corefile) = tokio::join!(
+                configmaps.get_opt(DnsProvider::CoreDnsCustom.configmap_name()),
+                configmaps.get_opt(DnsProvider::CoreDns.configmap_name())
+            );
+            (custom, corefile.ok().flatten())
+        }
+    };
+    detect_from(client, provider_override, list, custom, corefile, None).await
 }
 
 /// Which DNS server runs: CoreDNS (with AKS's `coredns-custom` when that
@@ -409,12 +698,36 @@ pub async fn detect_dns(
         services.get_opt(names::CLUSTER_DNS_SERVICE),
         configmaps.get_opt(DnsProvider::CoreDns.configmap_name())
     );
+    let managed_outside = matches!(dns_service, Ok(Some(_)));
+    detect_from(
+        client,
+        provider_override,
+        list,
+        custom,
+        corefile.ok().flatten(),
+        Some(managed_outside),
+    )
+    .await
+}
+
+/// The detection of [`detect_dns`] from what was read; `managed_outside`
+/// (whether the `kube-dns` Service exists) is read here when `None` and
+/// needed.
+async fn detect_from(
+    client: &Client,
+    provider_override: Option<DnsProvider>,
+    list: Result<kube::core::ObjectList<Deployment>, kube::Error>,
+    custom: Result<Option<ConfigMap>, kube::Error>,
+    corefile: Option<ConfigMap>,
+    managed_outside: Option<bool>,
+) -> Result<DnsServer, PreflightProblem> {
+    let selector = format!("{}={}", names::DNS_POD_KEY, names::DNS_POD_VALUE);
     // k3s writes `coredns` again from its bundled manifest on every server
     // start, and imports the optional `coredns-custom` ConfigMap (k3s docs,
     // "Networking services", CoreDNS): a Corefile that imports it says that
     // `coredns-custom` is the place for our server blocks, even before it
     // exists. Unreadable: detection falls back to the ConfigMap's presence.
-    let imports_custom = matches!(&corefile, Ok(Some(cm)) if cm
+    let imports_custom = matches!(&corefile, Some(cm) if cm
         .data
         .as_ref()
         .and_then(|d| d.get(crate::dns::COREFILE_KEY))
@@ -463,7 +776,17 @@ pub async fn detect_dns(
     // modify the default kube-dns configuration", GKE docs, kube-dns). The
     // kube-dns ConfigMap is ignored there and the DNS load balancer would
     // have no endpoints, so nothing we could write would work.
-    let managed_outside = matches!(dns_service, Ok(Some(_)));
+    let managed_outside = match managed_outside {
+        Some(m) => m,
+        None if detected.is_none() => {
+            let services: Api<Service> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
+            matches!(
+                services.get_opt(names::CLUSTER_DNS_SERVICE).await,
+                Ok(Some(_))
+            )
+        }
+        None => false,
+    };
     let missing = || {
         if managed_outside {
             return PreflightProblem::new(
@@ -573,18 +896,29 @@ pub async fn apply_object(
     object: &Object,
     dry_run: bool,
 ) -> Result<Applied, ApplyError> {
+    apply_with(client, object, dry_run, None).await
+}
+
+async fn apply_with(
+    client: &Client,
+    object: &Object,
+    dry_run: bool,
+    known: Option<&Known>,
+) -> Result<Applied, ApplyError> {
     let ns = object.namespace();
     match object {
-        Object::Namespace(o) => ssa(Api::all(client.clone()), o, object, dry_run).await,
-        Object::Secret(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
-        Object::ConfigMap(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
-        Object::ServiceAccount(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
-        Object::Role(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
-        Object::RoleBinding(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
-        Object::Service(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
-        Object::PodDisruptionBudget(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
-        Object::StatefulSet(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
-        Object::Job(o) => ssa(namespaced(client, ns), o, object, dry_run).await,
+        Object::Namespace(o) => ssa(Api::all(client.clone()), o, object, dry_run, known).await,
+        Object::Secret(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
+        Object::ConfigMap(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
+        Object::ServiceAccount(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
+        Object::Role(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
+        Object::RoleBinding(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
+        Object::Service(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
+        Object::PodDisruptionBudget(o) => {
+            ssa(namespaced(client, ns), o, object, dry_run, known).await
+        }
+        Object::StatefulSet(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
+        Object::Job(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
     }
 }
 
@@ -596,11 +930,30 @@ where
     Api::namespaced(client.clone(), ns.unwrap_or(names::DEFAULT_NAMESPACE))
 }
 
+/// Whether the object a server-side apply returned was created by it: its
+/// only field manager is our apply. An object that existed before has the
+/// entry of whoever wrote it (or the API server's `before-first-apply`).
+fn created_by_apply(after: &Value) -> bool {
+    after["metadata"]["managedFields"]
+        .as_array()
+        .is_some_and(|entries| {
+            entries
+                .iter()
+                .all(|e| e["manager"] == names::FIELD_MANAGER && e["operation"] == "Apply")
+        })
+}
+
+/// Server-side apply of `object` (never forced). What it was before comes
+/// from `known` when this run knows it, else from a GET; a real apply of an
+/// object that may only lack our label needs no GET (it is created or
+/// changed, never unchanged). An object known to be as planned is not
+/// written at all.
 async fn ssa<K>(
     api: Api<K>,
     typed: &K,
     object: &Object,
     dry_run: bool,
+    known: Option<&Known>,
 ) -> Result<Applied, ApplyError>
 where
     K: Clone + DeserializeOwned + Serialize + Debug + Resource,
@@ -620,32 +973,70 @@ where
             message: error_text(&e),
         },
     };
-    let before = api.get_opt(name).await.map_err(api_err)?;
+    let lookup = known.map_or(Lookup::Unknown, |k| {
+        k.lookup(object.kind(), object.namespace().unwrap_or_default(), name)
+    });
     let mut params = PatchParams::apply(names::FIELD_MANAGER);
     if dry_run {
         params = params.dry_run();
     }
-    let before = before.map(|b| serde_json::to_value(&b).unwrap_or(Value::Null));
-    let after = match api.patch(name, &params, &Patch::Apply(typed)).await {
+    let body = Patch::Apply(typed);
+    let patch = || api.patch(name, &params, &body);
+    let read = || async {
+        api.get_opt(name)
+            .await
+            .map(|b| b.map(|b| serde_json::to_value(&b).unwrap_or(Value::Null)))
+    };
+    // `before` is `None` when what it was is not known, and a real apply
+    // does not need it.
+    let (before, result) = match lookup {
+        Lookup::Present(live) => {
+            if known::converged(&object.to_value(), &live) {
+                return Ok(Applied {
+                    action: Action::Unchanged,
+                    before: Some(live.clone()),
+                    after: live,
+                });
+            }
+            (Some(Some(live)), patch().await)
+        }
+        Lookup::Absent => (Some(None), patch().await),
+        Lookup::AbsentOrUnlabelled if !dry_run => (None, patch().await),
+        // A dry run changes nothing: it may read at the same time.
+        _ if dry_run => {
+            let (before, result) = tokio::join!(read(), patch());
+            (Some(before.map_err(api_err)?), result)
+        }
+        _ => (Some(read().await.map_err(api_err)?), patch().await),
+    };
+    let after = match result {
         Ok(after) => after,
-        Err(kube::Error::Api(s)) if s.code == 422 && before.is_some() => {
+        Err(kube::Error::Api(s)) if s.code == 422 && matches!(before, Some(Some(_))) => {
             return Err(ApplyError::Refused {
                 object: object.describe(),
                 message: s.message.clone(),
-                live: Box::new(before.unwrap_or_default()),
+                live: Box::new(before.flatten().unwrap_or_default()),
             });
         }
         Err(e) => return Err(api_err(e)),
     };
     let after_value = serde_json::to_value(&after).unwrap_or(Value::Null);
+    let version = |v: &Value| v["metadata"]["resourceVersion"].clone();
     let action = match &before {
-        None => Action::Created,
-        Some(b) if comparable(b) == comparable(&after_value) => Action::Unchanged,
-        Some(_) => Action::Configured,
+        Some(None) => Action::Created,
+        None if created_by_apply(&after_value) => Action::Created,
+        None => Action::Configured,
+        // A dry run stores nothing, so its answer keeps the version.
+        Some(Some(b)) if dry_run && comparable(b) == comparable(&after_value) => Action::Unchanged,
+        Some(Some(b)) if !dry_run && version(b) == version(&after_value) => Action::Unchanged,
+        Some(Some(_)) => Action::Configured,
     };
+    if !dry_run && let Some(k) = known {
+        k.wrote(object.kind(), &after_value);
+    }
     Ok(Applied {
         action,
-        before,
+        before: before.flatten(),
         after: after_value,
     })
 }

@@ -20,7 +20,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde::Serialize;
 
-use crate::cluster::{DnsServer, WaitError, error_text, wait_for};
+use crate::cluster::{DnsServer, WaitError, error_text};
 use crate::dns::{self, DnsProvider, Forward, ForwardOptions};
 use crate::names;
 
@@ -82,7 +82,7 @@ fn ours() -> PostParams {
     }
 }
 
-fn data_of(cm: &Option<ConfigMap>) -> BTreeMap<String, String> {
+pub fn data_of(cm: &Option<ConfigMap>) -> BTreeMap<String, String> {
     cm.as_ref().and_then(|c| c.data.clone()).unwrap_or_default()
 }
 
@@ -186,7 +186,11 @@ pub async fn read(
 /// Merges our forwarding into the cluster's DNS ConfigMap. Saves a backup of
 /// the original first (once; a backup is never overwritten). `record` (see
 /// [`forwarding_record`]) is written as an annotation with the data. `dry_run`
-/// computes the change without writing.
+/// computes the change without writing. `known`: the ConfigMap as the
+/// caller read it (`Some(None)`: it does not exist), used for the first
+/// attempt instead of reading it again; a write that finds it changed
+/// since (409) reads it afresh.
+#[allow(clippy::too_many_arguments)]
 pub async fn configure(
     client: &Client,
     provider: DnsProvider,
@@ -195,12 +199,16 @@ pub async fn configure(
     labels: &BTreeMap<String, String>,
     record: Option<&str>,
     dry_run: bool,
+    mut known: Option<Option<ConfigMap>>,
 ) -> Result<DnsChange, DnsConfError> {
     let name = provider.configmap_name();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
     let digest = record.map(String::from);
     for _ in 0..CONFLICT_RETRIES {
-        let current = api.get_opt(name).await.map_err(|e| api_err(name, &e))?;
+        let current = match known.take() {
+            Some(current) => current,
+            None => api.get_opt(name).await.map_err(|e| api_err(name, &e))?,
+        };
         let data = data_of(&current);
         let merged = dns::merge(provider, &data, forwards, options).map_err(|source| {
             DnsConfError::Merge {
@@ -582,9 +590,15 @@ pub async fn restarted_for(
             deployment: dns.deployment.clone(),
             message: error_text(&e),
         })?;
-    Ok(d.spec
-        .and_then(|s| s.template.metadata)
-        .and_then(|m| annotation_of(&m).map(String::from)))
+    Ok(restarted_record(&d))
+}
+
+/// [`restarted_for`] of a Deployment already read.
+pub fn restarted_record(d: &Deployment) -> Option<String> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| annotation_of(m).map(String::from))
 }
 
 /// `kubectl rollout restart`: bump the pod template's restartedAt annotation,
@@ -596,7 +610,7 @@ pub async fn rollout_restart(
     client: &Client,
     dns: &DnsServer,
     record: Option<&str>,
-) -> Result<(), DnsConfError> {
+) -> Result<Deployment, DnsConfError> {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -619,43 +633,55 @@ pub async fn rollout_restart(
     .map_err(|e| DnsConfError::Deployment {
         deployment: dns.deployment.clone(),
         message: error_text(&e),
-    })?;
-    Ok(())
+    })
 }
 
-/// Waits until the DNS Deployment's rollout is complete.
+/// Waits until the DNS Deployment's rollout is complete, by watching it
+/// from `current` (the answer of [`rollout_restart`]; read first when
+/// `None`).
 pub async fn wait_ready(
     client: &Client,
     dns: &DnsServer,
+    current: Option<Deployment>,
     timeout: Duration,
 ) -> Result<(), DnsConfError> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
-    wait_for(timeout, || {
-        let api = api.clone();
-        let name = dns.deployment.clone();
-        async move {
-            let d = api.get(&name).await.map_err(|e| error_text(&e))?;
-            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let generation = d.metadata.generation.unwrap_or(0);
-            let s = d.status.unwrap_or_default();
-            let observed = s.observed_generation.unwrap_or(0);
-            let updated = s.updated_replicas.unwrap_or(0);
-            let available = s.available_replicas.unwrap_or(0);
-            let total = s.replicas.unwrap_or(0);
-            if observed >= generation && updated == want && available == want && total == want {
-                Ok(Ok(()))
-            } else {
-                Ok(Err(format!(
-                    "{updated}/{want} pods updated, {available}/{want} available, {total} in total"
-                )))
-            }
+    let not_ready = |source| DnsConfError::NotReady {
+        deployment: dns.deployment.clone(),
+        source,
+    };
+    let current = match current {
+        Some(d) => Some(d),
+        None => api
+            .get_opt(&dns.deployment)
+            .await
+            .map_err(|e| not_ready(WaitError::Api(error_text(&e))))?,
+    };
+    let version = current
+        .as_ref()
+        .and_then(|d| d.metadata.resource_version.clone())
+        .unwrap_or_else(|| "0".to_string());
+    crate::watch::until(&api, &dns.deployment, current, version, timeout, |d| {
+        let Some(d) = d else {
+            return Err("the Deployment does not exist".to_string());
+        };
+        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let generation = d.metadata.generation.unwrap_or(0);
+        let s = d.status.clone().unwrap_or_default();
+        let observed = s.observed_generation.unwrap_or(0);
+        let updated = s.updated_replicas.unwrap_or(0);
+        let available = s.available_replicas.unwrap_or(0);
+        let total = s.replicas.unwrap_or(0);
+        if observed >= generation && updated == want && available == want && total == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "{updated}/{want} pods updated, {available}/{want} available, {total} in total"
+            ))
         }
     })
     .await
-    .map_err(|source| DnsConfError::NotReady {
-        deployment: dns.deployment.clone(),
-        source,
-    })
+    .map_err(not_ready)
 }
 
 #[cfg(test)]

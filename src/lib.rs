@@ -36,6 +36,7 @@ pub(crate) mod events;
 pub(crate) mod exit;
 pub(crate) mod fsutil;
 pub(crate) mod inputs;
+pub(crate) mod known;
 pub(crate) mod lb;
 pub mod names;
 pub(crate) mod output;

@@ -434,12 +434,12 @@ async fn run_zone(
                 format!("would restart DNS ({})", dns.deployment),
             );
         } else if restart {
-            dnsconf::rollout_restart(client, dns, None)
+            let restarted = dnsconf::rollout_restart(client, dns, None)
                 .await
                 .map_err(restart_error)?;
             report.dns_restarted = true;
             progress.step(&cluster.zone, "DNS restarting");
-            dnsconf::wait_ready(client, dns, wait_timeout)
+            dnsconf::wait_ready(client, dns, Some(restarted), wait_timeout)
                 .await
                 .map_err(restart_error)?;
             progress.say(&cluster.zone, format!("DNS restarted ({})", dns.deployment));

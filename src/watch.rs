@@ -113,3 +113,45 @@ where
         }),
     }
 }
+
+/// [`until`], with a look at what the watch cannot see: beside the watch,
+/// after 0.25 s and then at doubling intervals up to 2 s, `stuck` is asked
+/// about the object as the caller held it (e.g. whether a cloud or a
+/// controller recorded an event refusing it) whether waiting on is
+/// pointless: `Err(why)` ends the wait with [`WaitError::Api`]. The watch
+/// itself runs uninterrupted, so the change waited for is seen when it
+/// happens.
+pub async fn until_checked<K, T, D, S, Fut>(
+    api: &Api<K>,
+    name: &str,
+    current: State<K>,
+    timeout: Duration,
+    done: D,
+    mut stuck: S,
+) -> Result<T, WaitError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    D: FnMut(Option<&K>) -> Result<T, String>,
+    S: FnMut(Option<K>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let version = current
+        .as_ref()
+        .and_then(|o| o.meta().resource_version.clone())
+        .unwrap_or_else(|| "0".to_string());
+    let held = current.clone();
+    let checks = async {
+        let mut quiet = Duration::from_millis(250);
+        loop {
+            tokio::time::sleep(quiet).await;
+            if let Err(why) = stuck(held.clone()).await {
+                return WaitError::Api(why);
+            }
+            quiet = (quiet * 2).min(Duration::from_secs(2));
+        }
+    };
+    tokio::select! {
+        result = until(api, name, current, version, timeout, done) => result,
+        stopped = checks => Err(stopped),
+    }
+}

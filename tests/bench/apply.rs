@@ -2,10 +2,24 @@
 //! nothing about time). Reproduce with:
 //!
 //! ```text
-//! cargo bench --bench apply                 # 3, 10 and 30 clusters
-//! cargo bench --bench apply -- 3 10         # chosen sizes
-//! cargo bench --bench apply -- upgrade 3 10 # an image upgrade, rolled zone by zone
+//! cargo bench --bench apply                      # 3, 10 and 30 clusters, 3 samples each
+//! cargo bench --bench apply -- 3 10 --samples 5  # chosen sizes and samples
+//! cargo bench --bench apply -- upgrade 3 10      # an image upgrade, rolled zone by zone
 //! ```
+//!
+//! For each sample and size (sizes interleaved within a sample, so a
+//! change of machine load spreads over all of them) it starts a fresh
+//! kube-sim federation with 50 ms added latency per API request, a 2 s
+//! load-balancer delay and the simulator's default controller delays,
+//! makes the certificates with `plan` (untimed: local work a re-run
+//! reuses), then times the real binary's first `apply` and, on the same
+//! federation, a second `apply` that has nothing to change (converged).
+//! For both it reports per cluster the API requests and the dependent
+//! rounds (the longest chain of requests each sent after the previous one
+//! was answered, from kube-sim's request log; watches left out), and for
+//! the first apply the peak RSS of the process. The first apply is
+//! compared with the task's bound, [`LB_DELAY`] + [`TASK_ROUNDS`] ×
+//! [`LATENCY`].
 //!
 //! `upgrade` times an image upgrade of a running federation instead: one
 //! apply creates it, the timed apply changes `cockroachdb.image`, and the
@@ -13,100 +27,93 @@
 //! (the `rolling update` step of each zone in the JSON report) and reports
 //! kube-sim's availability record.
 //!
-//! For each size it starts a kube-sim federation with 50 ms added latency
-//! per API request and a 2 s load-balancer delay, runs the real binary's
-//! `apply` (all zones at once), then again on a fresh federation with
-//! `--concurrency 1`, and prints a Markdown table: wall time, API requests
-//! per cluster, peak memory (max RSS of the apply process) and the
-//! critical-path lower bound.
+//! `CRDB_BENCH_TRACE=1` prints the first cluster's request log of every
+//! run; `CRDB_BENCH_BIN` runs another build of the binary.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube_sim::{Federation, Flavor};
 
-const LATENCY: Duration = Duration::from_millis(50);
+mod common;
+use common::{LATENCY, binary, clear_requests, per_cluster, write_config, zone_names};
+
 const LB_DELAY: Duration = Duration::from_secs(2);
-const POD_READY: Duration = Duration::from_millis(50);
-const JOB_DURATION: Duration = Duration::from_millis(100);
 
-/// Dependent request rounds on the critical path of one apply (the first
-/// zone, which also runs the init Job), counted from src/apply.rs:
-/// version; permission reviews + DNS detection; DNS config read (prune
-/// check); namespace GET+PATCH; other objects GET+PATCH; LB status after
-/// the delay; DNS ConfigMap GET, backup create, replace; rollout patch;
-/// rollout status; workload GET+PATCH; pods list; init: Job and
-/// StatefulSet GET (together), Job create, Job status, StatefulSet annotation.
-const ROUNDS: u32 = 20;
-
-fn zone_names(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("zone-{i:02}")).collect()
-}
+/// The dependency depth of the task for the zone that also runs
+/// `cockroach init`, in request rounds, apart from the waits for the
+/// cloud and the controllers (see docs/benchmarks.md, "the bound"):
+/// 1 pre-flight (version, permissions, DNS detection, what exists);
+/// 2 the server-side dry run of the changes outside the new namespace;
+/// 3 namespace, DNS load balancer and the objects outside the namespace;
+/// — load-balancer delay (the zone's own objects are written meanwhile) —
+/// 4 DNS backup; 5 DNS ConfigMap; 6 DNS restart; 7 StatefulSet and
+/// ExternalName Service; 8 init Job; 9 the StatefulSet marked initialised;
+/// 10 the final readiness read.
+const TASK_ROUNDS: u32 = 10;
 
 struct Run {
     wall: Duration,
-    requests_per_cluster: f64,
+    /// Per cluster: (requests, dependent rounds).
+    clusters: Vec<(usize, usize)>,
     max_rss_kib: i64,
 }
 
-fn run_apply(n: usize, concurrency: usize) -> Run {
+impl Run {
+    fn max_requests(&self) -> usize {
+        self.clusters.iter().map(|c| c.0).max().unwrap_or(0)
+    }
+    fn max_rounds(&self) -> usize {
+        self.clusters.iter().map(|c| c.1).max().unwrap_or(0)
+    }
+}
+
+/// One fresh federation of `n` clusters: the first apply, then the
+/// converged one.
+fn run_apply(n: usize) -> (Run, Run) {
     let zones = zone_names(n);
     let fed = Federation::builder()
         .zones(zones.iter().map(String::as_str))
         .flavor(Flavor::Gke)
         .latency(LATENCY)
         .lb_delay(LB_DELAY)
-        .pod_ready_delay(POD_READY)
-        .job_duration(JOB_DURATION)
         .start()
         .expect("kube-sim starts");
     let dir = tempfile::tempdir().unwrap();
-    let mut config = String::from("[dns]\nload_balancer = \"public\"\n");
-    for z in &zones {
-        config.push_str(&format!("\n[[zones]]\nname = \"{z}\"\ncontext = \"{z}\"\n"));
-    }
-    std::fs::write(dir.path().join("bench.toml"), config).unwrap();
-    // Certificates are made before the clock starts: they are local work
-    // that a re-run reuses, not part of talking to clusters.
+    write_config(dir.path(), &zones, "");
     let status = binary(dir.path())
         .args(["plan", "bench.toml"])
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
-    assert!(status.success());
-    for c in fed.clusters() {
-        c.clear_requests();
-    }
-
-    let started = Instant::now();
-    // Reaped by wait4 below, which also reports the child's peak RSS.
-    #[allow(clippy::zombie_processes)]
-    let child = binary(dir.path())
-        .args(["apply", "bench.toml", "-q", "--wait-timeout", "5m"])
-        .arg("--concurrency")
-        .arg(concurrency.to_string())
-        .arg("--kubeconfig")
-        .arg(fed.kubeconfig_path())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (status, max_rss_kib) = wait_with_rusage(child.id() as i32);
-    let wall = started.elapsed();
-    assert_eq!(status, 0, "apply failed for {n} clusters");
-    let total: usize = fed.clusters().iter().map(|c| c.requests().len()).sum();
-    Run {
-        wall,
-        requests_per_cluster: total as f64 / n as f64,
-        max_rss_kib,
-    }
-}
-
-fn binary(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_crdb-multiregion"));
-    c.current_dir(dir).env_remove("KUBECONFIG");
-    c
+    assert!(status.success(), "plan failed");
+    let timed = |what: &str| {
+        clear_requests(&fed);
+        let started = Instant::now();
+        // Reaped by wait4 below, which also reports the child's peak RSS.
+        #[allow(clippy::zombie_processes)]
+        let child = binary(dir.path())
+            .args(["apply", "bench.toml", "-q", "--wait-timeout", "5m"])
+            .arg("--kubeconfig")
+            .arg(fed.kubeconfig_path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let (status, max_rss_kib) = wait_with_rusage(child.id() as i32);
+        let wall = started.elapsed();
+        assert_eq!(status, 0, "{what} apply failed for {n} clusters");
+        common::trace(&fed, &format!("{what} apply, {n} clusters"));
+        Run {
+            wall,
+            clusters: per_cluster(&fed),
+            max_rss_kib,
+        }
+    };
+    let first = timed("first");
+    let converged = timed("converged");
+    (first, converged)
 }
 
 /// waitpid with the child's own resource usage (its peak RSS).
@@ -142,18 +149,16 @@ fn run_upgrade(n: usize) -> Upgrade {
         .latency(LATENCY)
         .lb_delay(LB_DELAY)
         .pod_ready_delay(UPGRADE_POD_READY)
-        .job_duration(JOB_DURATION)
         .max_termination_grace(Some(TERMINATION))
         .start()
         .expect("kube-sim starts");
     let dir = tempfile::tempdir().unwrap();
     let write = |image: &str| {
-        let mut config =
-            format!("[dns]\nload_balancer = \"public\"\n[cockroachdb]\nimage = \"{image}\"\n");
-        for z in &zones {
-            config.push_str(&format!("\n[[zones]]\nname = \"{z}\"\ncontext = \"{z}\"\n"));
-        }
-        std::fs::write(dir.path().join("bench.toml"), config).unwrap();
+        write_config(
+            dir.path(),
+            &zones,
+            &format!("[cockroachdb]\nimage = \"{image}\"\n"),
+        );
     };
     let apply = || {
         binary(dir.path())
@@ -224,10 +229,20 @@ fn upgrade_main(sizes: Vec<usize>) {
 }
 
 fn main() {
-    let upgrade = std::env::args().nth(1).as_deref() == Some("upgrade");
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let upgrade = args.first().map(String::as_str) == Some("upgrade");
+    let samples = args
+        .iter()
+        .position(|a| a == "--samples")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3usize)
+        .max(1);
+    let sizes: Vec<usize> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || args[i - 1] != "--samples")
+        .filter_map(|(_, a)| a.parse().ok())
         .collect();
     if upgrade {
         upgrade_main(if sizes.is_empty() { vec![3, 10] } else { sizes });
@@ -238,28 +253,55 @@ fn main() {
     } else {
         sizes
     };
-    let bound = LB_DELAY + LATENCY * ROUNDS;
+    let bound = LB_DELAY + LATENCY * TASK_ROUNDS;
     println!(
-        "latency {} ms/request, LB delay {} s, {ROUNDS} dependent rounds: lower bound {:.2} s\n",
+        "latency {} ms/request, LB delay {} s, simulator's default controller delays; task bound {} s + {TASK_ROUNDS} rounds = {:.2} s; {samples} samples per size, interleaved\n",
         LATENCY.as_millis(),
+        LB_DELAY.as_secs(),
         LB_DELAY.as_secs(),
         bound.as_secs_f64()
     );
+    let mut runs: Vec<Vec<(Run, Run)>> = sizes.iter().map(|_| Vec::new()).collect();
+    for _ in 0..samples {
+        for (i, n) in sizes.iter().enumerate() {
+            runs[i].push(run_apply(*n));
+        }
+    }
+    println!("First apply:\n");
     println!(
-        "| clusters | apply (all at once) | × bound | requests/cluster | peak RSS | --concurrency 1 | sequential / concurrent |"
+        "| clusters | min | median | median × bound | requests/cluster (max) | dependent rounds/cluster (max) | peak RSS (max) |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
-    for n in sizes {
-        let all = run_apply(n, 0);
-        let seq = run_apply(n, 1);
+    for (n, r) in sizes.iter().zip(&runs) {
+        let walls: Vec<Duration> = r.iter().map(|(f, _)| f.wall).collect();
+        let (min, median) = common::min_median(&walls);
         println!(
-            "| {n} | {:.2} s | {:.2} | {:.1} | {:.1} MiB | {:.2} s | {:.1}× |",
-            all.wall.as_secs_f64(),
-            all.wall.as_secs_f64() / bound.as_secs_f64(),
-            all.requests_per_cluster,
-            all.max_rss_kib as f64 / 1024.0,
-            seq.wall.as_secs_f64(),
-            seq.wall.as_secs_f64() / all.wall.as_secs_f64(),
+            "| {n} | {:.2} s | {:.2} s | {:.2} | {} | {} | {:.1} MiB |",
+            min.as_secs_f64(),
+            median.as_secs_f64(),
+            median.as_secs_f64() / bound.as_secs_f64(),
+            r.iter().map(|(f, _)| f.max_requests()).max().unwrap_or(0),
+            r.iter().map(|(f, _)| f.max_rounds()).max().unwrap_or(0),
+            r.iter().map(|(f, _)| f.max_rss_kib).max().unwrap_or(0) as f64 / 1024.0,
+        );
+    }
+    println!("\nConverged apply (nothing to change):\n");
+    println!(
+        "| clusters | min | median | median / first size's | requests/cluster (max) | dependent rounds/cluster (max) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let mut base = None;
+    for (n, r) in sizes.iter().zip(&runs) {
+        let walls: Vec<Duration> = r.iter().map(|(_, c)| c.wall).collect();
+        let (min, median) = common::min_median(&walls);
+        let base = *base.get_or_insert(median);
+        println!(
+            "| {n} | {:.2} s | {:.2} s | {:.2} | {} | {} |",
+            min.as_secs_f64(),
+            median.as_secs_f64(),
+            median.as_secs_f64() / base.as_secs_f64(),
+            r.iter().map(|(_, c)| c.max_requests()).max().unwrap_or(0),
+            r.iter().map(|(_, c)| c.max_rounds()).max().unwrap_or(0),
         );
     }
 }

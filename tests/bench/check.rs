@@ -21,47 +21,13 @@
 //! which wait for the cluster rather than for a round trip. `CRDB_BENCH_BIN`
 //! runs another build of the binary (an older commit) on the same bench.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use kube_sim::{Federation, Flavor, RequestRecord};
+use kube_sim::{Federation, Flavor};
 
-const LATENCY: Duration = Duration::from_millis(50);
-
-fn binary(dir: &Path) -> Command {
-    let bin = std::env::var_os("CRDB_BENCH_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_crdb-multiregion")));
-    let mut c = Command::new(bin);
-    c.current_dir(dir).env_remove("KUBECONFIG");
-    c
-}
-
-/// The longest chain of requests where each arrived after the previous one
-/// was answered; watches left out.
-fn dependent_rounds(requests: &[RequestRecord]) -> usize {
-    let mut spans: Vec<(u64, u64)> = requests
-        .iter()
-        .filter(|r| {
-            !r.query
-                .split('&')
-                .any(|q| q == "watch=true" || q == "watch=1")
-        })
-        .map(|r| (r.started_us, r.started_us + r.duration.as_micros() as u64))
-        .collect();
-    spans.sort();
-    let mut depth = vec![0usize; spans.len()];
-    for i in 0..spans.len() {
-        let before = (0..i)
-            .filter(|&j| spans[j].1 <= spans[i].0)
-            .map(|j| depth[j])
-            .max()
-            .unwrap_or(0);
-        depth[i] = before + 1;
-    }
-    depth.into_iter().max().unwrap_or(0)
-}
+mod common;
+use common::{LATENCY, binary, clear_requests, dependent_rounds, write_config, zone_names};
 
 fn main() {
     let numbers: Vec<usize> = std::env::args()
@@ -70,7 +36,7 @@ fn main() {
         .collect();
     let zones = numbers.first().copied().unwrap_or(3).max(1);
     let samples = numbers.get(1).copied().unwrap_or(5).max(1);
-    let names: Vec<String> = (0..zones).map(|i| format!("zone-{i:02}")).collect();
+    let names = zone_names(zones);
     let fed = Federation::builder()
         .zones(names.iter().map(String::as_str))
         .flavor(Flavor::Gke)
@@ -79,11 +45,7 @@ fn main() {
         .start()
         .expect("kube-sim starts");
     let dir = tempfile::tempdir().expect("temporary directory");
-    let mut config = String::from("[dns]\nload_balancer = \"public\"\n");
-    for z in &names {
-        config.push_str(&format!("\n[[zones]]\nname = \"{z}\"\ncontext = \"{z}\"\n"));
-    }
-    std::fs::write(dir.path().join("bench.toml"), config).expect("write the config");
+    write_config(dir.path(), &names, "");
     let status = binary(dir.path())
         .args(["apply", "bench.toml", "-q", "--kubeconfig"])
         .arg(fed.kubeconfig_path())
@@ -101,9 +63,7 @@ fn main() {
     println!("|---:|---:|---:|---:|");
     let mut walls = Vec::new();
     for i in 1..=samples {
-        for c in fed.clusters() {
-            c.clear_requests();
-        }
+        clear_requests(&fed);
         let started = Instant::now();
         let output = binary(dir.path())
             .args([
@@ -143,26 +103,13 @@ fn main() {
             "| {i} | {:.2} s | {requests} | {rounds} |",
             wall.as_secs_f64()
         );
-        if std::env::var_os("CRDB_BENCH_TRACE").is_some() {
-            let mut log = fed.clusters()[0].requests();
-            log.sort_by_key(|r| r.started_us);
-            for r in log {
-                eprintln!(
-                    "{:>8.3} {:>6.3} {} {} {}",
-                    r.started_us as f64 / 1e6,
-                    r.duration.as_secs_f64(),
-                    r.method,
-                    r.path,
-                    r.query
-                );
-            }
-        }
+        common::trace(&fed, &format!("check, sample {i}"));
         walls.push(wall);
     }
-    walls.sort();
+    let (min, median) = common::min_median(&walls);
     println!(
         "\nwall: min {:.2} s, median {:.2} s",
-        walls[0].as_secs_f64(),
-        walls[walls.len() / 2].as_secs_f64()
+        min.as_secs_f64(),
+        median.as_secs_f64()
     );
 }

@@ -279,6 +279,33 @@ fn full_cycle_on(
             "{}: second apply changed {writes:?}",
             c.zone()
         );
+        // Converged: only reads, in one round of requests per cluster:
+        // /version, a rules review for each of the zone namespace,
+        // `default` and `kube-system`, kube-system's DNS Deployments and
+        // ConfigMaps, the zone namespace, our Secrets, Services and
+        // ConfigMaps by label, and the ServiceAccounts, Roles,
+        // RoleBindings, PDBs and StatefulSets of the zone namespace.
+        let requests = c.requests();
+        let not_reads: Vec<String> = requests
+            .iter()
+            .filter(|r| r.method != "GET" && !r.path.ends_with("selfsubjectrulesreviews"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert!(
+            not_reads.is_empty(),
+            "{}: second apply made requests other than reads: {not_reads:?}",
+            c.zone()
+        );
+        assert_eq!(
+            requests.len(),
+            15,
+            "{}: requests of the converged apply: {:?}",
+            c.zone(),
+            requests
+                .iter()
+                .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+                .collect::<Vec<_>>()
+        );
     }
     let after: Vec<u32> = env
         .fed

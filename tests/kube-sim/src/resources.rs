@@ -200,6 +200,17 @@ pub static RESOURCES: &[ResourceDef] = &[
         subresources: &[],
         create_only: true,
     },
+    ResourceDef {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectRulesReview",
+        plural: "selfsubjectrulesreviews",
+        singular: "selfsubjectrulesreview",
+        namespaced: false,
+        short_names: &[],
+        subresources: &[],
+        create_only: true,
+    },
 ];
 
 /// Indices into [`RESOURCES`] for the kinds controllers touch.

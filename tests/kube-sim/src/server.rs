@@ -476,6 +476,10 @@ async fn route(
             let def = resources::def(res);
             if def.create_only {
                 let (mut body, _) = body_json(req, false).await?;
+                if def.kind == "SelfSubjectRulesReview" {
+                    body["status"] = rules_review(&shared.faults().denied);
+                    return Ok(Reply::Json(201, body, false));
+                }
                 let attrs = &body["spec"]["resourceAttributes"];
                 let asked = format!(
                     "{} {}",
@@ -1102,6 +1106,62 @@ async fn stream_events(
             _ = &mut deadline => return,
         }
     }
+}
+
+/// The status of a SelfSubjectRulesReview: what the caller may do in the
+/// namespace asked about, as RBAC lists it (authorization.k8s.io/v1
+/// SubjectRulesReviewStatus: `resourceRules`, `nonResourceRules`,
+/// `incomplete`). Without denials it is the `cluster-admin` role's one
+/// rule (every verb on every resource); with `faults.denied` it lists, per
+/// served resource, the verbs that are not denied, as an RBAC role
+/// granting exactly those would (RBAC rules only add; "everything but"
+/// cannot be one rule). The create-only review resources are always
+/// allowed, as the default `system:basic-user` role allows them.
+fn rules_review(denied: &[String]) -> Value {
+    const VERBS: &[&str] = &[
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
+    ];
+    let reviews = json!({
+        "verbs": ["create"],
+        "apiGroups": ["authorization.k8s.io"],
+        "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+    });
+    let rules: Vec<Value> = if denied.is_empty() {
+        vec![
+            json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}),
+            reviews,
+        ]
+    } else {
+        resources::RESOURCES
+            .iter()
+            .filter(|r| !r.create_only)
+            .filter_map(|r| {
+                let verbs: Vec<&str> = VERBS
+                    .iter()
+                    .copied()
+                    .filter(|v| !denied.contains(&format!("{v} {}", r.plural)))
+                    .collect();
+                (!verbs.is_empty()).then(|| {
+                    let mut resources = vec![r.plural.to_string()];
+                    resources.extend(r.subresources.iter().map(|s| format!("{}/{s}", r.plural)));
+                    json!({"verbs": verbs, "apiGroups": [r.group], "resources": resources})
+                })
+            })
+            .chain(std::iter::once(reviews))
+            .collect()
+    };
+    json!({
+        "resourceRules": rules,
+        "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": ["*"]}],
+        "incomplete": false,
+    })
 }
 
 #[cfg(test)]

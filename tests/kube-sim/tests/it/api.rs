@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+use k8s_openapi::api::authorization::v1::{SelfSubjectAccessReview, SelfSubjectRulesReview};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
@@ -449,4 +449,47 @@ async fn access_reviews_are_allowed_and_unknown_paths_404() {
         (code, body["reason"].as_str()),
         (415, Some("UnsupportedMediaType"))
     );
+}
+
+#[tokio::test]
+async fn rules_reviews_list_every_verb_but_the_denied_ones() {
+    let fed = fast(&["z1"], Flavor::Generic);
+    let c = client(&fed, "z1").await;
+    let review: SelfSubjectRulesReview = serde_json::from_value(json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+        "spec": {"namespace": "x"},
+    }))
+    .unwrap();
+    let api = Api::<SelfSubjectRulesReview>::all(c.clone());
+    let allows = |status: &k8s_openapi::api::authorization::v1::SubjectRulesReviewStatus,
+                  verb: &str,
+                  resource: &str| {
+        status.resource_rules.iter().any(|r| {
+            (r.verbs.iter().any(|v| v == "*" || v == verb))
+                && r.resources
+                    .as_ref()
+                    .is_some_and(|l| l.iter().any(|x| x == "*" || x == resource))
+        })
+    };
+    let status = api
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(!status.incomplete);
+    assert!(allows(&status, "patch", "services"));
+    fed.cluster("z1").set_faults(kube_sim::Faults {
+        denied: vec!["patch services".into()],
+        ..Default::default()
+    });
+    let status = api
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(!allows(&status, "patch", "services"));
+    assert!(allows(&status, "get", "services"));
+    assert!(allows(&status, "patch", "secrets"));
 }
