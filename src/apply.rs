@@ -38,7 +38,7 @@ use crate::certs::CertBundle;
 use crate::cluster::{
     self, Action, Cluster, ClusterInfo, PreflightProblem, WaitError, error_text, wait_for,
 };
-use crate::config::{Config, ProviderChoice};
+use crate::config::Config;
 use crate::decommission;
 use crate::dns::DnsProvider;
 use crate::dnsconf::{self, DnsChange};
@@ -429,12 +429,7 @@ impl Timer {
 
 /// The DNS server the config names (`dns.provider`), or `None` to detect it.
 pub fn provider_override(config: &Config) -> Option<DnsProvider> {
-    match config.dns.provider {
-        ProviderChoice::Auto => None,
-        ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),
-        ProviderChoice::Coredns => Some(DnsProvider::CoreDns),
-        ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
-    }
+    config.dns.provider.provider()
 }
 
 /// Connects to and pre-flights every zone that `--zone` flags `only`

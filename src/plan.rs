@@ -21,9 +21,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::certs::CertBundle;
-use crate::config::{
-    Cloud, Config, LoadBalancer, Protocol, ProviderChoice, Zone, quantity_bytes, shell_quote,
-};
+use crate::config::{Cloud, Config, LoadBalancer, Protocol, Zone, quantity_bytes, shell_quote};
 use crate::dns::{DnsProvider, Forward, ForwardOptions};
 use crate::names;
 use crate::render::{Document, RenderError, Templates, strict_typed};
@@ -349,14 +347,10 @@ pub fn start_command(config: &Config, zone: &Zone) -> String {
 /// which would loop).
 fn dns_plan(config: &Config, zone: &Zone, facts: &Facts) -> DnsPlan {
     let detected = facts.zones.get(&zone.name).and_then(|f| f.dns_provider);
-    let (provider, provider_source) = match config.dns.provider {
-        ProviderChoice::KubeDns => (DnsProvider::KubeDns, ProviderSource::Configured),
-        ProviderChoice::Coredns => (DnsProvider::CoreDns, ProviderSource::Configured),
-        ProviderChoice::CorednsCustom => (DnsProvider::CoreDnsCustom, ProviderSource::Configured),
-        ProviderChoice::Auto => match detected {
-            Some(p) => (p, ProviderSource::Detected),
-            None => (assumed_provider(config.dns.cloud), ProviderSource::Assumed),
-        },
+    let (provider, provider_source) = match (config.dns.provider.provider(), detected) {
+        (Some(p), _) => (p, ProviderSource::Configured),
+        (None, Some(p)) => (p, ProviderSource::Detected),
+        (None, None) => (assumed_provider(config.dns.cloud), ProviderSource::Assumed),
     };
     let options = ForwardOptions {
         force_tcp: config.dns.protocols == [Protocol::Tcp],

@@ -288,7 +288,7 @@ pub async fn gather(
     full: &[String],
     opts: &StatusOptions,
 ) -> Vec<Gathered> {
-    let override_ = crate::apply::provider_override(config);
+    let override_ = config.dns.provider.provider();
     let reads = config.zones.iter().map(|zone| {
         let everything = full.contains(&zone.name);
         async move {

@@ -27,7 +27,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cluster::{self, Cluster, wait_for};
-use crate::config::{Config, ProviderChoice};
+use crate::config::Config;
 use crate::dns::DnsProvider;
 use crate::dnsconf::{self, Owner, Restore};
 use crate::names;
@@ -270,13 +270,9 @@ async fn run_zone(
     cluster::reach(cluster, preflight_timeout)
         .await
         .map_err(|p| ZoneError::new(Step::Reach, ErrorKind::Unreachable(p)))?;
-    let override_ = match config.dns.provider {
-        ProviderChoice::Auto => None,
-        ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),
-        ProviderChoice::Coredns => Some(DnsProvider::CoreDns),
-        ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
-    };
-    let dns = cluster::detect_dns(client, override_).await.ok();
+    let dns = cluster::detect_dns(client, config.dns.provider.provider())
+        .await
+        .ok();
 
     let selector = owned_selector(config);
     let owned = list_owned(client, &selector, false).await?;

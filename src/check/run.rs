@@ -27,8 +27,8 @@ use super::session::{ProberRun, Session, listener_still_running, run_prober, sta
 use super::targets::{LbAddress, lb_result, plan_lb_queries};
 use super::{Check, CheckReport, CheckResult};
 use crate::cluster::{self, Cluster, error_text};
-use crate::config::{Config, ProviderChoice, Zone};
-use crate::dns::{self, DnsProvider};
+use crate::config::{Config, Zone};
+use crate::dns;
 use crate::progress::Progress;
 use crate::{dnsconf, names, resolve};
 
@@ -303,15 +303,6 @@ fn prober_problem(p: &ProberRun) -> Option<ProberProblem> {
     }))
 }
 
-fn provider_override(config: &Config) -> Option<DnsProvider> {
-    match config.dns.provider {
-        ProviderChoice::Auto => None,
-        ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),
-        ProviderChoice::Coredns => Some(DnsProvider::CoreDns),
-        ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
-    }
-}
-
 async fn connect_all(
     config: &Config,
     kubeconfig: &Kubeconfig,
@@ -380,7 +371,7 @@ async fn connect_zone(
         // of it is left, someone took it away (an add-on update): a failure
         // to name, not a check before apply.
         let (server, applied) = futures::future::join(
-            cluster::detect_dns(&cluster.client, provider_override(config)),
+            cluster::detect_dns(&cluster.client, config.dns.provider.provider()),
             dnsconf::owner(&cluster.client),
         )
         .await;

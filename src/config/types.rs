@@ -55,6 +55,19 @@ pub enum ProviderChoice {
     CorednsCustom,
 }
 
+impl ProviderChoice {
+    /// The DNS server this choice names, or `None` (`auto`): detect it.
+    pub fn provider(self) -> Option<crate::dns::DnsProvider> {
+        use crate::dns::DnsProvider;
+        match self {
+            ProviderChoice::Auto => None,
+            ProviderChoice::KubeDns => Some(DnsProvider::KubeDns),
+            ProviderChoice::Coredns => Some(DnsProvider::CoreDns),
+            ProviderChoice::CorednsCustom => Some(DnsProvider::CoreDnsCustom),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LoadBalancer {
