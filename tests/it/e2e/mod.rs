@@ -1736,14 +1736,24 @@ fn a_namespace_that_existed_before_apply_survives_teardown_with_the_users_config
 }
 
 /// Waits (bounded) until `zone` stored a write to its DNS ConfigMap.
-fn wait_for_dns_write(env: &Env, zone: &str, child: &mut std::process::Child) {
-    let c = env.fed.cluster(zone);
+/// The resourceVersion of `zone`'s kube-dns ConfigMap as stored ("" when
+/// there is none).
+fn dns_configmap_version(env: &Env, zone: &str) -> String {
+    env.fed
+        .cluster(zone)
+        .get("v1", "ConfigMap", Some("kube-system"), "kube-dns")
+        .and_then(|cm| cm["metadata"]["resourceVersion"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// Waits until `zone`'s kube-dns ConfigMap is stored in another version
+/// than `before`. Read from the store, not the request log: kube-sim adds
+/// its latency to the answer, so the store has the write a whole latency
+/// before the binary can send its next request (the DNS restart), while the
+/// request log has it only once answered.
+fn wait_for_dns_write(env: &Env, zone: &str, before: &str, child: &mut std::process::Child) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !c.requests().iter().any(|r| {
-        r.changed
-            && r.method == "PUT"
-            && r.path == "/api/v1/namespaces/kube-system/configmaps/kube-dns"
-    }) {
+    while dns_configmap_version(env, zone) == before {
         if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
             let _ = child.kill();
             panic!("no write to the DNS ConfigMap of {zone}");
@@ -1779,7 +1789,9 @@ fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
 
 /// Every request to `zone` is slowed down, so that the request after the
 /// DNS write (the restart) is still waiting when the cluster goes away:
-/// kube-sim drops in-flight requests unanswered when it goes down.
+/// kube-sim drops in-flight requests unanswered when it goes down. The
+/// test sees the write in the store and takes the cluster down within
+/// this time.
 const SLOW: Duration = Duration::from_millis(250);
 
 #[test]
@@ -1795,6 +1807,7 @@ fn dns_restart_interrupted_after_the_dns_write_is_redone_by_the_next_apply() {
     // Adding a zone changes us-east1-b's forwarding; stop the cluster right
     // after that write, before the restart.
     victim.clear_requests();
+    let dns_before = dns_configmap_version(&env, "us-east1-b");
     victim.set_faults(faults(|f| f.latency = SLOW));
     let mut child = spawn(
         &env,
@@ -1807,7 +1820,7 @@ fn dns_restart_interrupted_after_the_dns_write_is_redone_by_the_next_apply() {
             &env.fed.dns_addr().to_string(),
         ],
     );
-    wait_for_dns_write(&env, "us-east1-b", &mut child);
+    wait_for_dns_write(&env, "us-east1-b", &dns_before, &mut child);
     victim.set_faults(faults(|f| f.down = true));
     let out = child.wait_with_output().unwrap();
     assert_exit(&out, 2);
@@ -1859,6 +1872,7 @@ fn dns_restart_interrupted_after_the_dns_restore_is_redone_by_the_next_teardown(
     let rollouts = victim.rollouts("kube-system", "kube-dns");
 
     victim.clear_requests();
+    let dns_before = dns_configmap_version(&env, "us-east1-b");
     victim.set_faults(faults(|f| f.latency = SLOW));
     let mut child = spawn(
         &env,
@@ -1870,7 +1884,7 @@ fn dns_restart_interrupted_after_the_dns_restore_is_redone_by_the_next_teardown(
             "20s",
         ],
     );
-    wait_for_dns_write(&env, "us-east1-b", &mut child);
+    wait_for_dns_write(&env, "us-east1-b", &dns_before, &mut child);
     victim.set_faults(faults(|f| f.down = true));
     let out = child.wait_with_output().unwrap();
     assert_exit(&out, 2);
