@@ -28,7 +28,6 @@ pub mod cluster;
 pub(crate) mod commands;
 pub mod config;
 pub mod connect;
-pub(crate) mod decommission;
 pub mod diff;
 pub mod dns;
 pub(crate) mod dnsconf;

@@ -6,8 +6,11 @@
 
 use std::fmt;
 
-use crate::cluster::{PreflightProblem, WaitError, error_text};
+use crate::apply::{DecommissionError, InitError, RolloutError};
+use crate::cluster::{self, PreflightProblem, WaitError, error_text};
 use crate::dnsconf::{DnsConfError, RestoreError};
+use crate::names;
+use crate::resolve::ResolveError;
 
 /// What the zone was doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,13 +29,47 @@ pub enum Step {
     RestoreDns,
     /// Restarting DNS (or reading what it was last restarted for).
     RestartDns,
+    /// Applying the zone's objects (the cause names the object).
+    Apply,
+    /// Waiting for the DNS load balancer's address.
+    WaitLb,
+    /// Resolving the DNS load balancer's host name.
+    ResolveLb,
+    /// Configuring DNS forwarding.
+    Forwarding,
+    /// Waiting for the StatefulSet's rollout in `namespace`.
+    Rollout { namespace: String },
+    /// `cockroach init`.
+    Init,
+    /// Decommissioning nodes and lowering the replicas of the StatefulSet.
+    ScaleDown,
+    /// The rolling change of the StatefulSet (one zone at a time).
+    Rolling,
+    /// Waiting for CockroachDB to report every range fully replicated.
+    Health,
 }
 
 impl Step {
     /// The words put before the cause; none where the cause says it all.
     fn prefix(&self) -> Option<String> {
         match self {
-            Step::Reach | Step::RestoreDns | Step::RestartDns => None,
+            Step::Reach
+            | Step::RestoreDns
+            | Step::RestartDns
+            | Step::Apply
+            | Step::ResolveLb
+            | Step::Forwarding
+            | Step::Init
+            | Step::ScaleDown
+            | Step::Rolling => None,
+            Step::WaitLb => Some("waiting for the DNS load balancer address".into()),
+            Step::Rollout { namespace } => Some(format!(
+                "waiting for the rollout of StatefulSet {namespace}/{}",
+                names::STATEFULSET
+            )),
+            Step::Health => {
+                Some("waiting for CockroachDB to report every range fully replicated".into())
+            }
             Step::List { kind } => Some(format!("listing {kind}")),
             Step::Delete { object } => Some(format!("deleting {object}")),
             Step::Release { namespace } => {
@@ -49,7 +86,13 @@ impl fmt::Display for Step {
             (_, Some(p)) => f.write_str(&p),
             (Step::Reach, None) => f.write_str("reaching the cluster"),
             (Step::RestoreDns, None) => f.write_str("restoring the DNS config"),
-            (_, None) => f.write_str("restarting DNS"),
+            (Step::RestartDns, None) => f.write_str("restarting DNS"),
+            (Step::Apply, None) => f.write_str("applying objects"),
+            (Step::ResolveLb, None) => f.write_str("resolving the DNS load balancer's host name"),
+            (Step::Forwarding, None) => f.write_str("configuring DNS forwarding"),
+            (Step::Init, None) => f.write_str("running cockroach init"),
+            (Step::ScaleDown, None) => f.write_str("scaling down"),
+            (_, None) => f.write_str("rolling the StatefulSet"),
         }
     }
 }
@@ -68,6 +111,38 @@ pub enum ErrorKind {
     Dns(DnsConfError),
     #[error(transparent)]
     Restore(RestoreError),
+    /// The API server refused an object; `hint` says what it would take.
+    #[error("{error}{}", hint_line(.hint))]
+    Apply {
+        error: cluster::ApplyError,
+        hint: Option<String>,
+    },
+    #[error("{}\n      hint: {}", .0, .0.hint())]
+    Resolve(ResolveError),
+    /// Forwarding needs the DNS address of zones that have none.
+    #[error(
+        "DNS forwarding not configured: no DNS load balancer address for {} (re-run apply once {} succeeded)",
+        .missing.join(", "),
+        if .missing.len() == 1 { "that zone has" } else { "those zones have" }
+    )]
+    DnsPending { missing: Vec<String> },
+    #[error(transparent)]
+    Rollout(RolloutError),
+    #[error(transparent)]
+    Init(InitError),
+    #[error(transparent)]
+    Decommission(DecommissionError),
+    /// A rolling change stops at the first zone that fails.
+    #[error(
+        "its StatefulSet was not changed: the rolling change stopped at zone {first}, which failed first"
+    )]
+    NotRolled { first: String },
+}
+
+fn hint_line(hint: &Option<String>) -> String {
+    hint.as_ref()
+        .map(|h| format!("\n      hint: {h}"))
+        .unwrap_or_default()
 }
 
 /// One zone's step failed.
@@ -95,12 +170,27 @@ impl ZoneError {
                 parts.push(s);
             }
             cause = match c.downcast_ref::<ErrorKind>() {
-                // error_text already summarised the API error's chain.
-                Some(ErrorKind::Api(_)) | Some(ErrorKind::Unreachable(_)) => None,
-                _ => c.source(),
+                // These causes carry on in their own source.
+                Some(ErrorKind::Wait(_) | ErrorKind::Dns(_) | ErrorKind::Restore(_)) | None => {
+                    c.source()
+                }
+                // The others say their cause in their own text (the API's
+                // message, the Job's output).
+                Some(_) => None,
             };
         }
         parts.join(": ")
+    }
+}
+
+/// The report's text of an optional error (`error` in the JSON reports).
+pub fn serialize_text<S: serde::Serializer>(
+    e: &Option<ZoneError>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match e {
+        Some(e) => s.serialize_str(&e.text()),
+        None => s.serialize_none(),
     }
 }
 

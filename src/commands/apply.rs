@@ -70,10 +70,11 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
         } else {
             write_certificates(&config, progress)?
         };
-        apply::apply(
+        let report = apply::apply(
             &config, &templates, &bundle, clusters, &prepared, &opts, progress,
         )
-        .await
+        .await?;
+        anyhow::Ok(report)
     }));
     progress.end();
     let report = result???;
@@ -291,8 +292,8 @@ pub fn render_changes(report: &ApplyReport) -> String {
         if z.dns_restarted {
             let _ = writeln!(out, "{}: restart DNS", z.zone);
         }
-        if let Some(i) = &z.init
-            && i.starts_with("would")
+        if let Some(i) = z.init
+            && i == apply::InitOutcome::WouldRun
         {
             let _ = writeln!(out, "{}: {i}", z.zone);
         }

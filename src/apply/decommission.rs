@@ -34,6 +34,7 @@ use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, Propagatio
 
 use serde_json::Value;
 
+use super::job::{self, JobEnd, JobWaitError};
 use crate::cluster::{self, Cluster, WaitError, error_text};
 use crate::names;
 use crate::plan::Object;
@@ -58,20 +59,19 @@ pub struct NodeRow {
 /// Parses `node status --format=tsv` output: a header line naming the
 /// columns, then one line per node. Lines that are not rows (a trailing
 /// row count, blank lines) are skipped.
-pub fn parse_status(text: &str) -> Result<Vec<NodeRow>, String> {
+pub fn parse_status(text: &str) -> Result<Vec<NodeRow>, StatusError> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<&str> = lines
         .next()
-        .ok_or("`cockroach node status` printed nothing")?
+        .ok_or(StatusError::Empty)?
         .split('\t')
         .map(str::trim)
         .collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
     let (Some(id), Some(address)) = (col("id"), col("address")) else {
-        return Err(format!(
-            "`cockroach node status` printed no id and address columns (header: {})",
-            header.join(" ")
-        ));
+        return Err(StatusError::NoColumns {
+            header: header.join(" "),
+        });
     };
     let membership = col("membership");
     let mut rows = Vec::new();
@@ -93,6 +93,63 @@ pub fn parse_status(text: &str) -> Result<Vec<NodeRow>, String> {
         });
     }
     Ok(rows)
+}
+
+/// Output of `cockroach node status` that is not a node table.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StatusError {
+    #[error("`cockroach node status` printed nothing")]
+    Empty,
+    #[error("`cockroach node status` printed no id and address columns (header: {header})")]
+    NoColumns { header: String },
+}
+
+/// Why a decommission (or the scale-down after it) stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DecommissionError {
+    #[error("listing the CockroachDB nodes{}: {source}", from_zone(.from))]
+    Status {
+        /// The zone the Job ran in, when it is not the zone scaled down.
+        from: Option<String>,
+        #[source]
+        source: Box<StatusFailure>,
+    },
+    #[error("decommissioning node(s) {}{}: {source}", list(.ids), if *.removed { " of the removed zone(s)" } else { "" })]
+    Decommission {
+        ids: Vec<u64>,
+        removed: bool,
+        #[source]
+        source: Box<JobError>,
+    },
+    #[error(transparent)]
+    Apply(cluster::ApplyError),
+    #[error("reading pod {pod}: {}", error_text(.source))]
+    ReadPod {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("scaling down to {replicas} replicas: {wait}")]
+    ScaleDown { replicas: i32, wait: WaitError },
+    #[error("{0} is not a StatefulSet")]
+    NotAStatefulSet(String),
+    #[error("the plan has no init Job to run `cockroach node` commands from")]
+    NoInitJob,
+}
+
+fn from_zone(zone: &Option<String>) -> String {
+    zone.as_ref()
+        .map(|z| format!(" (from zone {z})"))
+        .unwrap_or_else(|| " before the scale-down".into())
+}
+
+/// Why `cockroach node status` gave no node table.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusFailure {
+    #[error(transparent)]
+    Job(JobError),
+    #[error(transparent)]
+    Output(StatusError),
 }
 
 /// The host part of an address (`host:port`).
@@ -171,11 +228,11 @@ pub fn cockroach_job(
 /// Why a Job did not give its output.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("creating the {purpose} Job in namespace {namespace}: {message}")]
+    #[error("creating the {purpose} Job in namespace {namespace}: {}", error_text(.source))]
     Create {
         purpose: String,
         namespace: String,
-        message: String,
+        source: kube::Error,
     },
     #[error(
         "Job {namespace}/{name} ({command}) failed{}\n      hint: `kubectl -n {namespace} logs job/{name}` shows its output; the Job is kept until you delete it",
@@ -192,7 +249,7 @@ pub enum JobError {
         namespace: String,
         name: String,
         command: String,
-        wait: WaitError,
+        wait: JobWaitError,
     },
 }
 
@@ -209,37 +266,17 @@ fn output_lines(output: &str) -> String {
     s
 }
 
-/// The Job's outcome from its status: `Some(true)` complete, `Some(false)`
-/// failed, `None` still running.
-fn outcome(job: &Job) -> Option<bool> {
-    let status = job.status.as_ref()?;
-    for c in status.conditions.iter().flatten() {
-        if c.status == "True" && c.type_ == "Complete" {
-            return Some(true);
-        }
-        if c.status == "True" && c.type_ == "Failed" {
-            return Some(false);
-        }
-    }
-    None
-}
-
 /// Creates `job`, waits (by watch, bounded) until it completed or failed,
 /// and returns the output of its pod. A completed Job is deleted.
 pub async fn run(cluster: &Cluster, job: &Job, timeout: Duration) -> Result<String, JobError> {
     let namespace = job.metadata.namespace.clone().unwrap_or_default();
-    let purpose = job
+    let container = job
         .spec
         .as_ref()
         .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| p.containers.first())
-        .map(|c| c.name.clone())
-        .unwrap_or_default();
-    let command = job
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| p.containers.first())
+        .and_then(|p| p.containers.first());
+    let purpose = container.map(|c| c.name.clone()).unwrap_or_default();
+    let command = container
         .and_then(|c| c.command.as_ref())
         .map(|c| {
             c.iter()
@@ -259,42 +296,22 @@ pub async fn run(cluster: &Cluster, job: &Job, timeout: Duration) -> Result<Stri
     let created = jobs
         .create(&params, job)
         .await
-        .map_err(|e| JobError::Create {
-            purpose: purpose.clone(),
+        .map_err(|source| JobError::Create {
+            purpose,
             namespace: namespace.clone(),
-            message: error_text(&e),
+            source,
         })?;
     let name = created.metadata.name.clone().unwrap_or_default();
-    let rv = created
-        .metadata
-        .resource_version
-        .clone()
-        .unwrap_or_default();
-    let done = crate::watch::until(&jobs, &name, Some(created), rv, timeout, |j| {
-        let Some(j) = j else {
-            return Err("the Job is gone".to_string());
-        };
-        match outcome(j) {
-            Some(ok) => Ok(ok),
-            None => {
-                let s = j.status.clone().unwrap_or_default();
-                Err(format!(
-                    "{} active, {} failed",
-                    s.active.unwrap_or(0),
-                    s.failed.unwrap_or(0)
-                ))
-            }
-        }
-    })
-    .await
-    .map_err(|wait| JobError::Wait {
-        namespace: namespace.clone(),
-        name: name.clone(),
-        command: command.clone(),
-        wait,
-    })?;
+    let end = job::wait(cluster, &jobs, &name, Some(created), timeout)
+        .await
+        .map_err(|wait| JobError::Wait {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            command: command.clone(),
+            wait,
+        })?;
     let output = pod_output(cluster, &namespace, &name).await;
-    if !done {
+    if end != JobEnd::Complete {
         return Err(JobError::Failed {
             namespace,
             name,
@@ -338,15 +355,15 @@ pub async fn node_status(
     zone: &str,
     namespace: &str,
     timeout: Duration,
-) -> Result<Vec<NodeRow>, String> {
+) -> Result<Vec<NodeRow>, StatusFailure> {
     let args: Vec<String> = ["node", "status", "--decommission", "--format=tsv"]
         .map(String::from)
         .to_vec();
     let job = cockroach_job(init, zone, namespace, "node-status", &args);
     let output = run(cluster, &job, timeout)
         .await
-        .map_err(|e| e.to_string())?;
-    parse_status(&output)
+        .map_err(StatusFailure::Job)?;
+    parse_status(&output).map_err(StatusFailure::Output)
 }
 
 /// Decommissions `ids` (from a Job in `namespace` of `zone`) and returns
@@ -358,14 +375,11 @@ pub async fn decommission(
     namespace: &str,
     ids: &[u64],
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), JobError> {
     let mut args: Vec<String> = vec!["node".into(), "decommission".into()];
     args.extend(ids.iter().map(u64::to_string));
     let job = cockroach_job(init, zone, namespace, "decommission", &args);
-    run(cluster, &job, timeout)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    run(cluster, &job, timeout).await.map(|_| ())
 }
 
 /// Lowers the replicas of a zone's StatefulSet from `live` to what
@@ -382,16 +396,19 @@ pub async fn scale_down(
     live: i32,
     timeout: Duration,
     progress: Progress,
-) -> Result<(Value, Value), String> {
+) -> Result<(Value, Value), DecommissionError> {
     let Object::StatefulSet(sts) = planned else {
-        return Err(format!("{} is not a StatefulSet", planned.describe()));
+        return Err(DecommissionError::NotAStatefulSet(planned.describe()));
     };
     let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let zone = cluster.zone.as_str();
     let namespace = cluster.namespace.as_str();
     let rows = node_status(cluster, init, zone, namespace, timeout)
         .await
-        .map_err(|e| format!("listing the CockroachDB nodes before the scale-down: {e}"))?;
+        .map_err(|source| DecommissionError::Status {
+            from: None,
+            source: Box::new(source),
+        })?;
     let going: Vec<(i32, u64)> = (want..live)
         .filter_map(|i| node_of_pod(&rows, namespace, i as u32).map(|id| (i, id)))
         .collect();
@@ -411,7 +428,11 @@ pub async fn scale_down(
         );
         decommission(cluster, init, zone, namespace, &ids, timeout)
             .await
-            .map_err(|e| format!("decommissioning node(s) {}: {e}", list(&ids)))?;
+            .map_err(|source| DecommissionError::Decommission {
+                ids: ids.clone(),
+                removed: false,
+                source: Box::new(source),
+            })?;
         progress.say(zone, format!("node(s) {} decommissioned", list(&ids)));
     }
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
@@ -424,11 +445,17 @@ pub async fn scale_down(
         }
         let applied = cluster::apply_object(&cluster.client, &Object::StatefulSet(step), false)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(DecommissionError::Apply)?;
         first_before.get_or_insert(applied.before.unwrap_or(Value::Null));
         last_after = applied.after;
         let pod = format!("{}-{i}", names::STATEFULSET);
-        let now = pods.get_opt(&pod).await.map_err(|e| error_text(&e))?;
+        let now = pods
+            .get_opt(&pod)
+            .await
+            .map_err(|source| DecommissionError::ReadPod {
+                pod: pod.clone(),
+                source,
+            })?;
         let rv = now
             .as_ref()
             .and_then(|p| p.metadata.resource_version.clone())
@@ -444,7 +471,7 @@ pub async fn scale_down(
             )),
         })
         .await
-        .map_err(|e| format!("scaling down to {i} replicas: {e}"))?;
+        .map_err(|wait| DecommissionError::ScaleDown { replicas: i, wait })?;
         progress.say(zone, format!("pod {pod} removed ({i} replicas)"));
     }
     Ok((first_before.unwrap_or(Value::Null), last_after))
@@ -461,11 +488,14 @@ pub async fn removed_zones(
     namespaces: &[String],
     timeout: Duration,
     progress: Progress,
-) -> Result<(), String> {
+) -> Result<(), DecommissionError> {
     let zone = cluster.zone.as_str();
     let rows = node_status(cluster, init, zone, &cluster.namespace, timeout)
         .await
-        .map_err(|e| format!("listing the CockroachDB nodes (from zone {zone}): {e}"))?;
+        .map_err(|source| DecommissionError::Status {
+            from: Some(zone.to_string()),
+            source: Box::new(source),
+        })?;
     let ids: Vec<u64> = namespaces
         .iter()
         .flat_map(|ns| nodes_of_namespace(&rows, ns))
@@ -490,11 +520,10 @@ pub async fn removed_zones(
     );
     decommission(cluster, init, zone, &cluster.namespace, &ids, timeout)
         .await
-        .map_err(|e| {
-            format!(
-                "decommissioning node(s) {} of the removed zone(s): {e}",
-                list(&ids)
-            )
+        .map_err(|source| DecommissionError::Decommission {
+            ids: ids.clone(),
+            removed: true,
+            source: Box::new(source),
         })?;
     progress.say(zone, format!("node(s) {} decommissioned", list(&ids)));
     Ok(())
@@ -535,9 +564,11 @@ mod tests {
 
     #[test]
     fn output_without_the_columns_is_an_error_not_an_empty_list() {
-        assert!(parse_status("").is_err());
-        let e = parse_status("ERROR: cannot dial server\n").unwrap_err();
-        assert!(e.contains("no id and address columns"), "{e}");
+        assert_eq!(parse_status(""), Err(StatusError::Empty));
+        assert!(matches!(
+            parse_status("ERROR: cannot dial server\n"),
+            Err(StatusError::NoColumns { header }) if header == "ERROR: cannot dial server"
+        ));
     }
 
     #[test]

@@ -1,0 +1,172 @@
+//! The one-off Jobs apply runs in a cluster (`cockroach init`, and the
+//! `cockroach node` commands of a decommission): a Job's outcome from its
+//! conditions, and the bounded wait for it.
+//!
+//! The wait watches the Job from the state the caller holds (the answer of
+//! its create), as kube-runtime's `await_condition` with
+//! `conditions::is_job_completed` does, and also ends early when the Job
+//! controller recorded that the API server refused the Job's pods (a
+//! `FailedCreate` event, e.g. a Pod Security violation): that does not
+//! change by waiting.
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::Api;
+
+use super::waits::pod_create_failure;
+use crate::cluster::{Cluster, WaitError};
+use crate::events::PodCreateFailure;
+
+/// How a Job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEnd {
+    Complete,
+    /// The `Failed` condition, with its message (or reason).
+    Failed {
+        message: String,
+    },
+}
+
+/// The Job's outcome from its status, `None` while it runs: its `Complete`
+/// or `Failed` condition (the Job controller sets one when the Job
+/// finishes), or a succeeded pod.
+pub fn outcome(job: &Job) -> Option<JobEnd> {
+    let status = job.status.as_ref()?;
+    for c in status.conditions.iter().flatten() {
+        if c.status != "True" {
+            continue;
+        }
+        match c.type_.as_str() {
+            "Complete" => return Some(JobEnd::Complete),
+            "Failed" => {
+                return Some(JobEnd::Failed {
+                    message: c
+                        .message
+                        .clone()
+                        .or_else(|| c.reason.clone())
+                        .unwrap_or_default(),
+                });
+            }
+            _ => {}
+        }
+    }
+    (status.succeeded.unwrap_or(0) >= 1).then_some(JobEnd::Complete)
+}
+
+/// Why a Job was not seen to end.
+#[derive(Debug, thiserror::Error)]
+pub enum JobWaitError {
+    #[error("the Job was deleted")]
+    Deleted,
+    /// The Job controller could not create the Job's pods: the API server
+    /// refused them (`why`, from its `FailedCreate` event).
+    #[error("the API server refused the Job's pods: {why}")]
+    PodsRefused { seen: String, why: String },
+    #[error(transparent)]
+    Wait(WaitError),
+}
+
+/// Waits until the Job `name` (in `jobs`' namespace) ends, starting from
+/// `current`, its state as the caller holds it; bounded by `timeout`.
+pub async fn wait(
+    cluster: &Cluster,
+    jobs: &Api<Job>,
+    name: &str,
+    current: Option<Job>,
+    timeout: Duration,
+) -> Result<JobEnd, JobWaitError> {
+    let version = current
+        .as_ref()
+        .and_then(|j| j.metadata.resource_version.clone())
+        .unwrap_or_else(|| "0".to_string());
+    let held = current.clone();
+    let watch = crate::watch::until(jobs, name, current, version, timeout, |job| {
+        let Some(job) = job else {
+            return Ok(None);
+        };
+        match outcome(job) {
+            Some(end) => Ok(Some(end)),
+            None => Err(seen(job)),
+        }
+    });
+    let refused = async {
+        let Some(job) = held else {
+            return std::future::pending().await;
+        };
+        let namespace = job.metadata.namespace.clone().unwrap_or_default();
+        let mut quiet = Duration::from_millis(250);
+        loop {
+            tokio::time::sleep(quiet).await;
+            if let Some(PodCreateFailure::Refused(why)) =
+                pod_create_failure(&cluster.client, &namespace, "Job", &job.metadata).await
+            {
+                return JobWaitError::PodsRefused {
+                    seen: seen(&job),
+                    why,
+                };
+            }
+            quiet = (quiet * 2).min(Duration::from_secs(2));
+        }
+    };
+    tokio::select! {
+        result = watch => match result {
+            Ok(Some(end)) => Ok(end),
+            Ok(None) => Err(JobWaitError::Deleted),
+            Err(e) => Err(JobWaitError::Wait(e)),
+        },
+        refused = refused => Err(refused),
+    }
+}
+
+/// What a running Job shows: its active and failed pods.
+fn seen(job: &Job) -> String {
+    let s = job.status.clone().unwrap_or_default();
+    format!(
+        "{} active, {} failed",
+        s.active.unwrap_or(0),
+        s.failed.unwrap_or(0)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(status: serde_json::Value) -> Job {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "j"}, "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_outcome_comes_from_the_conditions_the_job_controller_sets() {
+        assert_eq!(outcome(&job(serde_json::json!({"active": 1}))), None);
+        assert_eq!(
+            outcome(&job(serde_json::json!({"conditions": [
+                {"type": "Complete", "status": "True"}]}))),
+            Some(JobEnd::Complete)
+        );
+        assert_eq!(
+            outcome(&job(serde_json::json!({"conditions": [
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit"}]}))),
+            Some(JobEnd::Failed {
+                message: "Job has reached the specified backoff limit".into()
+            })
+        );
+        assert_eq!(
+            outcome(&job(serde_json::json!({"conditions": [
+                {"type": "Failed", "status": "False"}], "succeeded": 1}))),
+            Some(JobEnd::Complete)
+        );
+        assert_eq!(
+            outcome(&job(serde_json::json!({"conditions": [
+                {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}))),
+            Some(JobEnd::Failed {
+                message: "DeadlineExceeded".into()
+            })
+        );
+    }
+}
