@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
@@ -10,7 +10,7 @@ use crate::certs::{self, CertAction};
 use crate::cli::{PlanArgs, PlanOutput};
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::fsutil::{self, Manifest, write_atomic};
+use crate::fsutil::{self, Manifest};
 use crate::inputs::{cert_settings, check_templates, load_templates, node_identities};
 use crate::output;
 use crate::plan::{self, Facts, Object, Plan};
@@ -150,36 +150,48 @@ fn write_generated(dir: &Path, plan: &Plan) -> anyhow::Result<()> {
 }
 
 fn write_zones(dir: &Path, plan: &Plan, manifest: &mut Manifest) -> anyhow::Result<()> {
+    // Every zone's files in one batch (see `fsutil::write_all_atomic`).
+    let mut files: Vec<(PathBuf, Vec<u8>, u32)> = Vec::new();
+    let mut wanted: Vec<(PathBuf, BTreeSet<String>)> = Vec::new();
     for zone in &plan.zones {
         let zdir = dir.join(&zone.zone);
         std::fs::create_dir_all(&zdir)
             .with_context(|| format!("creating the directory {}", zdir.display()))?;
-        let mut files = Vec::new();
-        for (i, planned) in zone.objects.iter().enumerate() {
+        let mut names = BTreeSet::new();
+        let objects = zone.objects.iter().enumerate().map(|(i, planned)| {
             let mode = if matches!(planned.object, Object::Secret(_)) {
                 0o600
             } else {
                 0o644
             };
-            files.push((
+            (
                 output::file_name(i, &planned.object),
                 output::object_yaml(&planned.object),
                 mode,
-            ));
-        }
-        files.push((
+            )
+        });
+        let dns = (
             output::DNS_FILE.to_string(),
             output::dns_document(zone),
             0o644,
-        ));
-        let mut wanted = BTreeSet::new();
-        for (name, text, mode) in files {
-            let path = zdir.join(&name);
-            write_atomic(&path, text.as_bytes(), mode)
-                .with_context(|| format!("writing {}", path.display()))?;
-            manifest.record(&path, text.as_bytes());
-            wanted.insert(name);
+        );
+        for (name, text, mode) in objects.chain([dns]) {
+            files.push((zdir.join(&name), text.into_bytes(), mode));
+            names.insert(name);
         }
+        wanted.push((zdir, names));
+    }
+    let written = fsutil::write_all_atomic(&files);
+    // What was placed is recorded, also when a later file failed.
+    for (path, bytes, _) in &files {
+        if std::fs::read(path).is_ok_and(|now| now == *bytes) {
+            manifest.record(path, bytes);
+        }
+    }
+    written.map_err(|(path, e)| {
+        anyhow::Error::new(e).context(format!("writing {}", path.display()))
+    })?;
+    for (zdir, names) in wanted {
         let entries =
             std::fs::read_dir(&zdir).with_context(|| format!("listing {}", zdir.display()))?;
         for entry in entries {
@@ -190,7 +202,7 @@ fn write_zones(dir: &Path, plan: &Plan, manifest: &mut Manifest) -> anyhow::Resu
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
-            if !wanted.contains(name) && manifest.is_ours(&path) {
+            if !names.contains(name) && manifest.is_ours(&path) {
                 std::fs::remove_file(&path)
                     .with_context(|| format!("removing {}", path.display()))?;
                 manifest.forget(&path);
