@@ -35,15 +35,15 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::certs::CertBundle;
-use crate::cluster::{
-    self, Action, Cluster, ClusterInfo, PreflightProblem, WaitError, error_text, wait_for,
-};
 use crate::config::Config;
 use crate::decommission;
 use crate::dns::DnsProvider;
-use crate::dnsconf::{self, DnsChange};
-use crate::events;
-use crate::lb;
+use crate::k8s::dns_configmap::{self, DnsChange};
+use crate::k8s::events;
+use crate::k8s::lb;
+use crate::k8s::{
+    self, Action, Cluster, ClusterInfo, PreflightProblem, WaitError, error_text, wait_for,
+};
 use crate::names;
 use crate::plan::{self, DnsStatus, Facts, Object, Stage, ZoneFacts, ZonePlan};
 use crate::progress::Progress;
@@ -450,10 +450,10 @@ pub async fn connect_all(
     let override_ = provider_override(config);
     let checks = zones.iter().map(|zone| async move {
         progress.step(&zone.name, "pre-flight");
-        let cluster = cluster::connect(kubeconfig, zone)
+        let cluster = k8s::connect(kubeconfig, zone)
             .await
-            .map_err(|e| vec![cluster::connect_problem(&e, &zone.context)])?;
-        let info = cluster::preflight(&cluster, zone, override_, preflight_timeout).await?;
+            .map_err(|e| vec![k8s::connect_problem(&e, &zone.context)])?;
+        let info = k8s::preflight(&cluster, zone, override_, preflight_timeout).await?;
         progress.say(
             &zone.name,
             format!(
@@ -493,7 +493,7 @@ async fn removed_zones(
     let reads = clusters.iter().map(|(c, info)| async move {
         dns_configmap(c, info.dns.provider)
             .await
-            .map(|cm| dnsconf::our_forwards(info.dns.provider, &dnsconf::data_of(&cm)))
+            .map(|cm| dns_configmap::our_forwards(info.dns.provider, &dns_configmap::data_of(&cm)))
             .unwrap_or_default()
     });
     let mut domains = BTreeSet::new();
@@ -538,7 +538,7 @@ async fn foreign_objects(cluster: &Cluster, federation: &str) -> Result<Vec<Stri
         cluster.get_opt::<Service>(names::DEFAULT_NAMESPACE, names::PUBLIC_SERVICE, true),
         cluster.get_opt::<Secret>(names::DEFAULT_NAMESPACE, names::CLIENT_SECRET, true),
         cluster.get_opt::<Service>(names::KUBE_SYSTEM, names::DNS_LB_SERVICE, true),
-        cluster.get_opt::<ConfigMap>(names::KUBE_SYSTEM, dnsconf::BACKUP_CONFIGMAP, true),
+        cluster.get_opt::<ConfigMap>(names::KUBE_SYSTEM, dns_configmap::BACKUP_CONFIGMAP, true),
     );
     let found = [
         read(
@@ -735,8 +735,8 @@ pub async fn check_changes(
                         }
                     }
                     Err(
-                        cluster::ApplyError::Invalid { object, message }
-                        | cluster::ApplyError::Refused {
+                        k8s::ApplyError::Invalid { object, message }
+                        | k8s::ApplyError::Refused {
                             object, message, ..
                         },
                     ) => {
@@ -1015,7 +1015,7 @@ async fn apply_objects(
             }
             // A change the server refuses (an immutable field) is still
             // shown, with what it would take, and fails the zone.
-            Err(cluster::ApplyError::Refused {
+            Err(k8s::ApplyError::Refused {
                 object,
                 message,
                 live,
@@ -1167,7 +1167,7 @@ async fn wait_lb(
         .get_opt::<Service>(names::KUBE_SYSTEM, names::DNS_LB_SERVICE, false)
         .await
         .map_err(|e| WaitError::Api(error_text(&e)))?;
-    crate::watch::until_checked(
+    crate::k8s::watch::until_checked(
         &services,
         names::DNS_LB_SERVICE,
         current,
@@ -1266,8 +1266,8 @@ async fn phase_b(
         .get(names::FEDERATION_KEY)
         .cloned()
         .unwrap_or_default();
-    let record = dnsconf::forwarding_record(&federation, &forwards, &zone.dns.options);
-    let change = dnsconf::configure(
+    let record = dns_configmap::forwarding_record(&federation, &forwards, &zone.dns.options);
+    let change = dns_configmap::configure(
         &cluster.client,
         zone.dns.provider,
         &forwards,
@@ -1289,9 +1289,9 @@ async fn phase_b(
         .await
         .ok()
         .flatten()
-        .and_then(|cm| dnsconf::addon_manager(&cm));
+        .and_then(|cm| dns_configmap::addon_manager(&cm));
     if let Some(manager) = addon_manager {
-        let warning = dnsconf::addon_warning(zone.dns.provider.configmap_name(), &manager);
+        let warning = dns_configmap::addon_warning(zone.dns.provider.configmap_name(), &manager);
         progress.say(&cluster.zone, format!("warning: {warning}"));
         report.warnings.push(warning);
     }
@@ -1303,8 +1303,8 @@ async fn phase_b(
             .known
             .get::<Deployment>(names::KUBE_SYSTEM, &info.dns.deployment, false)
         {
-            Some(Some(d)) => dnsconf::restarted_record(&d),
-            _ => dnsconf::restarted_for(&cluster.client, &info.dns)
+            Some(Some(d)) => dns_configmap::restarted_record(&d),
+            _ => dns_configmap::restarted_for(&cluster.client, &info.dns)
                 .await
                 .map_err(|e| e.to_string())?,
         };
@@ -1336,11 +1336,12 @@ async fn phase_b(
     );
     if restart {
         if !opts.dry_run {
-            let restarted = dnsconf::rollout_restart(&cluster.client, &info.dns, record.as_deref())
-                .await
-                .map_err(|e| e.to_string())?;
+            let restarted =
+                dns_configmap::rollout_restart(&cluster.client, &info.dns, record.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?;
             progress.step(&cluster.zone, "DNS restarting");
-            dnsconf::wait_ready(
+            dns_configmap::wait_ready(
                 &cluster.client,
                 &info.dns,
                 Some(restarted),
@@ -2033,7 +2034,7 @@ async fn wait_job(
             s.failed.unwrap_or(0)
         )
     };
-    let result = crate::watch::until_checked(
+    let result = crate::k8s::watch::until_checked(
         jobs,
         name,
         current,

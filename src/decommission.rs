@@ -34,7 +34,7 @@ use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, Propagatio
 
 use serde_json::Value;
 
-use crate::cluster::{self, Cluster, WaitError, error_text};
+use crate::k8s::{self, Cluster, WaitError, error_text};
 use crate::names;
 use crate::plan::Object;
 use crate::progress::Progress;
@@ -270,7 +270,7 @@ pub async fn run(cluster: &Cluster, job: &Job, timeout: Duration) -> Result<Stri
         .resource_version
         .clone()
         .unwrap_or_default();
-    let done = crate::watch::until(&jobs, &name, Some(created), rv, timeout, |j| {
+    let done = crate::k8s::watch::until(&jobs, &name, Some(created), rv, timeout, |j| {
         let Some(j) = j else {
             return Err("the Job is gone".to_string());
         };
@@ -422,7 +422,7 @@ pub async fn scale_down(
         if let Some(spec) = step.spec.as_mut() {
             spec.replicas = Some(i);
         }
-        let applied = cluster::apply_object(&cluster.client, &Object::StatefulSet(step), false)
+        let applied = k8s::apply_object(&cluster.client, &Object::StatefulSet(step), false)
             .await
             .map_err(|e| e.to_string())?;
         first_before.get_or_insert(applied.before.unwrap_or(Value::Null));
@@ -433,7 +433,7 @@ pub async fn scale_down(
             .as_ref()
             .and_then(|p| p.metadata.resource_version.clone())
             .unwrap_or_default();
-        crate::watch::until(&pods, &pod, now, rv, timeout, |p| match p {
+        crate::k8s::watch::until(&pods, &pod, now, rv, timeout, |p| match p {
             None => Ok(()),
             Some(p) => Err(format!(
                 "pod {pod} still there ({})",

@@ -6,8 +6,8 @@
 
 use std::fmt;
 
-use crate::cluster::{PreflightProblem, WaitError, error_text};
-use crate::dnsconf::{DnsConfError, RestoreError};
+use crate::k8s::dns_configmap::{DnsConfError, RestoreError};
+use crate::k8s::{PreflightProblem, WaitError, error_text};
 
 /// What the zone was doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
