@@ -519,7 +519,7 @@ mod tests {
         };
         assert_eq!(
             args.cluster.preflight_timeout,
-            crate::cluster::PREFLIGHT_TIMEOUT
+            crate::k8s::PREFLIGHT_TIMEOUT
         );
     }
 

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cluster;
+use crate::k8s;
 
 /// What masks a Secret value that is the same on both sides (or on one).
 pub const MASK: &str = "***";
@@ -51,10 +51,10 @@ pub struct FieldChange {
 }
 
 /// Both sides ready to show: without the fields the server maintains
-/// ([`cluster::comparable`]) and, for a Secret, with its data masked.
+/// ([`k8s::comparable`]) and, for a Secret, with its data masked.
 pub fn prepare(kind: &str, before: &Value, after: &Value) -> (Value, Value) {
-    let mut before = cluster::comparable(before);
-    let mut after = cluster::comparable(after);
+    let mut before = k8s::comparable(before);
+    let mut after = k8s::comparable(after);
     if kind == "Secret" {
         mask_secret(&mut before, &mut after);
     }

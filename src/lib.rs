@@ -24,19 +24,14 @@ pub mod apply;
 pub mod certs;
 pub(crate) mod check;
 pub(crate) mod cli;
-pub mod cluster;
 pub(crate) mod commands;
 pub mod config;
-pub mod connect;
 pub mod diff;
 pub mod dns;
-pub(crate) mod dnsconf;
-pub(crate) mod events;
 pub(crate) mod exit;
 pub(crate) mod fsutil;
 pub(crate) mod inputs;
-pub(crate) mod known;
-pub(crate) mod lb;
+pub mod k8s;
 pub mod names;
 pub(crate) mod output;
 pub mod plan;
@@ -47,7 +42,6 @@ pub mod rollout;
 pub(crate) mod status;
 pub(crate) mod suggest;
 pub mod teardown;
-pub(crate) mod watch;
 pub mod zone_error;
 
 pub use exit::Exit;
@@ -56,7 +50,7 @@ pub use exit::Exit;
 pub fn main() -> ExitCode {
     for var in ["NO_PROXY", "no_proxy"] {
         if let Ok(value) = std::env::var(var) {
-            let normalized = connect::normalized_no_proxy(&value);
+            let normalized = k8s::connect::normalized_no_proxy(&value);
             if normalized != value {
                 // SAFETY: the program is single-threaded here: nothing has
                 // started a thread yet (the async runtime starts later).
@@ -128,7 +122,7 @@ pub fn print_error(e: &anyhow::Error) {
 /// The hint of the first error in the chain that has one.
 fn hint(e: &anyhow::Error) -> Option<String> {
     e.chain().find_map(|c| {
-        if let Some(k) = c.downcast_ref::<connect::KubeconfigError>() {
+        if let Some(k) = c.downcast_ref::<k8s::connect::KubeconfigError>() {
             Some(k.hint())
         } else if let Some(apply::ApplyError::Preflight(p)) = c.downcast_ref::<apply::ApplyError>()
         {

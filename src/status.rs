@@ -8,7 +8,7 @@
 //! Secrets) has expired or is about to.
 //!
 //! Two halves: [`gather`] makes only GET requests (through the connect and
-//! DNS plumbing of [`crate::cluster`], [`crate::dnsconf`], [`crate::lb`])
+//! DNS plumbing of [`crate::k8s`], [`crate::k8s::dns_configmap`], [`crate::k8s::lb`])
 //! and never writes; [`evaluate`] turns what was gathered into the report
 //! and is pure (the clock is passed in).
 
@@ -23,10 +23,10 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::cluster::{self, error_text};
 use crate::config::{Config, Zone};
 use crate::dns::{DnsProvider, Forward};
-use crate::{certs, dnsconf, lb, names, resolve};
+use crate::k8s::{self, dns_configmap, error_text, lb};
+use crate::{certs, names, resolve};
 
 /// Version of the `status -o json` format (docs/status.schema.json).
 pub const REPORT_VERSION: u32 = 1;
@@ -326,15 +326,15 @@ async fn gather_zone(
     opts: &StatusOptions,
     g: &mut Gathered,
 ) {
-    let cluster = match cluster::connect(kubeconfig, zone).await {
+    let cluster = match k8s::connect(kubeconfig, zone).await {
         Ok(c) => c,
         Err(e) => {
-            let p = cluster::connect_problem(&e, &zone.context);
+            let p = k8s::connect_problem(&e, &zone.context);
             g.api = Some(Err((format!("{} (hint: {})", p.text(), p.hint), true)));
             return;
         }
     };
-    match cluster::reach(&cluster, opts.zone_timeout).await {
+    match k8s::reach(&cluster, opts.zone_timeout).await {
         Ok(v) => g.api = Some(Ok(v.git_version)),
         Err(p) => {
             g.api = Some(Err((format!("{} (hint: {})", p.text(), p.hint), false)));
@@ -348,15 +348,15 @@ async fn gather_zone(
         return;
     }
     let dns = async {
-        let server = cluster::detect_dns(client, override_)
+        let server = k8s::detect_dns(client, override_)
             .await
             .map_err(|p| p.text())?;
-        let data = dnsconf::read(client, server.provider)
+        let data = dns_configmap::read(client, server.provider)
             .await
             .map_err(|e| e.to_string())?;
         Ok::<_, String>((
             server.provider,
-            dnsconf::our_forwards(server.provider, &data),
+            dns_configmap::our_forwards(server.provider, &data),
         ))
     };
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &zone.namespace);

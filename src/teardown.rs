@@ -26,10 +26,10 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cluster::{self, Cluster, wait_for};
 use crate::config::Config;
 use crate::dns::DnsProvider;
-use crate::dnsconf::{self, Owner, Restore};
+use crate::k8s::dns_configmap::{self, Owner, Restore};
+use crate::k8s::{self, Cluster, wait_for};
 use crate::names;
 use crate::plan::owned_selector;
 use crate::progress::Progress;
@@ -267,10 +267,10 @@ async fn run_zone(
     report: &mut ZoneTeardown,
 ) -> Result<(), ZoneError> {
     let client = &cluster.client;
-    cluster::reach(cluster, preflight_timeout)
+    k8s::reach(cluster, preflight_timeout)
         .await
         .map_err(|p| ZoneError::new(Step::Reach, ErrorKind::Unreachable(p)))?;
-    let dns = cluster::detect_dns(client, config.dns.provider.provider())
+    let dns = k8s::detect_dns(client, config.dns.provider.provider())
         .await
         .ok();
 
@@ -403,7 +403,7 @@ async fn run_zone(
         domains: &domains,
         context: &cluster.context,
     };
-    let restore = dnsconf::restore(client, provider, &owner, dry_run)
+    let restore = dns_configmap::restore(client, provider, &owner, dry_run)
         .await
         .map_err(|e| ZoneError::new(Step::RestoreDns, ErrorKind::Restore(e)))?;
     if restore != Restore::Untouched {
@@ -418,7 +418,7 @@ async fn run_zone(
     if let (Some(dns), false) = (&dns, matches!(restore, Restore::OtherFederation { .. })) {
         let ours = format!("{}/", config.federation);
         let restart_error = |e| ZoneError::new(Step::RestartDns, ErrorKind::Dns(e));
-        let restarted_for = dnsconf::restarted_for(client, dns)
+        let restarted_for = dns_configmap::restarted_for(client, dns)
             .await
             .map_err(restart_error)?;
         let changed = restore != Restore::Untouched;
@@ -430,12 +430,12 @@ async fn run_zone(
                 format!("would restart DNS ({})", dns.deployment),
             );
         } else if restart {
-            let restarted = dnsconf::rollout_restart(client, dns, None)
+            let restarted = dns_configmap::rollout_restart(client, dns, None)
                 .await
                 .map_err(restart_error)?;
             report.dns_restarted = true;
             progress.step(&cluster.zone, "DNS restarting");
-            dnsconf::wait_ready(client, dns, Some(restarted), wait_timeout)
+            dns_configmap::wait_ready(client, dns, Some(restarted), wait_timeout)
                 .await
                 .map_err(restart_error)?;
             progress.say(&cluster.zone, format!("DNS restarted ({})", dns.deployment));

@@ -7,8 +7,8 @@
 use std::fmt;
 
 use crate::apply::{DecommissionError, InitError, RolloutError};
-use crate::cluster::{self, PreflightProblem, WaitError, error_text};
-use crate::dnsconf::{DnsConfError, RestoreError};
+use crate::k8s::dns_configmap::{DnsConfError, RestoreError};
+use crate::k8s::{self, PreflightProblem, WaitError, error_text};
 use crate::names;
 use crate::resolve::ResolveError;
 
@@ -114,7 +114,7 @@ pub enum ErrorKind {
     /// The API server refused an object; `hint` says what it would take.
     #[error("{error}{}", hint_line(.hint))]
     Apply {
-        error: cluster::ApplyError,
+        error: k8s::ApplyError,
         hint: Option<String>,
     },
     #[error("{}\n      hint: {}", .0, .0.hint())]

@@ -35,7 +35,7 @@ use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, Propagatio
 use serde_json::Value;
 
 use super::job::{self, JobEnd, JobWaitError};
-use crate::cluster::{self, Cluster, WaitError, error_text};
+use crate::k8s::{self, Cluster, WaitError, error_text};
 use crate::names;
 use crate::plan::Object;
 use crate::progress::Progress;
@@ -122,7 +122,7 @@ pub enum DecommissionError {
         source: Box<JobError>,
     },
     #[error(transparent)]
-    Apply(cluster::ApplyError),
+    Apply(k8s::ApplyError),
     #[error("reading pod {pod}: {}", error_text(.source))]
     ReadPod {
         pod: String,
@@ -443,7 +443,7 @@ pub async fn scale_down(
         if let Some(spec) = step.spec.as_mut() {
             spec.replicas = Some(i);
         }
-        let applied = cluster::apply_object(&cluster.client, &Object::StatefulSet(step), false)
+        let applied = k8s::apply_object(&cluster.client, &Object::StatefulSet(step), false)
             .await
             .map_err(DecommissionError::Apply)?;
         first_before.get_or_insert(applied.before.unwrap_or(Value::Null));
@@ -460,7 +460,7 @@ pub async fn scale_down(
             .as_ref()
             .and_then(|p| p.metadata.resource_version.clone())
             .unwrap_or_default();
-        crate::watch::until(&pods, &pod, now, rv, timeout, |p| match p {
+        crate::k8s::watch::until(&pods, &pod, now, rv, timeout, |p| match p {
             None => Ok(()),
             Some(p) => Err(format!(
                 "pod {pod} still there ({})",

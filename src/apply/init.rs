@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::ApplyOptions;
 use super::job::{self, JobEnd, JobWaitError};
-use crate::cluster::{Cluster, error_text};
+use crate::k8s::{Cluster, error_text};
 use crate::names;
 use crate::plan::{Object, ZonePlan};
 
@@ -102,7 +102,7 @@ pub enum InitError {
         why: String,
     },
     #[error("waiting for cockroach init: {0}")]
-    Wait(crate::cluster::WaitError),
+    Wait(crate::k8s::WaitError),
     #[error("marking StatefulSet {}/{} initialised: {}", .namespace, names::STATEFULSET, error_text(.source))]
     Mark {
         namespace: String,

@@ -15,8 +15,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::Api;
 
 use super::waits::pod_create_failure;
-use crate::cluster::{Cluster, WaitError};
-use crate::events::PodCreateFailure;
+use crate::k8s::events::PodCreateFailure;
+use crate::k8s::{Cluster, WaitError};
 
 /// How a Job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub async fn wait(
         .and_then(|j| j.metadata.resource_version.clone())
         .unwrap_or_else(|| "0".to_string());
     let held = current.clone();
-    let watch = crate::watch::until(jobs, name, current, version, timeout, |job| {
+    let watch = crate::k8s::watch::until(jobs, name, current, version, timeout, |job| {
         let Some(job) = job else {
             return Ok(None);
         };

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::certs::CertBundle;
-use crate::cluster::{Cluster, ClusterInfo};
 use crate::config::Config;
+use crate::k8s::{Cluster, ClusterInfo};
 
 use crate::plan::{self, Facts, ZoneFacts};
 use crate::progress::Progress;

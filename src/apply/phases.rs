@@ -17,9 +17,9 @@ use super::preflight::dns_configmap;
 use super::report::{ObjectReport, Timer, ZoneReport, join, summarize_objects};
 use super::rolling::config_replicas;
 use super::waits::{WaitFor, wait_rollout};
-use crate::cluster::{self, Action, Cluster, ClusterInfo, WaitError, error_text};
-use crate::dnsconf::{self, DnsChange};
-use crate::lb;
+use crate::k8s::dns_configmap::{self, DnsChange};
+use crate::k8s::lb;
+use crate::k8s::{self, Action, Cluster, ClusterInfo, WaitError, error_text};
 use crate::names;
 use crate::plan::{DnsStatus, Object, Stage, ZonePlan};
 use crate::progress::Progress;
@@ -56,8 +56,8 @@ pub(super) async fn apply_objects(
             }
             // A change the server refuses (an immutable field) is still
             // shown, with what it would take, and fails the zone.
-            Err(error @ cluster::ApplyError::Refused { .. }) => {
-                let cluster::ApplyError::Refused { live, .. } = &error else {
+            Err(error @ k8s::ApplyError::Refused { .. }) => {
+                let k8s::ApplyError::Refused { live, .. } = &error else {
                     unreachable!("matched above")
                 };
                 let after = crate::diff::overlay(live, &o.to_value());
@@ -208,7 +208,7 @@ pub(super) async fn wait_lb(
         .get_opt::<Service>(names::KUBE_SYSTEM, names::DNS_LB_SERVICE, false)
         .await
         .map_err(|e| WaitError::Api(error_text(&e)))?;
-    crate::watch::until_checked(
+    crate::k8s::watch::until_checked(
         &services,
         names::DNS_LB_SERVICE,
         current,
@@ -304,8 +304,8 @@ pub(super) async fn phase_b(
         .get(names::FEDERATION_KEY)
         .cloned()
         .unwrap_or_default();
-    let record = dnsconf::forwarding_record(&federation, &forwards, &zone.dns.options);
-    let change = dnsconf::configure(
+    let record = dns_configmap::forwarding_record(&federation, &forwards, &zone.dns.options);
+    let change = dns_configmap::configure(
         &cluster.client,
         zone.dns.provider,
         &forwards,
@@ -327,9 +327,9 @@ pub(super) async fn phase_b(
         .await
         .ok()
         .flatten()
-        .and_then(|cm| dnsconf::addon_manager(&cm));
+        .and_then(|cm| dns_configmap::addon_manager(&cm));
     if let Some(manager) = addon_manager {
-        let warning = dnsconf::addon_warning(zone.dns.provider.configmap_name(), &manager);
+        let warning = dns_configmap::addon_warning(zone.dns.provider.configmap_name(), &manager);
         progress.say(&cluster.zone, format!("warning: {warning}"));
         report.warnings.push(warning);
     }
@@ -342,8 +342,8 @@ pub(super) async fn phase_b(
             .known
             .get::<Deployment>(names::KUBE_SYSTEM, &info.dns.deployment, false)
         {
-            Some(Some(d)) => dnsconf::restarted_record(&d),
-            _ => dnsconf::restarted_for(&cluster.client, &info.dns)
+            Some(Some(d)) => dns_configmap::restarted_record(&d),
+            _ => dns_configmap::restarted_for(&cluster.client, &info.dns)
                 .await
                 .map_err(restart_error)?,
         };
@@ -375,11 +375,12 @@ pub(super) async fn phase_b(
     );
     if restart {
         if !opts.dry_run {
-            let restarted = dnsconf::rollout_restart(&cluster.client, &info.dns, record.as_deref())
-                .await
-                .map_err(restart_error)?;
+            let restarted =
+                dns_configmap::rollout_restart(&cluster.client, &info.dns, record.as_deref())
+                    .await
+                    .map_err(restart_error)?;
             progress.step(&cluster.zone, "DNS restarting");
-            dnsconf::wait_ready(
+            dns_configmap::wait_ready(
                 &cluster.client,
                 &info.dns,
                 Some(restarted),

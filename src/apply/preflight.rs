@@ -17,10 +17,10 @@ use super::ApplyOptions;
 use super::decommission::{self, DecommissionError};
 use super::waits::federation_health;
 use crate::certs::CertBundle;
-use crate::cluster::{self, Action, Cluster, ClusterInfo, PreflightProblem, error_text};
 use crate::config::Config;
 use crate::dns::DnsProvider;
-use crate::dnsconf::{self};
+use crate::k8s::dns_configmap::{self};
+use crate::k8s::{self, Action, Cluster, ClusterInfo, PreflightProblem, error_text};
 use crate::names;
 use crate::plan::{self, Facts, Object, Stage, ZoneFacts};
 use crate::progress::Progress;
@@ -273,10 +273,10 @@ pub async fn connect_all(
     let override_ = provider_override(config);
     let checks = zones.iter().map(|zone| async move {
         progress.step(&zone.name, "pre-flight");
-        let cluster = cluster::connect(kubeconfig, zone)
+        let cluster = k8s::connect(kubeconfig, zone)
             .await
-            .map_err(|e| vec![cluster::connect_problem(&e, &zone.context)])?;
-        let info = cluster::preflight(&cluster, zone, override_, preflight_timeout).await?;
+            .map_err(|e| vec![k8s::connect_problem(&e, &zone.context)])?;
+        let info = k8s::preflight(&cluster, zone, override_, preflight_timeout).await?;
         progress.say(
             &zone.name,
             format!(
@@ -316,7 +316,7 @@ pub(super) async fn removed_zones(
     let reads = clusters.iter().map(|(c, info)| async move {
         dns_configmap(c, info.dns.provider)
             .await
-            .map(|cm| dnsconf::our_forwards(info.dns.provider, &dnsconf::data_of(&cm)))
+            .map(|cm| dns_configmap::our_forwards(info.dns.provider, &dns_configmap::data_of(&cm)))
             .unwrap_or_default()
     });
     let mut domains = BTreeSet::new();
@@ -364,7 +364,7 @@ pub(super) async fn foreign_objects(
         cluster.get_opt::<Service>(names::DEFAULT_NAMESPACE, names::PUBLIC_SERVICE, true),
         cluster.get_opt::<Secret>(names::DEFAULT_NAMESPACE, names::CLIENT_SECRET, true),
         cluster.get_opt::<Service>(names::KUBE_SYSTEM, names::DNS_LB_SERVICE, true),
-        cluster.get_opt::<ConfigMap>(names::KUBE_SYSTEM, dnsconf::BACKUP_CONFIGMAP, true),
+        cluster.get_opt::<ConfigMap>(names::KUBE_SYSTEM, dns_configmap::BACKUP_CONFIGMAP, true),
     );
     let found = [
         read(
@@ -569,8 +569,8 @@ pub async fn check_changes(
                         }
                     }
                     Err(
-                        cluster::ApplyError::Invalid { object, message }
-                        | cluster::ApplyError::Refused {
+                        k8s::ApplyError::Invalid { object, message }
+                        | k8s::ApplyError::Refused {
                             object, message, ..
                         },
                     ) => {

@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::init::InitOutcome;
-use crate::cluster::{Action, ClusterInfo};
-use crate::dnsconf::DnsChange;
+use crate::k8s::dns_configmap::DnsChange;
+use crate::k8s::{Action, ClusterInfo};
 use crate::plan::Object;
 use crate::zone_error::ZoneError;
 

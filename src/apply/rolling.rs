@@ -12,7 +12,7 @@ use super::phases::apply_objects;
 use super::preflight::Prepared;
 use super::report::{ObjectReport, StepTime, ZoneReport};
 use super::waits::{WaitFor, wait_healthy, wait_rollout};
-use crate::cluster::{Action, Cluster, ClusterInfo};
+use crate::k8s::{Action, Cluster, ClusterInfo};
 use crate::plan::{self, Object, Stage, ZonePlan};
 use crate::progress::Progress;
 use crate::zone_error::{ErrorKind, Step, ZoneError};

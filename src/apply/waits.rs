@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams};
 
-use crate::cluster::{Cluster, WaitError, error_text, wait_for};
-use crate::events;
+use crate::k8s::events;
+use crate::k8s::{Cluster, WaitError, error_text, wait_for};
 use crate::names;
 use crate::progress::Progress;
 

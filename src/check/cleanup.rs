@@ -10,7 +10,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 
 use super::probe;
 use super::session::{NsState, has_probe_label};
-use crate::cluster::{Cluster, WaitError, error_text, wait_for};
+use crate::k8s::{Cluster, WaitError, error_text, wait_for};
 use crate::names;
 use crate::progress::Progress;
 

@@ -234,7 +234,7 @@ pub fn dns_hint(from: &str, to: &str, no_answer: bool) -> String {
 /// is gone: names the add-on that owns the ConfigMap when there is one.
 pub fn lost_forwarding_hint(zone: &str, configmap: &str, addon: Option<&str>) -> String {
     match addon {
-        Some(manager) if manager == crate::dnsconf::EKS_ADDON_MANAGER => format!(
+        Some(manager) if manager == crate::k8s::dns_configmap::EKS_ADDON_MANAGER => format!(
             "ConfigMap kube-system/{configmap} in {zone} is managed by the EKS CoreDNS add-on, and an add-on update with resolve-conflicts OVERWRITE puts its Corefile back: run apply to merge the forwarding again (update the add-on with resolve-conflicts PRESERVE, or use its `corefile` configuration value, to keep it)"
         ),
         Some(manager) => format!(

@@ -26,11 +26,12 @@ use super::probe;
 use super::session::{ProberRun, Session, listener_still_running, run_prober, start_listener};
 use super::targets::{LbAddress, lb_result, plan_lb_queries};
 use super::{Check, CheckReport, CheckResult};
-use crate::cluster::{self, Cluster, error_text};
 use crate::config::{Config, Zone};
 use crate::dns;
+use crate::k8s::dns_configmap;
+use crate::k8s::{self, Cluster, error_text};
 use crate::progress::Progress;
-use crate::{dnsconf, names, resolve};
+use crate::{names, resolve};
 
 /// Bound of one DNS load balancer query.
 pub const LB_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -345,7 +346,7 @@ async fn connect_zone(
         problem,
         hint: hint.to_string(),
     };
-    let reached = |p: cluster::PreflightProblem| {
+    let reached = |p: k8s::PreflightProblem| {
         let hint = p.hint.clone();
         problem(
             p.to_string().replace(&format!(" (hint: {hint})"), ""),
@@ -353,10 +354,10 @@ async fn connect_zone(
         )
     };
     progress.step(&zone.name, "connecting");
-    let cluster = cluster::connect(kubeconfig, zone)
+    let cluster = k8s::connect(kubeconfig, zone)
         .await
-        .map_err(|e| reached(cluster::connect_problem(&e, &zone.context)))?;
-    let version = cluster::reach(&cluster, cluster::PREFLIGHT_TIMEOUT)
+        .map_err(|e| reached(k8s::connect_problem(&e, &zone.context)))?;
+    let version = k8s::reach(&cluster, k8s::PREFLIGHT_TIMEOUT)
         .await
         .map_err(reached)?;
     session.register(&cluster);
@@ -371,21 +372,23 @@ async fn connect_zone(
         // of it is left, someone took it away (an add-on update): a failure
         // to name, not a check before apply.
         let (server, applied) = futures::future::join(
-            cluster::detect_dns(&cluster.client, config.dns.provider.provider()),
-            dnsconf::owner(&cluster.client),
+            k8s::detect_dns(&cluster.client, config.dns.provider.provider()),
+            dns_configmap::owner(&cluster.client),
         )
         .await;
         let server = server.map_err(|p| problem(p.problem, &p.hint))?;
         let applied = applied.ok().flatten().is_some();
-        let (data, addon) =
-            futures::future::join(dnsconf::read(&cluster.client, server.provider), async {
+        let (data, addon) = futures::future::join(
+            dns_configmap::read(&cluster.client, server.provider),
+            async {
                 if applied {
-                    dnsconf::addon_manager_of(&cluster.client, server.provider).await
+                    dns_configmap::addon_manager_of(&cluster.client, server.provider).await
                 } else {
                     None
                 }
-            })
-            .await;
+            },
+        )
+        .await;
         let data = data.map_err(|e| {
             problem(
                 format!("could not read the DNS configuration: {e}"),
@@ -475,7 +478,7 @@ async fn dns_lb_address(cluster: &Cluster, opts: &CheckOptions) -> LbAddress {
             ));
         }
     };
-    let (mut ips, hosts) = crate::lb::ingress(&svc);
+    let (mut ips, hosts) = crate::k8s::lb::ingress(&svc);
     for host in &hosts {
         match resolve::resolve_host(host, opts.resolver).await {
             Ok(found) => ips.extend(found),

@@ -17,10 +17,10 @@ use super::cleanup::{cleanup_zone, remove_probe_objects, wait_gone};
 use super::probe::{self, ProbeLog, ProberTargets};
 use super::run::{CheckOptions, Connected, ZoneProblem};
 use super::targets::plan_targets;
-use crate::cluster::{Cluster, WaitError, error_text, wait_for};
 use crate::config::Config;
+use crate::k8s::{Cluster, WaitError, error_text, wait_for, watch};
+use crate::names;
 use crate::progress::Progress;
-use crate::{names, watch};
 
 /// Whether the zone's namespace was there before the check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

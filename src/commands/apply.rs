@@ -9,11 +9,11 @@ use anyhow::Context;
 use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::certs::{self, CertBundle};
 use crate::cli::{ApplyArgs, ReportFormat};
-use crate::cluster::{self, Action};
 use crate::commands::{block_on, with_limits};
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::inputs::{cert_settings, check_templates, load_templates, node_identities};
+use crate::k8s::{self, Action};
 use crate::progress::Progress;
 
 pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
@@ -45,7 +45,7 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
             .map(|z| z.name.as_str()),
     );
     let result = block_on(with_limits(&args.cluster, async {
-        let kubeconfig = cluster::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
+        let kubeconfig = k8s::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
         let clusters = apply::connect_all(
             &config,
             &args.zones,
@@ -106,10 +106,10 @@ async fn other_zones(
         .filter(|z| !Config::zone_selected(selected, &z.name))
         .collect();
     let reads = others.iter().map(|zone| async move {
-        let c = cluster::connect(kubeconfig, zone)
+        let c = k8s::connect(kubeconfig, zone)
             .await
-            .map_err(|e| cluster::connect_problem(&e, &zone.context).to_string())?;
-        cluster::dns_lb_addresses(&c, resolver).await
+            .map_err(|e| k8s::connect_problem(&e, &zone.context).to_string())?;
+        k8s::dns_lb_addresses(&c, resolver).await
     });
     let mut found = BTreeMap::new();
     let mut problems = String::new();
@@ -156,7 +156,7 @@ async fn other_zones(
 /// (a foreign one stops here, before anything is written).
 async fn preview_certificates(
     config: &Config,
-    clusters: &[(cluster::Cluster, cluster::ClusterInfo)],
+    clusters: &[(k8s::Cluster, k8s::ClusterInfo)],
     dry_run: bool,
     replace_ca: bool,
     progress: Progress,
@@ -285,7 +285,7 @@ pub fn render_changes(report: &ApplyReport) -> String {
             }
         }
         if let Some(d) = z.dns
-            && d != crate::dnsconf::DnsChange::Unchanged
+            && d != crate::k8s::dns_configmap::DnsChange::Unchanged
         {
             let _ = writeln!(out, "{}: change DNS forwarding", z.zone);
         }

@@ -6,11 +6,11 @@ use anyhow::{Context, bail};
 use crate::check::run::{self, CheckOptions, Stop};
 use crate::check::{self, report};
 use crate::cli::{CheckArgs, CheckFormat};
-use crate::cluster;
 use crate::commands::block_on;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::fsutil::write_atomic;
+use crate::k8s;
 use crate::names;
 use crate::progress::Progress;
 
@@ -58,7 +58,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
         zones: args.zones.clone(),
     };
     let progress = Progress::new(args.quiet);
-    let kubeconfig = cluster::load_kubeconfig(args.kubeconfig.as_deref())?;
+    let kubeconfig = k8s::load_kubeconfig(args.kubeconfig.as_deref())?;
 
     let timeout = args.timeout;
     progress.begin(config.zones.iter().map(|z| z.name.as_str()));

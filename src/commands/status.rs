@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::cli::{ReportFormat, StatusArgs};
-use crate::cluster;
 use crate::commands::{block_on, with_limits_for};
 use crate::config::Config;
 use crate::exit::Exit;
+use crate::k8s;
 use crate::status::{self, StatusOptions};
 
 /// Beyond each zone's own bound, how long the whole command may take (the
@@ -23,7 +23,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
     } else {
         args.zones.clone()
     };
-    let kubeconfig = cluster::load_kubeconfig(args.kubeconfig.as_deref())?;
+    let kubeconfig = k8s::load_kubeconfig(args.kubeconfig.as_deref())?;
     let opts = StatusOptions {
         zone_timeout: args.timeout,
         resolver: args.lb_resolver.or(config.dns.lb_resolver),

@@ -7,11 +7,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::cli::{ReportFormat, TeardownArgs};
-use crate::cluster;
 use crate::commands::{block_on, with_limits};
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::fsutil::{self, Manifest};
+use crate::k8s;
 use crate::progress::Progress;
 use crate::teardown::{self, TeardownReport, ZoneTeardown};
 
@@ -29,7 +29,7 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
     };
     progress.begin(config.zones.iter().map(|z| z.name.as_str()));
     let zones = block_on(with_limits(&args.cluster, async {
-        let kubeconfig = cluster::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
+        let kubeconfig = k8s::load_kubeconfig(args.cluster.kubeconfig.as_deref())?;
         let semaphore = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
         let work = config.zones.iter().map(|zone| {
             let semaphore = semaphore.clone();
@@ -38,7 +38,7 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
             async move {
                 let _permit = semaphore.acquire().await;
                 progress.step(&zone.name, "connecting");
-                let z = match cluster::connect(kubeconfig, zone).await {
+                let z = match k8s::connect(kubeconfig, zone).await {
                     Ok(c) => {
                         teardown::teardown_zone(
                             &c,
@@ -53,7 +53,7 @@ pub fn run(args: &TeardownArgs) -> anyhow::Result<Exit> {
                     Err(e) => ZoneTeardown {
                         zone: zone.name.clone(),
                         context: zone.context.clone(),
-                        error: Some(cluster::connect_problem(&e, &zone.context).to_string()),
+                        error: Some(k8s::connect_problem(&e, &zone.context).to_string()),
                         ..ZoneTeardown::default()
                     },
                 };

@@ -7,7 +7,7 @@
 //! and the client's layers: kube's retry policy for 429/503/504 around a
 //! record of what the server answered to each attempt, for error messages.
 //!
-//! Must not: call the API (pre-flight in `cluster` does), print, or decide
+//! Must not: call the API (pre-flight in [`super::preflight`] does), print, or decide
 //! what a failure means for a command.
 
 use std::error::Error as StdError;

@@ -7,7 +7,7 @@
 //! object missing from a list is known not to exist), the objects seen,
 //! and [`converged`], which tells from an object as it is whether a
 //! server-side apply of the planned object would change anything. Makes no
-//! request itself; [`crate::cluster`] fills it and reads through it.
+//! request itself; [`crate::k8s`] fills it and reads through it.
 //!
 //! An object missing from a list filtered by our label is either absent or
 //! exists without our label; applying it then creates it or changes it
@@ -36,7 +36,7 @@ struct State {
 }
 
 /// A cluster's objects as last read or written in this run (shared by the
-/// clones of a [`crate::cluster::Cluster`]).
+/// clones of a [`crate::k8s::Cluster`]).
 #[derive(Debug, Clone, Default)]
 pub struct Known(Arc<Mutex<State>>);
 

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::lb::event_time;
+use super::lb::event_time;
 use crate::names;
 
 /// The reason the StatefulSet and Job controllers give when a pod create

@@ -1,16 +1,10 @@
-//! Talking to one zone's cluster: a connected zone (the client itself is
-//! built in [`crate::connect`]), pre-flight checks bounded by their own
-//! timeout, server-side apply of planned objects, bounded waits.
-//!
-//! Owns every Kubernetes API call the commands make (through kube-rs only:
-//! no kubectl). Retries of transient errors (429/503/504) happen in one
-//! place, kube's retry policy on the client; nothing here loops on errors.
-//! A failed request is described by what it says about the server: not
-//! reachable, answered with an error status, or still answering 429/503
-//! when pre-flight's time ran out.
-//! Knows nothing about the order of steps: `apply` and `teardown` decide that.
+//! Pre-flight of one zone's cluster, bounded by its own timeout: the API
+//! server answers (and its version is supported), the user may do what
+//! apply and teardown need (rules reviews, then access reviews for what
+//! they do not show), which DNS server the cluster runs, and in the same
+//! round the objects apply will need ([`crate::k8s::known`]). Every problem
+//! found is returned with a hint, not just the first.
 
-use std::fmt::Debug;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -21,163 +15,24 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::config::Kubeconfig;
-use kube::{Client, Resource};
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
 
+use super::{Cluster, ConnectError, error_text};
 use crate::config::Zone;
 use crate::dns::DnsProvider;
-use crate::known::{self, Known, Lookup};
 use crate::names;
-use crate::plan::Object;
 
 /// Oldest Kubernetes minor version we support (policy/v1 PDBs, mixed-protocol
 /// LoadBalancer Services).
 pub const MIN_MINOR: u32 = 26;
-/// Bounded waits look again after this long at first, then back off by half
-/// each time up to [`POLL_MAX`]: quick to notice a fast change, gentle on
-/// the API server during a long wait.
-pub const POLL_FIRST: Duration = Duration::from_millis(50);
-pub const POLL_MAX: Duration = Duration::from_millis(250);
-
-pub use crate::connect::{ConnectError, KubeconfigError, LastSeen, load_kubeconfig};
 
 /// How long pre-flight may take in one zone by default (`--preflight-timeout`):
 /// a healthy API server answers in well under a second; one that keeps
 /// answering 429/503 is reported with what it said instead of being retried
 /// until the overall timeout.
 pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A connected zone.
-#[derive(Clone)]
-pub struct Cluster {
-    pub zone: String,
-    pub context: String,
-    /// The zone's namespace.
-    pub namespace: String,
-    pub client: Client,
-    /// The API server URL of the context.
-    pub server: String,
-    /// What the API server last answered, over every attempt.
-    pub seen: LastSeen,
-    /// The objects read in pre-flight and written since, so that no step
-    /// reads again what this run already knows (see [`crate::known`]).
-    pub known: Known,
-}
-
-/// Builds the zone's client from its context (running its exec credential
-/// plugin, if any, off the async threads). Makes no API call.
-pub async fn connect(kubeconfig: &Kubeconfig, zone: &Zone) -> Result<Cluster, ConnectError> {
-    let c = crate::connect::connect(kubeconfig, &zone.context).await?;
-    Ok(Cluster {
-        zone: zone.name.clone(),
-        context: zone.context.clone(),
-        namespace: zone.namespace.clone(),
-        client: c.client,
-        server: c.server,
-        seen: c.seen,
-        known: Known::new(&zone.namespace),
-    })
-}
-
-impl Cluster {
-    /// The object `namespace/name` (`""` for cluster-scoped) as this run
-    /// already knows it, else read now (and remembered). `ours`: see
-    /// [`Known::get`].
-    pub async fn get_opt<K>(
-        &self,
-        namespace: &str,
-        name: &str,
-        ours: bool,
-    ) -> Result<Option<K>, kube::Error>
-    where
-        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    {
-        if let Some(known) = self.known.get::<K>(namespace, name, ours) {
-            return Ok(known);
-        }
-        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
-        let found = api.get_opt(name).await?;
-        self.known.read(namespace, name, found.as_ref());
-        Ok(found)
-    }
-
-    /// Whether the zone namespace exists, as known or read now.
-    pub async fn namespace_exists(&self) -> Result<bool, kube::Error> {
-        if let Some(known) = self.known.get::<Namespace>("", &self.namespace, false) {
-            return Ok(known.is_some());
-        }
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let found = api.get_opt(&self.namespace).await?;
-        self.known.read("", &self.namespace, found.as_ref());
-        Ok(found.is_some())
-    }
-
-    /// The zone namespace as known or read now.
-    pub async fn zone_namespace(&self) -> Result<Option<Namespace>, kube::Error> {
-        if let Some(known) = self.known.get::<Namespace>("", &self.namespace, false) {
-            return Ok(known);
-        }
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let found = api.get_opt(&self.namespace).await?;
-        self.known.read("", &self.namespace, found.as_ref());
-        Ok(found)
-    }
-
-    /// Server-side apply of one planned object (see [`apply_object`]),
-    /// without reading it first when this run already knows it, and without
-    /// any request when it is known to be as planned already
-    /// ([`known::converged`]).
-    /// The zone namespace is annotated as created by us when it is (see
-    /// [`Cluster::mark_if_created`]).
-    pub async fn apply(&self, object: &Object, dry_run: bool) -> Result<Applied, ApplyError> {
-        if matches!(object, Object::Namespace(_)) && object.name() == self.namespace {
-            let marked = self.mark_if_created(object).await?;
-            return apply_with(&self.client, &marked, dry_run, Some(&self.known)).await;
-        }
-        apply_with(&self.client, object, dry_run, Some(&self.known)).await
-    }
-
-    /// The planned namespace, annotated as created by us when it does not
-    /// exist yet (or we created it before: by apply, or by `check` for its
-    /// probes), so that teardown deletes only namespaces we created. A
-    /// namespace that existed before is adopted without the annotation:
-    /// teardown keeps it.
-    async fn mark_if_created(&self, planned: &Object) -> Result<Object, ApplyError> {
-        let existing = self.zone_namespace().await.map_err(|e| ApplyError::Api {
-            object: planned.describe(),
-            message: format!("reading it: {}", error_text(&e)),
-        })?;
-        let created = match &existing {
-            None => true,
-            Some(ns) => {
-                let annotations = ns.metadata.annotations.clone().unwrap_or_default();
-                let labels = ns.metadata.labels.clone().unwrap_or_default();
-                annotations
-                    .get(names::NAMESPACE_CREATED_ANNOTATION)
-                    .is_some_and(|v| v == "true")
-                    || labels
-                        .get(crate::check::probe::PROBE_KEY)
-                        .is_some_and(|v| v == "true")
-            }
-        };
-        let mut object = planned.clone();
-        if created && let Object::Namespace(ns) = &mut object {
-            ns.metadata
-                .annotations
-                .get_or_insert_with(std::collections::BTreeMap::new)
-                .insert(
-                    names::NAMESPACE_CREATED_ANNOTATION.to_string(),
-                    "true".to_string(),
-                );
-        }
-        Ok(object)
-    }
-}
 
 /// Reads, together with pre-flight, what apply will need about the zone's
 /// objects: the zone namespace; our Secrets, Services and ConfigMaps in
@@ -242,38 +97,6 @@ async fn read_known(cluster: &Cluster) {
             false
         ),
     );
-}
-
-/// The addresses of the zone's DNS load balancer as they are now, its host
-/// names resolved once (through `resolver`, else the system's): only
-/// reads. Empty when the Service or its address does not exist (yet).
-pub async fn dns_lb_addresses(
-    cluster: &Cluster,
-    resolver: Option<std::net::SocketAddr>,
-) -> Result<Vec<std::net::IpAddr>, String> {
-    let services: Api<Service> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
-    let Some(svc) = services.get_opt(names::DNS_LB_SERVICE).await.map_err(|e| {
-        format!(
-            "reading Service {}/{}: {}",
-            names::KUBE_SYSTEM,
-            names::DNS_LB_SERVICE,
-            error_text(&e)
-        )
-    })?
-    else {
-        return Ok(Vec::new());
-    };
-    let (mut ips, hosts) = crate::lb::ingress(&svc);
-    for host in &hosts {
-        ips.extend(
-            crate::resolve::resolve_host(host, resolver)
-                .await
-                .map_err(|e| format!("{e} (hint: {})", e.hint()))?,
-        );
-    }
-    ips.sort();
-    ips.dedup();
-    Ok(ips)
 }
 
 /// The problem (with its causes and hint) of a zone whose client could not
@@ -846,264 +669,6 @@ pub fn imports_custom_servers(corefile: &str) -> bool {
             && words.next() == Some("/etc/coredns/custom/*.server")
             && words.next().is_none()
     })
-}
-
-/// What applying one object did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    Created,
-    Configured,
-    Unchanged,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error(
-        "{object} is also managed by another tool and server-side apply reports a conflict; crdb-multiregion does not force ownership: {message}"
-    )]
-    Conflict { object: String, message: String },
-    #[error("{object}: {message}")]
-    Api { object: String, message: String },
-    /// 422: the API server refuses the object itself (an immutable field,
-    /// a value out of range); retrying cannot help.
-    #[error("{object}: {message}")]
-    Invalid { object: String, message: String },
-    /// The server refused the change of an existing object as invalid
-    /// (422), e.g. a field Kubernetes does not allow to change; `live` is
-    /// the object as it is, so the change can still be shown.
-    #[error("{object}: {message}")]
-    Refused {
-        object: String,
-        message: String,
-        live: Box<Value>,
-    },
-}
-
-/// Server-side apply of one planned object with our field manager (never
-/// forced). `dry_run` asks the server to validate and compute the result
-/// without storing it.
-/// The outcome of applying one object.
-#[derive(Debug, Clone)]
-pub struct Applied {
-    pub action: Action,
-    pub before: Option<Value>,
-    pub after: Value,
-}
-
-pub async fn apply_object(
-    client: &Client,
-    object: &Object,
-    dry_run: bool,
-) -> Result<Applied, ApplyError> {
-    apply_with(client, object, dry_run, None).await
-}
-
-async fn apply_with(
-    client: &Client,
-    object: &Object,
-    dry_run: bool,
-    known: Option<&Known>,
-) -> Result<Applied, ApplyError> {
-    let ns = object.namespace();
-    match object {
-        Object::Namespace(o) => ssa(Api::all(client.clone()), o, object, dry_run, known).await,
-        Object::Secret(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
-        Object::ConfigMap(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
-        Object::ServiceAccount(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
-        Object::Role(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
-        Object::RoleBinding(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
-        Object::Service(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
-        Object::PodDisruptionBudget(o) => {
-            ssa(namespaced(client, ns), o, object, dry_run, known).await
-        }
-        Object::StatefulSet(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
-        Object::Job(o) => ssa(namespaced(client, ns), o, object, dry_run, known).await,
-    }
-}
-
-fn namespaced<K>(client: &Client, ns: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    <K as Resource>::DynamicType: Default,
-{
-    Api::namespaced(client.clone(), ns.unwrap_or(names::DEFAULT_NAMESPACE))
-}
-
-/// Whether the object a server-side apply returned was created by it: its
-/// only field manager is our apply. An object that existed before has the
-/// entry of whoever wrote it (or the API server's `before-first-apply`).
-fn created_by_apply(after: &Value) -> bool {
-    after["metadata"]["managedFields"]
-        .as_array()
-        .is_some_and(|entries| {
-            entries
-                .iter()
-                .all(|e| e["manager"] == names::FIELD_MANAGER && e["operation"] == "Apply")
-        })
-}
-
-/// Server-side apply of `object` (never forced). What it was before comes
-/// from `known` when this run knows it, else from a GET; a real apply of an
-/// object that may only lack our label needs no GET (it is created or
-/// changed, never unchanged). An object known to be as planned is not
-/// written at all.
-async fn ssa<K>(
-    api: Api<K>,
-    typed: &K,
-    object: &Object,
-    dry_run: bool,
-    known: Option<&Known>,
-) -> Result<Applied, ApplyError>
-where
-    K: Clone + DeserializeOwned + Serialize + Debug + Resource,
-{
-    let name = object.name();
-    let api_err = |e: kube::Error| match &e {
-        kube::Error::Api(s) if s.code == 409 => ApplyError::Conflict {
-            object: object.describe(),
-            message: s.message.clone(),
-        },
-        kube::Error::Api(s) if s.code == 422 => ApplyError::Invalid {
-            object: object.describe(),
-            message: s.message.clone(),
-        },
-        _ => ApplyError::Api {
-            object: object.describe(),
-            message: error_text(&e),
-        },
-    };
-    let lookup = known.map_or(Lookup::Unknown, |k| {
-        k.lookup(object.kind(), object.namespace().unwrap_or_default(), name)
-    });
-    let mut params = PatchParams::apply(names::FIELD_MANAGER);
-    if dry_run {
-        params = params.dry_run();
-    }
-    let body = Patch::Apply(typed);
-    let patch = || api.patch(name, &params, &body);
-    let read = || async {
-        api.get_opt(name)
-            .await
-            .map(|b| b.map(|b| serde_json::to_value(&b).unwrap_or(Value::Null)))
-    };
-    // `before` is `None` when what it was is not known, and a real apply
-    // does not need it.
-    let (before, result) = match lookup {
-        Lookup::Present(live) => {
-            if known::converged(&object.to_value(), &live) {
-                return Ok(Applied {
-                    action: Action::Unchanged,
-                    before: Some(live.clone()),
-                    after: live,
-                });
-            }
-            (Some(Some(live)), patch().await)
-        }
-        Lookup::Absent => (Some(None), patch().await),
-        Lookup::AbsentOrUnlabelled if !dry_run => (None, patch().await),
-        // A dry run changes nothing: it may read at the same time.
-        _ if dry_run => {
-            let (before, result) = tokio::join!(read(), patch());
-            (Some(before.map_err(api_err)?), result)
-        }
-        _ => (Some(read().await.map_err(api_err)?), patch().await),
-    };
-    let after = match result {
-        Ok(after) => after,
-        Err(kube::Error::Api(s)) if s.code == 422 && matches!(before, Some(Some(_))) => {
-            return Err(ApplyError::Refused {
-                object: object.describe(),
-                message: s.message.clone(),
-                live: Box::new(before.flatten().unwrap_or_default()),
-            });
-        }
-        Err(e) => return Err(api_err(e)),
-    };
-    let after_value = serde_json::to_value(&after).unwrap_or(Value::Null);
-    let version = |v: &Value| v["metadata"]["resourceVersion"].clone();
-    let action = match &before {
-        Some(None) => Action::Created,
-        None if created_by_apply(&after_value) => Action::Created,
-        None => Action::Configured,
-        // A dry run stores nothing, so its answer keeps the version.
-        Some(Some(b)) if dry_run && comparable(b) == comparable(&after_value) => Action::Unchanged,
-        Some(Some(b)) if !dry_run && version(b) == version(&after_value) => Action::Unchanged,
-        Some(Some(_)) => Action::Configured,
-    };
-    if !dry_run && let Some(k) = known {
-        k.wrote(object.kind(), &after_value);
-    }
-    Ok(Applied {
-        action,
-        before: before.flatten(),
-        after: after_value,
-    })
-}
-
-/// An object without the fields the server maintains, for comparing content.
-pub fn comparable(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in [
-            "managedFields",
-            "resourceVersion",
-            "generation",
-            "uid",
-            "creationTimestamp",
-        ] {
-            meta.remove(k);
-        }
-    }
-    if let Some(o) = v.as_object_mut() {
-        o.remove("status");
-    }
-    v
-}
-
-/// A kube error as one line, with the API's own message when there is one.
-pub fn error_text(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
-        other => crate::output::one_line(other),
-    }
-}
-
-/// Polls `probe` until it returns `Ok(Some(T))`, or until `timeout`; on
-/// timeout returns what it last saw (the `Ok(None)`-case description is
-/// produced by `describe`). API errors end the wait at once (transient ones
-/// were already retried by the client).
-pub async fn wait_for<T, F, Fut>(timeout: Duration, mut probe: F) -> Result<T, WaitError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Result<T, String>, String>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut interval = POLL_FIRST;
-    loop {
-        let seen = match probe().await {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(seen)) => seen,
-            Err(e) => return Err(WaitError::Api(e)),
-        };
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return Err(WaitError::Timeout {
-                after: timeout,
-                last: seen,
-            });
-        }
-        tokio::time::sleep(interval.min(deadline - now)).await;
-        interval = (interval * 3 / 2).min(POLL_MAX);
-    }
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum WaitError {
-    #[error("timed out after {}s; last seen: {last}", after.as_secs_f32())]
-    Timeout { after: Duration, last: String },
-    #[error("{0}")]
-    Api(String),
 }
 
 #[cfg(test)]

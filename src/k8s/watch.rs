@@ -20,7 +20,7 @@ use kube::Resource;
 use kube::api::{Api, WatchEvent, WatchParams};
 use serde::de::DeserializeOwned;
 
-use crate::cluster::{WaitError, error_text};
+use super::{WaitError, error_text};
 
 /// The state of the watched object: `Some` while it exists.
 pub type State<K> = Option<K>;

@@ -20,7 +20,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde::Serialize;
 
-use crate::cluster::{DnsServer, WaitError, error_text};
+use super::{DnsServer, WaitError, error_text};
 use crate::dns::{self, DnsProvider, Forward, ForwardOptions};
 use crate::names;
 
@@ -661,7 +661,7 @@ pub async fn wait_ready(
         .as_ref()
         .and_then(|d| d.metadata.resource_version.clone())
         .unwrap_or_else(|| "0".to_string());
-    crate::watch::until(&api, &dns.deployment, current, version, timeout, |d| {
+    super::watch::until(&api, &dns.deployment, current, version, timeout, |d| {
         let Some(d) = d else {
             return Err("the Deployment does not exist".to_string());
         };

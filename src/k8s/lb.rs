@@ -1,12 +1,15 @@
-//! What a DNS load balancer Service's status and events say: its addresses,
-//! and whether the cloud refused to provision it. Pure: the I/O layers read
-//! the Service and its Events and ask here.
+//! The DNS load balancer Service: reading its addresses (host names
+//! resolved), and what its status and events say, its addresses and whether
+//! the cloud refused to provision it. The functions over a Service and its
+//! Events are pure; the reads around them are here too.
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Event, Service};
 use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
 
+use super::{Cluster, error_text};
 use crate::names;
 
 /// Warning reasons after which waiting longer does not help: the cloud's
@@ -83,6 +86,38 @@ pub(crate) fn event_time(e: &Event) -> Option<Timestamp> {
         .map(|t| t.0)
         .or_else(|| e.event_time.as_ref().map(|t| t.0))
         .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// The addresses of the zone's DNS load balancer as they are now, its host
+/// names resolved once (through `resolver`, else the system's): only
+/// reads. Empty when the Service or its address does not exist (yet).
+pub async fn dns_lb_addresses(
+    cluster: &Cluster,
+    resolver: Option<std::net::SocketAddr>,
+) -> Result<Vec<std::net::IpAddr>, String> {
+    let services: Api<Service> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
+    let Some(svc) = services.get_opt(names::DNS_LB_SERVICE).await.map_err(|e| {
+        format!(
+            "reading Service {}/{}: {}",
+            names::KUBE_SYSTEM,
+            names::DNS_LB_SERVICE,
+            error_text(&e)
+        )
+    })?
+    else {
+        return Ok(Vec::new());
+    };
+    let (mut ips, hosts) = ingress(&svc);
+    for host in &hosts {
+        ips.extend(
+            crate::resolve::resolve_host(host, resolver)
+                .await
+                .map_err(|e| format!("{e} (hint: {})", e.hint()))?,
+        );
+    }
+    ips.sort();
+    ips.dedup();
+    Ok(ips)
 }
 
 #[cfg(test)]
