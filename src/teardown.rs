@@ -11,29 +11,19 @@
 //! deleted.
 
 use std::collections::BTreeSet;
-use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
-};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::config::Config;
 use crate::dns::DnsProvider;
 use crate::k8s::dns_configmap::{self, Owner, Restore};
-use crate::k8s::{self, Cluster, wait_for};
+use crate::k8s::owned::{self, Found, list_owned};
+use crate::k8s::{self, Cluster, Seen, WaitError};
 use crate::names;
 use crate::plan::owned_selector;
 use crate::progress::Progress;
-use crate::zone_error::{self, ErrorKind, Step, ZoneError};
+use crate::zone_error::{ErrorKind, Step, ZoneError};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ZoneTeardown {
@@ -63,162 +53,6 @@ pub struct TeardownReport {
     pub zones: Vec<ZoneTeardown>,
     pub purged_local: Vec<String>,
     pub elapsed_seconds: f64,
-}
-
-/// An object we own, as found in a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Found {
-    pub kind: &'static str,
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl Found {
-    pub fn describe(&self) -> String {
-        match &self.namespace {
-            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
-            None => format!("{} {}", self.kind, self.name),
-        }
-    }
-}
-
-async fn list_kind<K>(client: &Client, selector: &str) -> Result<Vec<Found>, ZoneError>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
-{
-    let api: Api<K> = Api::all(client.clone());
-    let list = api
-        .list(&ListParams::default().labels(selector))
-        .await
-        .map_err(zone_error::api(Step::List {
-            kind: kind_name::<K>(),
-        }))?;
-    Ok(list
-        .items
-        .iter()
-        .filter(|o| o.meta().deletion_timestamp.is_none() || K::kind(&()) == "Namespace")
-        .map(|o| Found {
-            kind: kind_name::<K>(),
-            namespace: o.namespace(),
-            name: o.name_any(),
-        })
-        .collect())
-}
-
-fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
-    // Kinds are 'static strings in k8s-openapi; map them to our fixed set.
-    match K::kind(&()).as_ref() {
-        "Namespace" => "Namespace",
-        "Service" => "Service",
-        "Secret" => "Secret",
-        "ServiceAccount" => "ServiceAccount",
-        "Role" => "Role",
-        "RoleBinding" => "RoleBinding",
-        "PodDisruptionBudget" => "PodDisruptionBudget",
-        "StatefulSet" => "StatefulSet",
-        "Job" => "Job",
-        "ConfigMap" => "ConfigMap",
-        "PersistentVolumeClaim" => "PersistentVolumeClaim",
-        _ => "Object",
-    }
-}
-
-/// Every object with our labels (all kinds we create, plus the PVCs the
-/// StatefulSet made from our template and the DNS backup ConfigMap).
-pub async fn list_owned(
-    client: &Client,
-    selector: &str,
-    include_backup: bool,
-) -> Result<Vec<Found>, ZoneError> {
-    let (ns, svc, sec, sa, role, rb, pdb, sts, job, pvc, cm) = tokio::join!(
-        list_kind::<Namespace>(client, selector),
-        list_kind::<Service>(client, selector),
-        list_kind::<Secret>(client, selector),
-        list_kind::<ServiceAccount>(client, selector),
-        list_kind::<Role>(client, selector),
-        list_kind::<RoleBinding>(client, selector),
-        list_kind::<PodDisruptionBudget>(client, selector),
-        list_kind::<StatefulSet>(client, selector),
-        list_kind::<Job>(client, selector),
-        list_kind::<PersistentVolumeClaim>(client, selector),
-        list_kind::<ConfigMap>(client, selector),
-    );
-    let mut all = Vec::new();
-    for part in [ns, svc, sec, sa, role, rb, pdb, sts, job, pvc] {
-        all.extend(part?);
-    }
-    // The join ConfigMap of each zone (the only ConfigMap we create with our
-    // labels) always; any other labelled ConfigMap (the DNS backup, or one a
-    // user copied our labels onto) only when asked, to be reported.
-    all.extend(
-        cm?.into_iter()
-            .filter(|f| include_backup || f.name == names::JOIN_CONFIGMAP),
-    );
-    all.sort();
-    Ok(all)
-}
-
-async fn delete(client: &Client, f: &Found, dry_run: bool) -> Result<(), ZoneError> {
-    let dp = DeleteParams {
-        dry_run,
-        ..DeleteParams::background()
-    };
-    let ns = f.namespace.as_deref().unwrap_or_default();
-    let c = client.clone();
-    let result = match f.kind {
-        "Namespace" => Api::<Namespace>::all(c)
-            .delete(&f.name, &dp)
-            .await
-            .map(|_| ()),
-        "Service" => Api::<Service>::namespaced(c, ns)
-            .delete(&f.name, &dp)
-            .await
-            .map(|_| ()),
-        "Secret" => Api::<Secret>::namespaced(c, ns)
-            .delete(&f.name, &dp)
-            .await
-            .map(|_| ()),
-        "ServiceAccount" => Api::<ServiceAccount>::namespaced(c, ns)
-            .delete(&f.name, &dp)
-            .await
-            .map(|_| ()),
-        "Role" => Api::<Role>::namespaced(c, ns)
-            .delete(&f.name, &dp)
-            .await
-            .map(|_| ()),
-        "RoleBinding" => Api::<RoleBinding>::namespaced(c, ns)
-            .delete(&f.name, &dp)
-            .await
-            .map(|_| ()),
-        "PodDisruptionBudget" => Api::<PodDisruptionBudget>::namespaced(c, ns)
-            .delete(&f.name, &dp)
-            .await
-            .map(|_| ()),
-        "StatefulSet" => Api::<StatefulSet>::namespaced(c, ns)
-            .delete(&f.name, &dp)
-            .await
-            .map(|_| ()),
-        "Job" => Api::<Job>::namespaced(c, ns)
-            .delete(&f.name, &dp)
-            .await
-            .map(|_| ()),
-        "PersistentVolumeClaim" => Api::<PersistentVolumeClaim>::namespaced(c, ns)
-            .delete(&f.name, &dp)
-            .await
-            .map(|_| ()),
-        "ConfigMap" => Api::<ConfigMap>::namespaced(c, ns)
-            .delete(&f.name, &dp)
-            .await
-            .map(|_| ()),
-        _ => Ok(()),
-    };
-    match result {
-        Ok(()) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(zone_error::api(Step::Delete {
-            object: f.describe(),
-        })(e)),
-    }
 }
 
 /// Tears one zone down. Errors are kept in the report, never thrown, so
@@ -275,10 +109,10 @@ async fn run_zone(
         .ok();
 
     let selector = owned_selector(config);
-    let owned = list_owned(client, &selector, false).await?;
+    let owned = list_owned(cluster, &selector, false).await?;
     // Namespaces apply created go with their contents; a namespace that
     // existed before apply (adopted) is kept, only our objects in it go.
-    let created = created_namespaces(client, &selector).await?;
+    let created = owned::created_namespaces(cluster, &selector).await?;
     let (namespaces, adopted): (Vec<&Found>, Vec<&Found>) = owned
         .iter()
         .filter(|f| f.kind == "Namespace")
@@ -296,12 +130,12 @@ async fn run_zone(
     let deletions = singles
         .iter()
         .chain(namespaces.iter())
-        .map(|f| delete(client, f, dry_run));
+        .map(|f| owned::delete(cluster, f, dry_run));
     for r in futures::future::join_all(deletions).await {
         r?;
     }
     for ns in adopted.iter().filter(|_| !dry_run) {
-        release_namespace(client, &ns.name).await?;
+        owned::release_namespace(cluster, &ns.name).await?;
         progress.say(
             &cluster.zone,
             format!(
@@ -347,36 +181,35 @@ async fn run_zone(
         );
         let deleting: BTreeSet<String> = namespaces.iter().map(|n| n.name.clone()).collect();
         progress.step(&cluster.zone, "deletion pending");
-        deleted = wait_for(wait_timeout, || {
+        deleted = k8s::poll(wait_timeout, || {
             let selector = selector.clone();
             let deleting = &deleting;
             async move {
-                let left = list_owned(client, &selector, false)
+                let left = list_owned(cluster, &selector, false)
                     .await
-                    .map_err(|e| e.text())?;
+                    .map_err(WaitError::failed)?;
                 if left.is_empty() {
-                    Ok(Ok(()))
-                } else {
-                    // Outside namespaces being deleted, a controller may
-                    // recreate what went before its owner did (a
-                    // StatefulSet's claims, in a namespace we keep): delete
-                    // again what is still there.
-                    let again = left.iter().filter(|f| {
-                        f.kind != "Namespace"
-                            && !f.namespace.as_ref().is_some_and(|n| deleting.contains(n))
-                    });
-                    for r in
-                        futures::future::join_all(again.map(|f| delete(client, f, false))).await
-                    {
-                        r.map_err(|e| e.text())?;
-                    }
-                    let shown: Vec<String> = left.iter().take(5).map(Found::describe).collect();
-                    Ok(Err(format!(
-                        "{} object(s) still present: {}",
-                        left.len(),
-                        shown.join(", ")
-                    )))
+                    return Ok(Seen::Done(()));
                 }
+                // Outside namespaces being deleted, a controller may
+                // recreate what went before its owner did (a StatefulSet's
+                // claims, in a namespace we keep): delete again what is
+                // still there.
+                let again = left.iter().filter(|f| {
+                    f.kind != "Namespace"
+                        && !f.namespace.as_ref().is_some_and(|n| deleting.contains(n))
+                });
+                for r in
+                    futures::future::join_all(again.map(|f| owned::delete(cluster, f, false))).await
+                {
+                    r.map_err(WaitError::failed)?;
+                }
+                let shown: Vec<String> = left.iter().take(5).map(Found::describe).collect();
+                Ok(Seen::Waiting(format!(
+                    "{} object(s) still present: {}",
+                    left.len(),
+                    shown.join(", ")
+                )))
             }
         })
         .await
@@ -447,63 +280,12 @@ async fn run_zone(
     if dry_run {
         return Ok(());
     }
-    report.left_behind = list_owned(client, &selector, true)
+    report.left_behind = list_owned(cluster, &selector, true)
         .await?
         .iter()
         .map(Found::describe)
         .collect();
     Ok(())
-}
-
-/// Names of our namespaces that `apply` created (they carry
-/// [`names::NAMESPACE_CREATED_ANNOTATION`]).
-async fn created_namespaces(
-    client: &Client,
-    selector: &str,
-) -> Result<BTreeSet<String>, ZoneError> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let list = api
-        .list(&ListParams::default().labels(selector))
-        .await
-        .map_err(zone_error::api(Step::List { kind: "Namespace" }))?;
-    Ok(list
-        .items
-        .iter()
-        .filter(|n| {
-            n.annotations()
-                .get(names::NAMESPACE_CREATED_ANNOTATION)
-                .is_some_and(|v| v == "true")
-        })
-        .map(|n| n.name_any())
-        .collect())
-}
-
-/// Gives a namespace that existed before apply back: our labels removed,
-/// everything else as it is.
-async fn release_namespace(client: &Client, name: &str) -> Result<(), ZoneError> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let patch = serde_json::json!({"metadata": {"labels": {
-        names::MANAGED_BY_KEY: null,
-        names::FEDERATION_KEY: null,
-        names::ZONE_KEY: null,
-    }}});
-    match api
-        .patch(
-            name,
-            &PatchParams {
-                field_manager: Some(names::FIELD_MANAGER.to_string()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(zone_error::api(Step::Release {
-            namespace: name.to_string(),
-        })(e)),
-    }
 }
 
 fn restore_text(r: &Restore) -> String {

@@ -6,31 +6,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
-use kube::api::{Api, DeleteParams, ListParams};
 
 use super::probe;
 use super::session::{NsState, has_probe_label};
-use crate::k8s::{Cluster, WaitError, error_text, wait_for};
+use crate::k8s::objects::{Deleted, Exactly};
+use crate::k8s::{self, Cluster, Seen, error_text};
 use crate::names;
 use crate::progress::Progress;
-
-pub(super) async fn wait_gone<K>(
-    api: &Api<K>,
-    name: &str,
-    timeout: Duration,
-) -> Result<(), WaitError>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + kube::Resource,
-{
-    wait_for(timeout, || async move {
-        match api.get_opt(name).await {
-            Ok(None) => Ok(Ok(())),
-            Ok(Some(_)) => Ok(Err(format!("{name} still exists"))),
-            Err(e) => Err(error_text(&e)),
-        }
-    })
-    .await
-}
 
 /// Deletes the probe pods and Service of the zone's namespace (the objects
 /// carrying the probe label, found with one list of each kind) and waits
@@ -40,46 +22,40 @@ pub(super) async fn remove_probe_objects(
     cluster: &Cluster,
     timeout: Duration,
 ) -> Result<bool, String> {
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let ours = ListParams::default().labels(&probe::probe_selector());
-    let (pod_list, service_list) =
-        futures::future::join(pods.list(&ours), services.list(&ours)).await;
+    let ns = cluster.namespace.as_str();
+    let ours = probe::probe_selector();
+    let (pod_list, service_list) = futures::future::join(
+        cluster.list_in::<Pod>(ns, Some(&ours)),
+        cluster.list_in::<Service>(ns, Some(&ours)),
+    )
+    .await;
     let pod_list = pod_list.map_err(|e| format!("listing probe pods: {}", error_text(&e)))?;
     let service_list =
         service_list.map_err(|e| format!("listing probe Services: {}", error_text(&e)))?;
-    let delete = |meta: &kube::api::ObjectMeta, grace: Option<u32>| DeleteParams {
-        grace_period_seconds: grace,
-        preconditions: Some(kube::api::Preconditions {
-            uid: meta.uid.clone(),
-            resource_version: None,
-        }),
-        ..DeleteParams::background()
-    };
-    let pod_deletes = pod_list.items.iter().map(|p| {
-        let name = p.metadata.name.clone().unwrap_or_default();
-        let params = delete(&p.metadata, Some(0));
-        let pods = &pods;
-        async move {
-            match pods.delete(&name, &params).await {
-                Ok(_) => Ok(()),
-                // Gone already, or a new object of that name: not ours.
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-                Err(e) => Err(format!("deleting pod {name}: {}", error_text(&e))),
-            }
-        }
+    // Gone already, or a new object of that name (not ours): fine.
+    let pod_deletes = pod_list.iter().map(|p| async move {
+        cluster
+            .delete_seen::<Pod>(&p.metadata, Exactly::Uid, Some(0))
+            .await
+            .map_err(|e| {
+                format!(
+                    "deleting pod {}: {}",
+                    p.metadata.name.as_deref().unwrap_or_default(),
+                    error_text(&e)
+                )
+            })
     });
-    let service_deletes = service_list.items.iter().map(|svc| {
-        let name = svc.metadata.name.clone().unwrap_or_default();
-        let params = delete(&svc.metadata, None);
-        let services = &services;
-        async move {
-            match services.delete(&name, &params).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-                Err(e) => Err(format!("deleting Service {name}: {}", error_text(&e))),
-            }
-        }
+    let service_deletes = service_list.iter().map(|svc| async move {
+        cluster
+            .delete_seen::<Service>(&svc.metadata, Exactly::Uid, None)
+            .await
+            .map_err(|e| {
+                format!(
+                    "deleting Service {}: {}",
+                    svc.metadata.name.as_deref().unwrap_or_default(),
+                    error_text(&e)
+                )
+            })
     });
     let (pod_results, service_results) = futures::future::join(
         futures::future::join_all(pod_deletes),
@@ -89,31 +65,26 @@ pub(super) async fn remove_probe_objects(
     for r in pod_results.into_iter().chain(service_results) {
         r?;
     }
-    let removed = !pod_list.items.is_empty() || !service_list.items.is_empty();
-    if !pod_list.items.is_empty() {
+    let removed = !pod_list.is_empty() || !service_list.is_empty();
+    if !pod_list.is_empty() {
         let uids: BTreeSet<String> = pod_list
-            .items
             .iter()
             .filter_map(|p| p.metadata.uid.clone())
             .collect();
-        let uids = &uids;
-        let pods = &pods;
-        let ours = &ours;
-        wait_for(timeout, || async move {
-            let left: Vec<String> = pods
-                .list(ours)
-                .await
-                .map_err(|e| error_text(&e))?
-                .items
+        let (uids, ours) = (&uids, &ours);
+        k8s::poll(timeout, || async move {
+            let left: Vec<String> = cluster
+                .list_in::<Pod>(ns, Some(ours))
+                .await?
                 .into_iter()
                 .filter(|p| p.metadata.uid.as_ref().is_some_and(|u| uids.contains(u)))
                 .filter_map(|p| p.metadata.name)
                 .collect();
-            if left.is_empty() {
-                Ok(Ok(()))
+            Ok(if left.is_empty() {
+                Seen::Done(())
             } else {
-                Ok(Err(format!("pods {} still exist", left.join(", "))))
-            }
+                Seen::Waiting(format!("pods {} still exist", left.join(", ")))
+            })
         })
         .await
         .map_err(|e| format!("waiting for the probe pods to go: {e}"))?;
@@ -122,7 +93,9 @@ pub(super) async fn remove_probe_objects(
 }
 
 /// Whether apply has taken on a namespace the check created.
-pub(super) fn adopted_by_apply(meta: &kube::api::ObjectMeta) -> bool {
+pub(super) fn adopted_by_apply(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> bool {
     meta.annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(names::NAMESPACE_CREATED_ANNOTATION))
@@ -138,7 +111,7 @@ pub(super) async fn foreign_contents(cluster: &Cluster, ns: &str) -> Result<Vec<
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 
-    async fn names_of<K>(client: &kube::Client, ns: &str) -> Result<Vec<String>, String>
+    async fn names_of<K>(cluster: &Cluster, ns: &str) -> Result<Vec<String>, String>
     where
         K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -146,20 +119,18 @@ pub(super) async fn foreign_contents(cluster: &Cluster, ns: &str) -> Result<Vec<
             + std::fmt::Debug,
     {
         let kind = K::kind(&()).to_string();
-        let api: Api<K> = Api::namespaced(client.clone(), ns);
-        let list = api
-            .list(&ListParams::default())
+        let list = cluster
+            .list_in::<K>(ns, None)
             .await
             .map_err(|e| format!("listing {kind} in {ns}: {}", error_text(&e)))?;
         Ok(list
-            .items
             .iter()
             .filter(|o| !has_probe_label(o.meta()))
             .map(|o| format!("{kind} {}", o.meta().name.clone().unwrap_or_default()))
             .filter(|d| d != "ServiceAccount default" && d != "ConfigMap kube-root-ca.crt")
             .collect())
     }
-    let c = &cluster.client;
+    let c = cluster;
     let parts = futures::future::join_all([
         Box::pin(names_of::<Pod>(c, ns))
             as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>,
@@ -192,10 +163,9 @@ pub(super) async fn cleanup_zone(
     let ns = &cluster.namespace;
     // Bounded by the caller; waits inside use a generous bound of their own.
     let inner = Duration::from_secs(3600);
-    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
     if matches!(ns_state, NsState::Created | NsState::Creating) {
-        let current = namespaces
-            .get_opt(ns)
+        let current = cluster
+            .read_cluster_scoped::<Namespace>(ns)
             .await
             .map_err(|e| format!("reading namespace {ns}: {}", error_text(&e)))?;
         match current {
@@ -214,17 +184,12 @@ pub(super) async fn cleanup_zone(
                         // Only the version we looked at: if apply labels the
                         // namespace after our look (it writes the namespace
                         // before anything inside), the delete is refused.
-                        let params = DeleteParams {
-                            preconditions: Some(kube::api::Preconditions {
-                                resource_version: n.metadata.resource_version.clone(),
-                                uid: n.metadata.uid.clone(),
-                            }),
-                            ..DeleteParams::background()
-                        };
-                        match namespaces.delete(ns, &params).await {
-                            Ok(_) => {}
-                            Err(kube::Error::Api(s)) if s.code == 404 => {}
-                            Err(kube::Error::Api(s)) if s.code == 409 => {
+                        match cluster
+                            .delete_cluster_scoped_seen::<Namespace>(&n.metadata, Exactly::Version)
+                            .await
+                        {
+                            Ok(Deleted::Yes | Deleted::Absent) => {}
+                            Ok(Deleted::Changed) => {
                                 progress.say(
                                     zone,
                                     format!("namespace {ns} changed meanwhile; keeping it"),
@@ -236,7 +201,8 @@ pub(super) async fn cleanup_zone(
                             }
                         }
                     }
-                    wait_gone(&namespaces, ns, inner)
+                    cluster
+                        .wait_namespace_gone(ns, inner)
                         .await
                         .map_err(|e| format!("waiting for namespace {ns} to go: {e}"))?;
                     progress.say(

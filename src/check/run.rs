@@ -15,8 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Service};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::Node;
 use kube::config::Kubeconfig;
 use serde::Serialize;
 
@@ -29,9 +28,10 @@ use super::{Check, CheckReport, CheckResult};
 use crate::config::{Config, Zone};
 use crate::dns;
 use crate::k8s::dns_configmap;
+use crate::k8s::lb::LbError;
 use crate::k8s::{self, Cluster, error_text};
+use crate::names;
 use crate::progress::Progress;
-use crate::{names, resolve};
 
 /// Bound of one DNS load balancer query.
 pub const LB_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -311,32 +311,17 @@ async fn connect_all(
     session: &Session,
     progress: Progress,
 ) -> Result<Vec<Connected>, CheckError> {
-    let results = futures::future::join_all(
-        config
-            .zones
-            .iter()
-            .map(|zone| connect_zone(config, kubeconfig, zone, opts, session, progress)),
-    )
-    .await;
-    let mut ok = Vec::new();
-    let mut problems = Vec::new();
-    for r in results {
-        match r {
-            Ok(c) => ok.push(c),
-            Err(p) => problems.push(p),
-        }
-    }
-    if problems.is_empty() {
-        Ok(ok)
-    } else {
-        Err(CheckError::Connect(problems))
-    }
+    k8s::connect_each(kubeconfig, &config.zones, |zone, cluster| {
+        connect_zone(config, zone, cluster, opts, session, progress)
+    })
+    .await
+    .map_err(|failed| CheckError::Connect(failed.into_iter().map(|(_, p)| p).collect()))
 }
 
 async fn connect_zone(
     config: &Config,
-    kubeconfig: &Kubeconfig,
     zone: &Zone,
+    cluster: Result<Cluster, k8s::PreflightProblem>,
     opts: &CheckOptions,
     session: &Session,
     progress: Progress,
@@ -354,9 +339,7 @@ async fn connect_zone(
         )
     };
     progress.step(&zone.name, "connecting");
-    let cluster = k8s::connect(kubeconfig, zone)
-        .await
-        .map_err(|e| reached(k8s::connect_problem(&e, &zone.context)))?;
+    let cluster = cluster.map_err(reached)?;
     let version = k8s::reach(&cluster, k8s::PREFLIGHT_TIMEOUT)
         .await
         .map_err(reached)?;
@@ -454,9 +437,8 @@ async fn connect_zone(
 /// The pod ranges of the cluster's Nodes. A Node list that cannot be read
 /// is not a reason to stop the other checks: its pairs are skipped.
 async fn pod_cidrs(cluster: &Cluster) -> PodCidrs {
-    let nodes: Api<Node> = Api::all(cluster.client.clone());
-    match nodes.list(&ListParams::default()).await {
-        Ok(list) => cidr::from_nodes(&list.items),
+    match cluster.list_all::<Node>(None).await {
+        Ok(nodes) => cidr::from_nodes(&nodes),
         Err(kube::Error::Api(s)) if s.code == 403 => PodCidrs::Unlisted(format!(
             "{} (the context needs the right to list Nodes, cluster-wide)",
             s.message
@@ -466,31 +448,15 @@ async fn pod_cidrs(cluster: &Cluster) -> PodCidrs {
 }
 
 async fn dns_lb_address(cluster: &Cluster, opts: &CheckOptions) -> LbAddress {
-    let services: Api<Service> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
-    let svc = match services.get_opt(names::DNS_LB_SERVICE).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return LbAddress::Missing,
-        Err(e) => {
-            return LbAddress::Unresolved(format!(
-                "could not read Service kube-system/{}: {}",
-                names::DNS_LB_SERVICE,
-                error_text(&e)
-            ));
-        }
-    };
-    let (mut ips, hosts) = crate::k8s::lb::ingress(&svc);
-    for host in &hosts {
-        match resolve::resolve_host(host, opts.resolver).await {
-            Ok(found) => ips.extend(found),
-            Err(e) => return LbAddress::Unresolved(e.to_string()),
-        }
-    }
-    ips.sort();
-    ips.dedup();
-    if ips.is_empty() {
-        LbAddress::Missing
-    } else {
-        LbAddress::Addresses(ips)
+    match k8s::lb::read_dns_lb(cluster, opts.resolver).await {
+        Ok(Some(lb)) if !lb.ips.is_empty() => LbAddress::Addresses(lb.ips),
+        Ok(_) => LbAddress::Missing,
+        Err(LbError::Read(e)) => LbAddress::Unresolved(format!(
+            "could not read Service kube-system/{}: {}",
+            names::DNS_LB_SERVICE,
+            error_text(&e)
+        )),
+        Err(LbError::Resolve(e)) => LbAddress::Unresolved(e.to_string()),
     }
 }
 

@@ -9,17 +9,15 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
-use kube::api::{Api, LogParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 
 use super::CheckResult;
-use super::cleanup::{cleanup_zone, remove_probe_objects, wait_gone};
+use super::cleanup::{cleanup_zone, remove_probe_objects};
 use super::probe::{self, ProbeLog, ProberTargets};
 use super::run::{CheckOptions, Connected, ZoneProblem};
 use super::targets::plan_targets;
 use crate::config::Config;
-use crate::k8s::{Cluster, WaitError, error_text, wait_for, watch};
-use crate::names;
+use crate::k8s::{self, Cluster, Seen, WaitError, error_text};
 use crate::progress::Progress;
 
 /// Whether the zone's namespace was there before the check.
@@ -119,13 +117,6 @@ pub(super) fn zone_problem(zone: &str, problem: String, hint: &str) -> ZoneProbl
     }
 }
 
-pub(super) fn post_params() -> PostParams {
-    PostParams {
-        field_manager: Some(names::FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    }
-}
-
 pub(super) fn has_probe_label(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> bool {
@@ -158,10 +149,9 @@ pub(super) async fn start_listener(
     // The Service and the listener together: the Service only publishes the
     // listener's name, nothing waits for one before the other.
     session.touch(zone);
-    let pods: Api<Pod> = Api::namespaced(c.cluster.client.clone(), &c.zone.namespace);
-    let created = create_listener(config, c, opts, &pods).await?;
+    let created = create_listener(config, c, opts).await?;
     progress.step(zone, "listener starting");
-    await_listener(c, opts, &pods, created, progress).await
+    await_listener(c, opts, created, progress).await
 }
 
 /// A Kubernetes API error while setting up the probes, with the rights hint.
@@ -185,15 +175,16 @@ async fn ensure_namespace(
 ) -> Result<(), ZoneProblem> {
     let zone = &c.zone.name;
     let ns = &c.zone.namespace;
-    let namespaces: Api<Namespace> = Api::all(c.cluster.client.clone());
-    let existing = namespaces
-        .get_opt(ns)
+    let existing = c
+        .cluster
+        .read_cluster_scoped::<Namespace>(ns)
         .await
         .map_err(|e| api_problem(zone, &format!("reading namespace {ns}"), &e))?;
     let existing = match existing {
         Some(n) if n.metadata.deletion_timestamp.is_some() => {
             progress.say(zone, format!("namespace {ns} is being deleted; waiting"));
-            wait_gone(&namespaces, ns, opts.wait_timeout)
+            c.cluster
+                .wait_namespace_gone(ns, opts.wait_timeout)
                 .await
                 .map_err(|e| {
                     zone_problem(
@@ -210,7 +201,7 @@ async fn ensure_namespace(
         // Left by an earlier check that could not finish: ours to remove.
         Some(n) if has_probe_label(&n.metadata) => session.set_namespace(zone, NsState::Created),
         Some(_) => session.set_namespace(zone, NsState::Existed),
-        None => create_namespace(config, c, opts, session, progress, &namespaces).await?,
+        None => create_namespace(config, c, opts, session, progress).await?,
     }
     Ok(())
 }
@@ -221,13 +212,13 @@ async fn create_namespace(
     opts: &CheckOptions,
     session: &Session,
     progress: Progress,
-    namespaces: &Api<Namespace>,
 ) -> Result<(), ZoneProblem> {
     let zone = &c.zone.name;
     let ns = &c.zone.namespace;
     session.set_namespace(zone, NsState::Creating);
-    match namespaces
-        .create(&post_params(), &probe::namespace(config, &c.zone))
+    match c
+        .cluster
+        .create_cluster_scoped(&probe::namespace(config, &c.zone))
         .await
     {
         Ok(_) => {
@@ -250,13 +241,13 @@ async fn wait_default_service_account(
     opts: &CheckOptions,
 ) -> Result<(), ZoneProblem> {
     let ns = &c.zone.namespace;
-    let accounts: Api<ServiceAccount> = Api::namespaced(c.cluster.client.clone(), ns);
-    wait_for(opts.wait_timeout, || async {
-        match accounts.get_opt("default").await {
-            Ok(Some(_)) => Ok(Ok(())),
-            Ok(None) => Ok(Err(format!("no ServiceAccount {ns}/default yet"))),
-            Err(e) => Err(error_text(&e)),
-        }
+    k8s::poll(opts.wait_timeout, || async {
+        Ok(
+            match c.cluster.read::<ServiceAccount>(ns, "default").await? {
+                Some(_) => Seen::Done(()),
+                None => Seen::Waiting(format!("no ServiceAccount {ns}/default yet")),
+            },
+        )
     })
     .await
     .map_err(|e| {
@@ -274,16 +265,14 @@ async fn create_listener(
     config: &Config,
     c: &Connected,
     opts: &CheckOptions,
-    pods: &Api<Pod>,
 ) -> Result<Pod, ZoneProblem> {
     let zone = &c.zone.name;
     let ns = &c.zone.namespace;
-    let services: Api<Service> = Api::namespaced(c.cluster.client.clone(), ns);
     let listener = probe::listener_pod(config, &c.zone, &opts.image, &opts.ports);
     let service = probe::service(config, &c.zone, &opts.ports);
     let (service, created) = futures::future::join(
-        services.create(&post_params(), &service),
-        pods.create(&post_params(), &listener),
+        c.cluster.create_in(ns, &service),
+        c.cluster.create_in(ns, &listener),
     )
     .await;
     match service {
@@ -327,13 +316,12 @@ async fn create_listener(
 async fn await_listener(
     c: &Connected,
     opts: &CheckOptions,
-    pods: &Api<Pod>,
     created: Pod,
     progress: Progress,
 ) -> Result<IpAddr, ZoneProblem> {
     let zone = &c.zone.name;
     let ns = &c.zone.namespace;
-    match wait_pod(pods, created, &opts.image, opts, false).await {
+    match wait_pod(c, created, &opts.image, opts, false).await {
         Ok(PodOutcome::Running(ip)) => {
             progress.say(
                 zone,
@@ -360,8 +348,8 @@ async fn await_listener(
 
 /// A problem when the zone's listener is no longer running.
 pub(super) async fn listener_still_running(c: &Connected) -> Option<ZoneProblem> {
-    let pods: Api<Pod> = Api::namespaced(c.cluster.client.clone(), &c.zone.namespace);
-    let pod = match pods.get(probe::LISTENER_POD).await {
+    let ns = &c.zone.namespace;
+    let pod = match c.cluster.get::<Pod>(ns, probe::LISTENER_POD).await {
         Ok(p) => p,
         Err(e) => {
             return Some(zone_problem(
@@ -379,8 +367,9 @@ pub(super) async fn listener_still_running(c: &Connected) -> Option<ZoneProblem>
     if phase == "Running" {
         return None;
     }
-    let log = pods
-        .logs(probe::LISTENER_POD, &LogParams::default())
+    let log = c
+        .cluster
+        .pod_log(ns, probe::LISTENER_POD, None)
         .await
         .unwrap_or_default();
     Some(zone_problem(
@@ -473,13 +462,14 @@ pub fn pod_problem(pod: &Pod, image: &str) -> Option<PodProblem> {
 /// pod runs with an IP (`finish == false`), or until it has finished or has
 /// been running for the probe timeout (`finish == true`).
 pub(super) async fn wait_pod(
-    pods: &Api<Pod>,
+    c: &Connected,
     created: Pod,
     image: &str,
     opts: &CheckOptions,
     finish: bool,
 ) -> Result<PodOutcome, WaitError> {
     let name = created.metadata.name.clone().unwrap_or_default();
+    let ns = &c.zone.namespace;
     let rv = created
         .metadata
         .resource_version
@@ -514,11 +504,14 @@ pub(super) async fn wait_pod(
             )),
         }
     };
-    let running =
-        match watch::until(pods, &name, Some(created), rv, opts.wait_timeout, state).await? {
-            Seen::Outcome(outcome) => return Ok(outcome),
-            Seen::ProberRunning(pod) => *pod,
-        };
+    let running = match c
+        .cluster
+        .watch_until(ns, &name, Some(created), rv, opts.wait_timeout, state)
+        .await?
+    {
+        Seen::Outcome(outcome) => return Ok(outcome),
+        Seen::ProberRunning(pod) => *pod,
+    };
     // A prober runs for at most the probe timeout; one still running then
     // is read as it is (its log has what it found so far).
     let rv = running
@@ -539,7 +532,11 @@ pub(super) async fn wait_pod(
             _ => Err(format!("pod {name} is {phase}")),
         }
     };
-    match watch::until(pods, &name, Some(running), rv, opts.probe_timeout, finished).await {
+    match c
+        .cluster
+        .watch_until(ns, &name, Some(running), rv, opts.probe_timeout, finished)
+        .await
+    {
         Err(WaitError::Timeout { .. }) => Ok(PodOutcome::Finished {
             phase: "Running".to_string(),
         }),
@@ -587,9 +584,8 @@ pub(super) async fn run_prober(
         return Ok(run);
     }
     session.touch(zone);
-    let pods: Api<Pod> = Api::namespaced(c.cluster.client.clone(), ns);
     let pod = probe::prober_pod(config, &c.zone, &opts.image, &run.targets);
-    let created = pods.create(&post_params(), &pod).await.map_err(|e| {
+    let created = c.cluster.create_in(ns, &pod).await.map_err(|e| {
         zone_problem(
             zone,
             format!(
@@ -601,7 +597,7 @@ pub(super) async fn run_prober(
         )
     })?;
     progress.step(zone, "probing");
-    let phase = match wait_pod(&pods, created, &opts.image, opts, true).await {
+    let phase = match wait_pod(c, created, &opts.image, opts, true).await {
         Ok(PodOutcome::Finished { phase }) => phase,
         Ok(PodOutcome::Running(_)) => "Running".to_string(),
         Ok(PodOutcome::Problem(p)) => return Err(zone_problem(zone, p.problem, &p.hint)),
@@ -613,14 +609,9 @@ pub(super) async fn run_prober(
             ));
         }
     };
-    let text = pods
-        .logs(
-            probe::PROBER_POD,
-            &LogParams {
-                container: Some(probe::CONTAINER.to_string()),
-                ..LogParams::default()
-            },
-        )
+    let text = c
+        .cluster
+        .pod_log(ns, probe::PROBER_POD, Some(probe::CONTAINER))
         .await
         .map_err(|e| {
             zone_problem(

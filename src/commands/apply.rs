@@ -109,7 +109,9 @@ async fn other_zones(
         let c = k8s::connect(kubeconfig, zone)
             .await
             .map_err(|e| k8s::connect_problem(&e, &zone.context).to_string())?;
-        k8s::dns_lb_addresses(&c, resolver).await
+        k8s::dns_lb_addresses(&c, resolver)
+            .await
+            .map_err(|e| e.to_string())
     });
     let mut found = BTreeMap::new();
     let mut problems = String::new();

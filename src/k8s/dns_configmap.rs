@@ -655,7 +655,7 @@ pub async fn wait_ready(
         None => api
             .get_opt(&dns.deployment)
             .await
-            .map_err(|e| not_ready(WaitError::Api(error_text(&e))))?,
+            .map_err(|e| not_ready(WaitError::Request(e)))?,
     };
     let version = current
         .as_ref()

@@ -3,7 +3,7 @@
 //! the cloud refused to provision it. The functions over a Service and its
 //! Events are pure; the reads around them are here too.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::{Event, Service};
 use k8s_openapi::jiff::Timestamp;
@@ -11,6 +11,7 @@ use kube::api::Api;
 
 use super::{Cluster, error_text};
 use crate::names;
+use crate::resolve::{self, ResolveError};
 
 /// Warning reasons after which waiting longer does not help: the cloud's
 /// controller gave up on this Service as it is (a mixed-protocol Service, an
@@ -88,36 +89,68 @@ pub(crate) fn event_time(e: &Event) -> Option<Timestamp> {
         .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
-/// The addresses of the zone's DNS load balancer as they are now, its host
-/// names resolved once (through `resolver`, else the system's): only
-/// reads. Empty when the Service or its address does not exist (yet).
-pub async fn dns_lb_addresses(
+/// The zone's DNS load balancer as it is now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LbAddresses {
+    /// Its IP addresses, host names resolved; sorted, each once.
+    pub ips: Vec<IpAddr>,
+    /// The host names in its ingress (a cloud's load balancer DNS name).
+    pub hosts: Vec<String>,
+}
+
+/// Why the DNS load balancer's addresses could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LbError {
+    #[error(
+        "reading Service {}/{}: {}",
+        names::KUBE_SYSTEM,
+        names::DNS_LB_SERVICE,
+        error_text(.0)
+    )]
+    Read(kube::Error),
+    #[error("{} (hint: {})", .0, .0.hint())]
+    Resolve(ResolveError),
+}
+
+/// The zone's DNS load balancer (Service [`names::DNS_LB_SERVICE`] in
+/// kube-system) as it is now, its host names resolved once (through
+/// `resolver`, else the system's): only reads. `None` when the Service does
+/// not exist; empty when it has no address (yet).
+pub async fn read_dns_lb(
     cluster: &Cluster,
-    resolver: Option<std::net::SocketAddr>,
-) -> Result<Vec<std::net::IpAddr>, String> {
+    resolver: Option<SocketAddr>,
+) -> Result<Option<LbAddresses>, LbError> {
     let services: Api<Service> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
-    let Some(svc) = services.get_opt(names::DNS_LB_SERVICE).await.map_err(|e| {
-        format!(
-            "reading Service {}/{}: {}",
-            names::KUBE_SYSTEM,
-            names::DNS_LB_SERVICE,
-            error_text(&e)
-        )
-    })?
+    let Some(svc) = services
+        .get_opt(names::DNS_LB_SERVICE)
+        .await
+        .map_err(LbError::Read)?
     else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let (mut ips, hosts) = ingress(&svc);
     for host in &hosts {
         ips.extend(
-            crate::resolve::resolve_host(host, resolver)
+            resolve::resolve_host(host, resolver)
                 .await
-                .map_err(|e| format!("{e} (hint: {})", e.hint()))?,
+                .map_err(LbError::Resolve)?,
         );
     }
     ips.sort();
     ips.dedup();
-    Ok(ips)
+    Ok(Some(LbAddresses { ips, hosts }))
+}
+
+/// The addresses of [`read_dns_lb`]; empty when the Service or its address
+/// does not exist (yet).
+pub async fn dns_lb_addresses(
+    cluster: &Cluster,
+    resolver: Option<SocketAddr>,
+) -> Result<Vec<IpAddr>, LbError> {
+    Ok(read_dns_lb(cluster, resolver)
+        .await?
+        .map(|lb| lb.ips)
+        .unwrap_or_default())
 }
 
 #[cfg(test)]

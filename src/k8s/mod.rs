@@ -8,8 +8,11 @@
 //! ([`preflight`]), server-side apply of planned objects ([`ssa`]), bounded
 //! waits ([`wait`], and [`watch`] for waits driven by a watch), the DNS
 //! ConfigMap read-modify-write ([`dns_configmap`]), what the DNS load
-//! balancer and workload events say ([`lb`], [`events`]), and what one run
-//! already knows of a cluster's objects ([`known`]).
+//! balancer and workload events say ([`lb`], [`events`]), what one run
+//! already knows of a cluster's objects ([`known`]), plain reads and writes
+//! of objects for `status` and `check` ([`objects`]), and the objects a
+//! federation owns, as teardown finds and deletes them ([`owned`]).
+//! [`connect_each`] connects every zone at once and collects every failure.
 //!
 //! Retries of transient errors (429/503/504) happen in one place, kube's
 //! retry policy on the client; nothing here loops on errors. A failed
@@ -19,6 +22,7 @@
 //! Knows nothing about the order of steps: `apply` and `teardown` decide that.
 
 use std::fmt::Debug;
+use std::future::Future;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
@@ -34,6 +38,8 @@ pub(crate) mod dns_configmap;
 pub(crate) mod events;
 pub(crate) mod known;
 pub(crate) mod lb;
+pub(crate) mod objects;
+pub(crate) mod owned;
 pub mod preflight;
 pub mod ssa;
 pub mod wait;
@@ -47,7 +53,7 @@ pub use preflight::{
     detect_dns, imports_custom_servers, preflight, reach,
 };
 pub use ssa::{Action, Applied, ApplyError, apply_object, comparable};
-pub use wait::{POLL_FIRST, POLL_MAX, WaitError, wait_for};
+pub use wait::{POLL_FIRST, POLL_MAX, Seen, WaitError, poll, wait_for};
 
 /// A connected zone.
 #[derive(Clone)]
@@ -124,6 +130,47 @@ impl Cluster {
         let found = api.get_opt(&self.namespace).await?;
         self.known.read("", &self.namespace, found.as_ref());
         Ok(found)
+    }
+}
+
+/// Connects to every zone of `zones` at once and hands each its connected
+/// [`Cluster`] (or the [`connect_problem`] of a client that could not be
+/// built) to `then` (pre-flight, a reachability check, reads). The results
+/// of `then` in the zones' order when every zone succeeded, else every
+/// zone that failed with its error: one broken cluster does not hide the
+/// others.
+pub async fn connect_each<'z, T, E, F, Fut>(
+    kubeconfig: &Kubeconfig,
+    zones: impl IntoIterator<Item = &'z Zone>,
+    then: F,
+) -> Result<Vec<T>, Vec<(&'z Zone, E)>>
+where
+    F: Fn(&'z Zone, Result<Cluster, PreflightProblem>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let zones: Vec<&Zone> = zones.into_iter().collect();
+    let work = zones.iter().map(|&zone| {
+        let then = &then;
+        async move {
+            let cluster = connect(kubeconfig, zone)
+                .await
+                .map_err(|e| connect_problem(&e, &zone.context));
+            then(zone, cluster).await
+        }
+    });
+    let results = futures::future::join_all(work).await;
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for (zone, r) in zones.into_iter().zip(results) {
+        match r {
+            Ok(v) => ok.push(v),
+            Err(e) => failed.push((zone, e)),
+        }
+    }
+    if failed.is_empty() {
+        Ok(ok)
+    } else {
+        Err(failed)
     }
 }
 

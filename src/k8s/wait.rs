@@ -1,8 +1,14 @@
-//! Bounded polls: a probe asked again, backing off, until it holds or the
-//! time is up; a timeout says what it last saw. Waits that can follow one
-//! object's changes use [`crate::k8s::watch`] instead.
+//! Bounded polls: a probe asked again, backing off, until it is done or
+//! the time is up. A timeout says what the probe last saw; a probe that
+//! fails ends the wait at once with its typed cause (transient API errors
+//! were already retried by the client). Waits that can follow one object's
+//! changes use [`crate::k8s::watch`] instead.
 
+use std::error::Error as StdError;
+use std::future::Future;
 use std::time::Duration;
+
+use super::error_text;
 
 /// Bounded waits look again after this long at first, then back off by half
 /// each time up to [`POLL_MAX`]: quick to notice a fast change, gentle on
@@ -10,22 +16,57 @@ use std::time::Duration;
 pub const POLL_FIRST: Duration = Duration::from_millis(50);
 pub const POLL_MAX: Duration = Duration::from_millis(250);
 
-/// Polls `probe` until it returns `Ok(Some(T))`, or until `timeout`; on
-/// timeout returns what it last saw (the `Ok(None)`-case description is
-/// produced by `describe`). API errors end the wait at once (transient ones
-/// were already retried by the client).
-pub async fn wait_for<T, F, Fut>(timeout: Duration, mut probe: F) -> Result<T, WaitError>
+/// What one look at the state waited for found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen<T> {
+    /// The condition holds.
+    Done(T),
+    /// Not yet: what was seen, for the timeout's "last seen".
+    Waiting(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("timed out after {}s; last seen: {last}", after.as_secs_f32())]
+    Timeout { after: Duration, last: String },
+    /// Why waiting on is pointless, as text: what [`wait_for`] probes and
+    /// [`crate::k8s::watch`] report (a failed request, a refusal).
+    #[error("{0}")]
+    Api(String),
+    /// A request of the wait failed.
+    #[error("{}", error_text(.0))]
+    Request(kube::Error),
+    /// A step of the probe failed (its error says which).
+    #[error(transparent)]
+    Failed(Box<dyn StdError + Send + Sync>),
+}
+
+impl From<kube::Error> for WaitError {
+    fn from(e: kube::Error) -> Self {
+        WaitError::Request(e)
+    }
+}
+
+impl WaitError {
+    /// A probe's own error, kept as it is.
+    pub fn failed(e: impl StdError + Send + Sync + 'static) -> Self {
+        WaitError::Failed(Box::new(e))
+    }
+}
+
+/// Asks `probe` until it is [`Seen::Done`], or until `timeout`; on timeout
+/// the error holds what it last saw. A probe error ends the wait at once.
+pub async fn poll<T, F, Fut>(timeout: Duration, mut probe: F) -> Result<T, WaitError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Result<T, String>, String>>,
+    Fut: Future<Output = Result<Seen<T>, WaitError>>,
 {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut interval = POLL_FIRST;
     loop {
-        let seen = match probe().await {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(seen)) => seen,
-            Err(e) => return Err(WaitError::Api(e)),
+        let seen = match probe().await? {
+            Seen::Done(v) => return Ok(v),
+            Seen::Waiting(seen) => seen,
         };
         let now = tokio::time::Instant::now();
         if now >= deadline {
@@ -39,10 +80,23 @@ where
     }
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum WaitError {
-    #[error("timed out after {}s; last seen: {last}", after.as_secs_f32())]
-    Timeout { after: Duration, last: String },
-    #[error("{0}")]
-    Api(String),
+/// [`poll`] for probes written as `Ok(Ok(done))`, `Ok(Err(seen))` and
+/// `Err(why)` (ending the wait with [`WaitError::Api`]); kept for `apply`
+/// until its waits move to [`poll`].
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut probe: F) -> Result<T, WaitError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Result<T, String>, String>>,
+{
+    poll(timeout, || {
+        let looked = probe();
+        async move {
+            match looked.await {
+                Ok(Ok(v)) => Ok(Seen::Done(v)),
+                Ok(Err(seen)) => Ok(Seen::Waiting(seen)),
+                Err(e) => Err(WaitError::Api(e)),
+            }
+        }
+    })
+    .await
 }

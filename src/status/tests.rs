@@ -1,9 +1,13 @@
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
+use time::OffsetDateTime;
 use time::macros::datetime;
 
+use super::evaluate::{judge_certs, metric_sum};
 use super::*;
+use crate::config::Config;
 
 fn config() -> Config {
     Config::parse(
@@ -41,7 +45,10 @@ fn healthy(zone: &str, own_ip: &str, other: &str, other_ip: &str) -> Gathered {
     Gathered {
         zone: zone.into(),
         api: Some(Ok("v1.33.0".into())),
-        lb: Some(Ok((vec![ip(own_ip)], Vec::new()))),
+        lb: Some(Ok(LbAddresses {
+            ips: vec![ip(own_ip)],
+            hosts: Vec::new(),
+        })),
         dns: Some(Ok((
             DnsProvider::KubeDns,
             vec![Forward {
@@ -110,10 +117,11 @@ fn forwarding_to_an_old_load_balancer_address_fails_naming_both_addresses() {
 #[test]
 fn a_zone_without_an_answer_fails_and_the_others_forwarding_to_it_is_unknown() {
     let mut b = healthy("b", "10.0.0.2", "a", "10.0.0.1");
-    b.api = Some(Err((
-        "the API server https://b is not reachable".into(),
-        false,
-    )));
+    b.api = Some(Err(ApiUnread::Unreachable(PreflightProblem {
+        problem: "the API server https://b is not reachable".into(),
+        causes: Vec::new(),
+        hint: "check that the cluster is up".into(),
+    })));
     b.lb = None;
     let r = both(healthy("a", "10.0.0.1", "b", "10.0.0.2"), b);
     assert!(r.zones[0].ok, "{}", render_text(&r));
