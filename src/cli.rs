@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -145,7 +146,12 @@ pub struct ClusterArgs {
 
     /// Bound of pre-flight in each zone: version, permissions and DNS
     /// server, including retries of 429/503/504 answers (e.g. 30s, 2m).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = PREFLIGHT_TIMEOUT_DEFAULT.as_str(),
+        value_parser = parse_duration
+    )]
     pub preflight_timeout: Duration,
 
     /// Bound of each wait: load balancer address, DNS rollout, pods, init
@@ -352,18 +358,49 @@ pub enum ReportFormat {
     Json,
 }
 
+/// Why a flag's value was refused. clap prints the message after
+/// "invalid value '...' for '--flag <VALUE>': ", so it names the value and
+/// the rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagError {
+    #[error("{input:?} is not a duration (e.g. 90, 90s, 15m, 1h)")]
+    NotADuration { input: String },
+    #[error("{input:?}: unknown unit {unit:?} (use ms, s, m or h)")]
+    UnknownUnit { input: String, unit: String },
+    #[error("a duration must be greater than zero")]
+    ZeroDuration,
+    #[error("{input:?} is too long: at most 168h (a week)")]
+    TooLong { input: String },
+    #[error("{input:?} is not a number from 0 to {MAX_CONCURRENCY} (0: all zones at once)")]
+    Concurrency { input: String },
+    #[error("expected ZONE=IP, got {input:?}")]
+    NotZoneIp { input: String },
+    #[error("{ip:?} is not an IP address (expected ZONE=IP)")]
+    NotAnIp { ip: String },
+    #[error("missing zone in {input:?} (expected ZONE=IP)")]
+    MissingZone { input: String },
+}
+
+/// `--preflight-timeout`'s default, written as the flag takes it.
+static PREFLIGHT_TIMEOUT_DEFAULT: LazyLock<String> =
+    LazyLock::new(|| format_duration(crate::k8s::PREFLIGHT_TIMEOUT));
+
 /// The longest duration any flag takes: a week is longer than any wait
 /// could sensibly be, and far from where time arithmetic overflows.
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// `90`, `90s`, `15m`, `1h`, `500ms`; more than zero, at most a week.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, FlagError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let too_long = || format!("{s:?} is too long: at most 168h (a week)");
+    let too_long = || FlagError::TooLong {
+        input: s.to_string(),
+    };
     if num.is_empty() {
-        return Err(format!("{s:?} is not a duration (e.g. 90, 90s, 15m, 1h)"));
+        return Err(FlagError::NotADuration {
+            input: s.to_string(),
+        });
     }
     // Digits only, so the only parse failure is a number beyond u64.
     let n: u64 = num.parse().map_err(|_| too_long())?;
@@ -372,11 +409,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Some(n),
         "m" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(FlagError::UnknownUnit {
+                input: s.to_string(),
+                unit: unit.to_string(),
+            });
+        }
     };
     let d = millis.map(Duration::from_millis).ok_or_else(too_long)?;
     if d.is_zero() {
-        return Err("a duration must be greater than zero".into());
+        return Err(FlagError::ZeroDuration);
     }
     if d > MAX_DURATION {
         return Err(too_long());
@@ -402,12 +444,12 @@ pub fn format_duration(d: Duration) -> String {
 /// descriptors (and tokio's semaphore has a bound of its own).
 pub const MAX_CONCURRENCY: usize = 1000;
 
-fn parse_concurrency(s: &str) -> Result<usize, String> {
-    let bad =
-        || format!("{s:?} is not a number from 0 to {MAX_CONCURRENCY} (0: all zones at once)");
+fn parse_concurrency(s: &str) -> Result<usize, FlagError> {
     match s.trim().parse::<u64>() {
         Ok(n) if n <= MAX_CONCURRENCY as u64 => Ok(n as usize),
-        _ => Err(bad()),
+        _ => Err(FlagError::Concurrency {
+            input: s.to_string(),
+        }),
     }
 }
 
@@ -450,15 +492,17 @@ pub enum PlanOutput {
     Yaml,
 }
 
-fn parse_zone_ip(s: &str) -> Result<(String, IpAddr), String> {
-    let (zone, ip) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected ZONE=IP, got {s:?}"))?;
+fn parse_zone_ip(s: &str) -> Result<(String, IpAddr), FlagError> {
+    let (zone, ip) = s.split_once('=').ok_or_else(|| FlagError::NotZoneIp {
+        input: s.to_string(),
+    })?;
     let ip: IpAddr = ip
         .parse()
-        .map_err(|_| format!("{ip:?} is not an IP address (expected ZONE=IP)"))?;
+        .map_err(|_| FlagError::NotAnIp { ip: ip.to_string() })?;
     if zone.is_empty() {
-        return Err(format!("missing zone in {s:?} (expected ZONE=IP)"));
+        return Err(FlagError::MissingZone {
+            input: s.to_string(),
+        });
     }
     Ok((zone.to_string(), ip))
 }
@@ -479,9 +523,25 @@ mod tests {
             parse_zone_ip("us-east1-b=10.0.0.1").unwrap(),
             ("us-east1-b".to_string(), "10.0.0.1".parse().unwrap())
         );
-        assert!(parse_zone_ip("us-east1-b").is_err());
-        assert!(parse_zone_ip("=10.0.0.1").is_err());
-        assert!(parse_zone_ip("a=not-an-ip").is_err());
+        let err = |s: &str| parse_zone_ip(s).unwrap_err();
+        assert_eq!(
+            err("us-east1-b"),
+            FlagError::NotZoneIp {
+                input: "us-east1-b".into()
+            }
+        );
+        assert_eq!(
+            err("=10.0.0.1"),
+            FlagError::MissingZone {
+                input: "=10.0.0.1".into()
+            }
+        );
+        assert_eq!(
+            err("a=not-an-ip"),
+            FlagError::NotAnIp {
+                ip: "not-an-ip".into()
+            }
+        );
     }
 
     #[test]
@@ -489,9 +549,15 @@ mod tests {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("5 minutes").is_err());
-        assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("0"), Err(FlagError::ZeroDuration));
+        assert!(matches!(
+            parse_duration("5 minutes"),
+            Err(FlagError::UnknownUnit { unit, .. }) if unit == " minutes"
+        ));
+        assert!(matches!(
+            parse_duration(""),
+            Err(FlagError::NotADuration { .. })
+        ));
         assert_eq!(parse_duration("168h").unwrap(), MAX_DURATION);
         for huge in [
             "169h",
@@ -500,7 +566,7 @@ mod tests {
             "99999999999999999999999m",
         ] {
             let e = parse_duration(huge).unwrap_err();
-            assert!(e.contains("at most 168h"), "{huge}: {e}");
+            assert_eq!(e, FlagError::TooLong { input: huge.into() }, "{huge}");
         }
     }
 
@@ -527,8 +593,11 @@ mod tests {
     fn concurrency_is_bounded() {
         assert_eq!(parse_concurrency("0").unwrap(), 0);
         assert_eq!(parse_concurrency("1000").unwrap(), 1000);
-        assert!(parse_concurrency("1001").is_err());
-        assert!(parse_concurrency("2305843009213693952").is_err());
-        assert!(parse_concurrency("-1").is_err());
+        for bad in ["1001", "2305843009213693952", "-1"] {
+            assert_eq!(
+                parse_concurrency(bad),
+                Err(FlagError::Concurrency { input: bad.into() })
+            );
+        }
     }
 }

@@ -30,9 +30,9 @@ mod values;
 use checker::Checker;
 #[cfg(test)]
 use checker::line_col;
-pub use rules::{is_dns_label, is_dns_subdomain, quantity_bytes};
+pub use rules::{is_dns_subdomain, quantity_bytes};
 pub use types::*;
-pub use values::{Quantity, parse_quantity, shell_quote};
+pub use values::shell_quote;
 
 impl Config {
     /// Reads and validates a config file; relative paths in it resolve

@@ -26,7 +26,8 @@ use crate::dns::{DnsProvider, Forward, ForwardOptions};
 use crate::names;
 use crate::render::{Document, RenderError, Templates, strict_typed};
 
-pub mod pod_security;
+#[cfg(test)]
+mod pod_security;
 
 /// What the I/O layer learned from the clusters; empty for an offline plan.
 #[derive(Debug, Clone, Default)]

@@ -176,23 +176,6 @@ pub fn gauge_sum(text: &str, metric: &str) -> Option<f64> {
     found
 }
 
-/// The `node_id` label of the first line of `metric`.
-pub fn node_id(text: &str, metric: &str) -> Option<u64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.strip_prefix(metric)?.strip_prefix('{'))
-        .find_map(|labels| {
-            let labels = labels.split_once('}')?.0;
-            labels.split(',').find_map(|kv| {
-                kv.trim()
-                    .strip_prefix("node_id=\"")?
-                    .strip_suffix('"')?
-                    .parse()
-                    .ok()
-            })
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +263,5 @@ mod tests {
         assert_eq!(gauge_sum(text, "ranges_underreplicated"), Some(5.0));
         assert_eq!(gauge_sum(text, "ranges_unavailable"), Some(0.0));
         assert_eq!(gauge_sum(text, "ranges"), None);
-        assert_eq!(node_id(text, "ranges_underreplicated"), Some(1));
     }
 }

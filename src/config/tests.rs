@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use super::values::parse_quantity;
 use super::*;
 use crate::certs::KeyType;
 

@@ -87,11 +87,35 @@ impl Quantity {
     }
 }
 
+/// Why a string is not a Kubernetes quantity. The message continues "it",
+/// as in "\"8GB\" is not a Kubernetes quantity: it has an unknown suffix".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    #[error("is empty")]
+    Empty,
+    #[error("does not start with a number")]
+    NoNumber,
+    #[error("has an invalid exponent {suffix:?}")]
+    InvalidExponent { suffix: String },
+    #[error("has an exponent out of range: {suffix:?}")]
+    ExponentOutOfRange { suffix: String },
+    #[error(
+        "has an unknown suffix {suffix:?}; the suffixes are Ki Mi Gi Ti Pi Ei, n u m k M G T P E, or an exponent such as e3"
+    )]
+    UnknownSuffix { suffix: String },
+    #[error("is not a number")]
+    NotANumber,
+    #[error("is out of range")]
+    OutOfRange,
+    #[error("must not be negative")]
+    Negative,
+}
+
 /// Parses a quantity the way `resource.ParseQuantity` does. Errors say why.
-pub fn parse_quantity(s: &str) -> Result<Quantity, String> {
+pub fn parse_quantity(s: &str) -> Result<Quantity, QuantityError> {
     let b = s.as_bytes();
     if b.is_empty() {
-        return Err("is empty".into());
+        return Err(QuantityError::Empty);
     }
     let mut pos = 0;
     let negative = match b[0] {
@@ -120,7 +144,7 @@ pub fn parse_quantity(s: &str) -> Result<Quantity, String> {
         frac_digits = &s[frac_start..pos];
     }
     if int_digits.is_empty() && frac_digits.is_empty() {
-        return Err("does not start with a number".into());
+        return Err(QuantityError::NoNumber);
     }
     let suffix = &s[pos..];
     let multiplier: f64 = match suffix {
@@ -144,19 +168,23 @@ pub fn parse_quantity(s: &str) -> Result<Quantity, String> {
             let exp = &suffix[1..];
             let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
             if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-                return Err(format!("has an invalid exponent {suffix:?}"));
+                return Err(QuantityError::InvalidExponent {
+                    suffix: suffix.to_string(),
+                });
             }
             let e: i32 = exp
                 .parse()
                 .ok()
                 .filter(|e: &i32| (-64..=64).contains(e))
-                .ok_or_else(|| format!("has an exponent out of range: {suffix:?}"))?;
+                .ok_or_else(|| QuantityError::ExponentOutOfRange {
+                    suffix: suffix.to_string(),
+                })?;
             10f64.powi(e)
         }
         _ => {
-            return Err(format!(
-                "has an unknown suffix {suffix:?}; the suffixes are Ki Mi Gi Ti Pi Ei, n u m k M G T P E, or an exponent such as e3"
-            ));
+            return Err(QuantityError::UnknownSuffix {
+                suffix: suffix.to_string(),
+            });
         }
     };
     let number: f64 = format!(
@@ -173,13 +201,13 @@ pub fn parse_quantity(s: &str) -> Result<Quantity, String> {
         }
     )
     .parse()
-    .map_err(|_| "is not a number".to_string())?;
+    .map_err(|_| QuantityError::NotANumber)?;
     let value = number * multiplier;
     if !value.is_finite() || value >= 9.2e18 {
-        return Err("is out of range".into());
+        return Err(QuantityError::OutOfRange);
     }
     if negative && value != 0.0 {
-        return Err("must not be negative".into());
+        return Err(QuantityError::Negative);
     }
     Ok(Quantity { value })
 }
@@ -372,6 +400,32 @@ mod tests {
         ] {
             assert!(parse_quantity(bad).is_err(), "{bad:?}");
         }
+        let suffix = |s: &str| s.to_string();
+        assert_eq!(v(""), Err(QuantityError::Empty));
+        assert_eq!(v("Gi"), Err(QuantityError::NoNumber));
+        assert_eq!(v("-1"), Err(QuantityError::Negative));
+        assert_eq!(
+            v("99999999999999999999999Ei"),
+            Err(QuantityError::OutOfRange)
+        );
+        assert_eq!(
+            v("8GB"),
+            Err(QuantityError::UnknownSuffix {
+                suffix: suffix("GB")
+            })
+        );
+        assert_eq!(
+            v("1e+"),
+            Err(QuantityError::InvalidExponent {
+                suffix: suffix("e+")
+            })
+        );
+        assert_eq!(
+            v("1e99999"),
+            Err(QuantityError::ExponentOutOfRange {
+                suffix: suffix("e99999")
+            })
+        );
     }
 
     #[test]

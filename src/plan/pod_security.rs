@@ -8,6 +8,9 @@
 //! `ForbiddenReason` and a detail naming the containers. Containers are
 //! visited as the plugin's `visitContainers` does: init containers,
 //! containers, ephemeral containers. Pure: works on the pod template as JSON.
+//!
+//! Compiled for the plan's tests only: they prove that every pod template
+//! the plan renders passes `restricted`.
 
 use serde_json::Value;
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use kube_sim::Flavor;
 
-use crate::harness::{self, assert_exit, stderr, stdout};
+use crate::harness::{self, assert_exit, stderr, stdout, wait_bounded, wait_until};
 use serde_json::{Value, json};
 
 const ZONES: [&str; 3] = ["us-east1-b", "us-west1-a", "us-central1-a"];
@@ -87,22 +87,35 @@ impl Env {
 
     /// Probe objects and namespaces labelled as probe objects, everywhere.
     fn probe_leftovers(&self) -> Vec<String> {
-        let mut found = Vec::new();
-        for c in self.fed.clusters() {
-            for kind in ["Pod", "Service", "Namespace"] {
-                for o in c.list("v1", kind, None) {
-                    if o.pointer(&format!(
-                        "/metadata/labels/{}",
-                        PROBE_LABEL.replace('/', "~1")
-                    ))
-                    .is_some()
-                    {
-                        found.push(format!("{}: {kind} {}", c.zone(), o["metadata"]["name"]));
-                    }
-                }
-            }
-        }
-        found
+        self.labelled(
+            PROBE_LABEL,
+            &[("v1", "Pod"), ("v1", "Service"), ("v1", "Namespace")],
+        )
+    }
+
+    /// A check started in the background (its probers give up after 1 s),
+    /// once it has created `zone`'s namespace, labelled as a probe object.
+    fn check_until_it_creates_namespace(&self, zone: &str) -> std::process::Child {
+        let child = self
+            .command(&[
+                "check",
+                self.config.to_str().unwrap(),
+                "--wait-timeout",
+                "20s",
+                "--probe-timeout",
+                "1s",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let cluster = self.fed.cluster(zone);
+        wait_until(&format!("the check creates namespace {zone}"), || {
+            cluster
+                .get("v1", "Namespace", None, zone)
+                .is_some_and(|n| n["metadata"]["labels"].get(PROBE_LABEL).is_some())
+        });
+        child
     }
 
     fn namespace_exists(&self, zone: &str) -> bool {
@@ -265,26 +278,10 @@ fn probers_that_print_nothing_are_not_made_into_results_and_everything_is_remove
 #[test]
 fn check_keeps_a_namespace_it_created_once_a_concurrent_apply_filled_it() {
     let env = Env::start(|b| b);
-    let child = env
-        .command(&[
-            "check",
-            env.config.to_str().unwrap(),
-            "--wait-timeout",
-            "20s",
-            "--probe-timeout",
-            "1s",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // As soon as the check has created us-east1-b's namespace, an apply
     // writes its first Secret there (labelled as apply labels it).
+    let child = env.check_until_it_creates_namespace("us-east1-b");
     let east = env.fed.cluster("us-east1-b");
-    wait_until("the check creates namespace us-east1-b", || {
-        east.get("v1", "Namespace", None, "us-east1-b")
-            .is_some_and(|n| n["metadata"]["labels"].get(PROBE_LABEL).is_some())
-    });
     east.put(
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cockroachdb.node", "namespace": "us-east1-b",
             "labels": {"app.kubernetes.io/managed-by": "crdb-multiregion", "crdb-multiregion/federation": "cockroachdb", "crdb-multiregion/zone": "us-east1-b"}},
@@ -320,26 +317,10 @@ fn check_keeps_a_namespace_it_created_once_a_concurrent_apply_filled_it() {
 #[test]
 fn check_keeps_a_namespace_it_created_once_a_concurrent_apply_took_it_on() {
     let env = Env::start(|b| b);
-    let child = env
-        .command(&[
-            "check",
-            env.config.to_str().unwrap(),
-            "--wait-timeout",
-            "20s",
-            "--probe-timeout",
-            "1s",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // apply's first write in a zone is its namespace: it marks the one the
     // check created as created by us, before writing anything into it.
+    let child = env.check_until_it_creates_namespace("us-west1-a");
     let west = env.fed.cluster("us-west1-a");
-    wait_until("the check creates namespace us-west1-a", || {
-        west.get("v1", "Namespace", None, "us-west1-a")
-            .is_some_and(|n| n["metadata"]["labels"].get(PROBE_LABEL).is_some())
-    });
     let mut ns = west.get("v1", "Namespace", None, "us-west1-a").unwrap();
     ns["metadata"]["annotations"] = json!({"crdb-multiregion/created-namespace": "true"});
     ns["metadata"]
@@ -482,14 +463,9 @@ fn scripted_runtime(env: &Env, cut: (&'static str, &'static str)) -> Runtime {
     })
 }
 
+/// `report` is valid against docs/check-report.schema.json.
 fn validate(report: &Value) {
-    let schema: Value = serde_json::from_str(SCHEMA).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(report)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}\n{report:#}");
+    harness::validate(SCHEMA, report);
 }
 
 fn statuses(report: &Value, check: &str) -> BTreeMap<(String, String), Vec<String>> {
@@ -691,14 +667,6 @@ fn check_zone_probes_and_reports_only_the_pairs_of_that_zone() {
     assert_eq!(env.probe_leftovers(), Vec::<String>::new());
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Ctrl-C, and SIGTERM as a CI runner sends when a job is cancelled.
 #[test]
 fn ctrl_c_or_sigterm_while_probing_removes_the_probe_objects() {
@@ -725,18 +693,11 @@ fn ctrl_c_or_sigterm_while_probing_removes_the_probe_objects() {
         assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
         // A hang guard, not a measure: check must stop on the signal, far
         // sooner than its 10-minute probe timeout.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("signal {signal}: check did not stop within 60s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_bounded(
+            &mut child,
+            Duration::from_secs(60),
+            &format!("check after signal {signal}"),
+        );
         let mut err = String::new();
         std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
         assert_eq!(status.code(), Some(2), "signal {signal}: {err}");
@@ -938,10 +899,17 @@ fn overlapping_pod_ranges_fail_exactly_the_pairs_of_those_two_clusters() {
         failed["detail"],
         "us-west1-a's pod range 10.100.128.0/24 overlaps us-east1-b's 10.100.0.0/16"
     );
-    assert_eq!(
-        failed["hint"],
-        "clusters us-west1-a and us-east1-b use overlapping pod ranges (10.100.128.0/24, 10.100.0.0/16): pod IPs cannot be routed between them; recreate one cluster with a distinct pod CIDR"
-    );
+    // The hint names both clusters and both ranges, and what to do.
+    let hint = failed["hint"].as_str().unwrap();
+    for part in [
+        "us-west1-a",
+        "us-east1-b",
+        "10.100.128.0/24",
+        "10.100.0.0/16",
+        "distinct pod CIDR",
+    ] {
+        assert!(hint.contains(part), "{part}: {hint}");
+    }
     assert!(
         err.contains("us-west1-a: pod CIDRs 10.100.128.0/24, 10.101.0.0/16"),
         "{err}"
@@ -1218,8 +1186,14 @@ fn dns_load_balancers_are_asked_over_udp_and_tcp_separately() {
         err.contains("the DNS load balancer of us-west1-a answers but does not resolve us-east1-b's names over UDP"),
         "{err}"
     );
+    // The refusal, then the hint under it: which zone's load balancer, and
+    // that it is about TCP.
+    let (_, after) = err
+        .split_once("127.77.0.3: connection refused on TCP port 53\n")
+        .unwrap_or_else(|| panic!("no refusal on TCP port 53: {err}"));
+    let hint = after.lines().next().unwrap_or_default().trim_start();
     assert!(
-        err.contains("127.77.0.3: connection refused on TCP port 53\n      hint: the DNS load balancer of us-central1-a does not serve DNS over TCP"),
+        hint.starts_with("hint: ") && hint.contains("us-central1-a") && hint.contains("TCP"),
         "{err}"
     );
     assert_eq!(env.probe_leftovers(), Vec::<String>::new());

@@ -315,7 +315,18 @@ fn a_second_plan_leaves_certs_ca_key_and_manifests_byte_identical() {
         run.stdout == first_yaml,
         "`plan -o yaml` printed something else the second time"
     );
-    assert!(run.stderr.contains("CA reused"), "{}", run.stderr);
+    assert_every_certificate_reused(&run);
+}
+
+/// `plan` said it reused the CA, the root client certificate and every
+/// zone's node certificate.
+fn assert_every_certificate_reused(run: &Run) {
+    assert!(
+        run.stderr
+            .contains("CA reused, root client certificate reused"),
+        "{}",
+        run.stderr
+    );
     for zone in ZONES {
         assert!(
             run.stderr
@@ -1446,7 +1457,7 @@ fn relative_paths_resolve_against_the_config_files_directory() {
 
 /// Runs the binary and waits at most 60 s for it (killing it after that), so
 /// that a run that never ends fails the test instead of hanging it.
-fn run_bounded(work: &Work, args: &[&str]) -> Option<std::process::Output> {
+fn run_bounded(work: &Work, args: &[&str]) -> std::process::Output {
     let mut child = Command::new(BIN)
         .args(args)
         .current_dir(work.dir.path())
@@ -1456,21 +1467,15 @@ fn run_bounded(work: &Work, args: &[&str]) -> Option<std::process::Output> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    for _ in 0..600 {
-        if child.try_wait().unwrap().is_some() {
-            return Some(child.wait_with_output().unwrap());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
+    let what = format!("crdb-multiregion {}", args.join(" "));
+    crate::harness::wait_bounded(&mut child, std::time::Duration::from_secs(60), &what);
+    child.wait_with_output().unwrap()
 }
 
 #[test]
 fn plan_of_a_device_or_huge_file_is_refused_instead_of_read_forever() {
     let work = Work::new();
-    let out = run_bounded(&work, &["plan", "/dev/zero"]).expect("plan /dev/zero ends");
+    let out = run_bounded(&work, &["plan", "/dev/zero"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("not a regular file"), "{stderr}");
@@ -1520,20 +1525,7 @@ fn concurrent_plans_on_a_fresh_certs_dir_make_one_ca() {
     // The files on disk are consistent: the next run reuses every one of them
     // (it checks key/certificate pairs and the chain to the CA).
     let run = work.ok(&["plan", "example.toml"]);
-    assert!(
-        run.stderr
-            .contains("CA reused, root client certificate reused"),
-        "{}",
-        run.stderr
-    );
-    for zone in ZONES {
-        assert!(
-            run.stderr
-                .contains(&format!("{zone}: node certificate reused")),
-            "{}",
-            run.stderr
-        );
-    }
+    assert_every_certificate_reused(&run);
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //! the federation's kubeconfig, and the assertions on its output.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
 
 use kube_sim::{Federation, Flavor};
 use serde_json::Value;
@@ -34,6 +34,19 @@ impl Env {
             fed,
             dir: tempfile::tempdir().unwrap(),
         }
+    }
+
+    /// [`Env::start`] unchanged, with a plain config for `zones` (nothing
+    /// but the zones) at `config.toml`.
+    pub fn with_config(flavor: Flavor, zones: &[&str]) -> (Env, PathBuf) {
+        let env = Env::start(flavor, zones, |b| b);
+        let config = env.config("config.toml", zones, "");
+        (env, config)
+    }
+
+    /// Sets `zone`'s faults: the defaults (none) as `f` changes them.
+    pub fn set_faults(&self, zone: &str, f: impl FnOnce(&mut kube_sim::Faults)) {
+        self.fed.cluster(zone).set_faults(faults(f));
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -114,6 +127,39 @@ impl Env {
         }
         found
     }
+}
+
+/// Waits until `f` holds, at most 20 s (then the test fails, naming `what`).
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (bounded) for `child` to exit; a child still running after `limit`
+/// is killed and the test fails: it hung.
+pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// kube-sim's faults: the defaults (none) as `f` changes them.
+pub fn faults(f: impl FnOnce(&mut kube_sim::Faults)) -> kube_sim::Faults {
+    let mut faults = kube_sim::Faults::default();
+    f(&mut faults);
+    faults
 }
 
 pub fn stderr(out: &Output) -> String {

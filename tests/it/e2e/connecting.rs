@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -101,11 +101,8 @@ fn assert_clean_error(err: &str) {
 
 #[test]
 fn unreachable_cluster_is_one_error_line_naming_zone_and_context_once_then_causes() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
-    env.fed
-        .cluster("us-west1-a")
-        .set_faults(faults(|f| f.down = true));
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
+    env.set_faults("us-west1-a", |f| f.down = true);
     let out = env.apply(&config, &["-q"]);
     assert_exit(&out, 2);
     let err = stderr(&out);
@@ -131,12 +128,11 @@ fn unreachable_cluster_is_one_error_line_naming_zone_and_context_once_then_cause
 
 #[test]
 fn api_server_answering_503_to_everything_fails_preflight_in_bounded_time_naming_zone_and_status() {
-    let env = Env::start(Flavor::Gke, &TWO, |b| b);
-    let config = env.config("config.toml", &TWO, "");
-    env.fed.cluster("us-west1-a").set_faults(faults(|f| {
+    let (env, config) = Env::with_config(Flavor::Gke, &TWO);
+    env.set_faults("us-west1-a", |f| {
         f.error_rate = 1.0;
         f.error_code = 503;
-    }));
+    });
     let out = env.apply(&config, &["--preflight-timeout", "3s"]);
     assert_exit(&out, 2);
     let err = stderr(&out);
@@ -167,10 +163,10 @@ fn api_server_answering_503_to_everything_fails_preflight_in_bounded_time_naming
     assert!(stderr(&out).contains("kube_client"), "{}", stderr(&out));
 
     // 429 too, and every zone is named with what its server last said.
-    env.fed.cluster("us-east1-b").set_faults(faults(|f| {
+    env.set_faults("us-east1-b", |f| {
         f.error_rate = 1.0;
         f.error_code = 429;
-    }));
+    });
     let out = env.apply(&config, &["--preflight-timeout", "2s", "-q"]);
     assert_exit(&out, 2);
     let err = stderr(&out);
@@ -194,12 +190,11 @@ fn api_server_answering_503_to_everything_fails_preflight_in_bounded_time_naming
 
 #[test]
 fn a_500_on_version_is_reported_as_a_server_error_not_as_unreachable() {
-    let env = Env::start(Flavor::Gke, &TWO, |b| b);
-    let config = env.config("config.toml", &TWO, "");
-    env.fed.cluster("us-east1-b").set_faults(faults(|f| {
+    let (env, config) = Env::with_config(Flavor::Gke, &TWO);
+    env.set_faults("us-east1-b", |f| {
         f.error_rate = 1.0;
         f.error_code = 500;
-    }));
+    });
     let out = env.apply(&config, &[]);
     assert_exit(&out, 2);
     let err = stderr(&out);
@@ -259,23 +254,6 @@ fn exec_plugin(kubeconfig: &mut Value, context: &str, script: &str) {
     }});
 }
 
-/// Waits (bounded) for `child` to exit; a child still running after `limit`
-/// is killed and the test fails: it hung.
-fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Kills the plugin process that wrote its pid to `pid_file` (it was
 /// started by the binary, which no longer waits for it).
 struct PluginPid(PathBuf);
@@ -293,8 +271,7 @@ impl Drop for PluginPid {
 
 #[test]
 fn exec_plugins_of_all_zones_run_at_the_same_time() {
-    let env = Env::start(Flavor::Gke, &TWO, |b| b);
-    let config = env.config("config.toml", &TWO, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &TWO);
     let dir = env.dir.path().display().to_string();
     let mut kc = env.kubeconfig_value();
     // Each plugin waits (bounded) until the other one has started: run one
@@ -321,8 +298,7 @@ fn exec_plugins_of_all_zones_run_at_the_same_time() {
 
 #[test]
 fn a_failing_exec_plugin_s_own_message_is_in_the_error_once() {
-    let env = Env::start(Flavor::Gke, &TWO, |b| b);
-    let config = env.config("config.toml", &TWO, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &TWO);
     let mut kc = env.kubeconfig_value();
     exec_plugin(
         &mut kc,
@@ -393,8 +369,7 @@ fn hanging_plugin(env: &Env) -> (PathBuf, PluginPid) {
 
 #[test]
 fn an_exec_plugin_that_never_returns_is_bounded_by_timeout() {
-    let env = Env::start(Flavor::Gke, &TWO, |b| b);
-    let config = env.config("config.toml", &TWO, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &TWO);
     let (kubeconfig, plugin) = hanging_plugin(&env);
     let mut child = env
         .command_with(
@@ -425,8 +400,7 @@ fn an_exec_plugin_that_never_returns_is_bounded_by_timeout() {
 /// plugin runs, and returns the exit status and stderr; the plugin must
 /// have been ended.
 fn signal_while_a_plugin_hangs(signal: i32) -> (ExitStatus, String) {
-    let env = Env::start(Flavor::Gke, &TWO, |b| b);
-    let config = env.config("config.toml", &TWO, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &TWO);
     let (kubeconfig, plugin) = hanging_plugin(&env);
     let mut child = env
         .command_with(&["apply", config.to_str().unwrap()], &kubeconfig, &[])
@@ -592,8 +566,7 @@ fn server_ports(kubeconfig: &Value) -> Vec<u16> {
 
 #[test]
 fn https_proxy_tunnels_to_remote_servers_while_loopback_and_no_proxy_go_direct() {
-    let env = Env::start(Flavor::Gke, &TWO, |b| b);
-    let config = env.config("config.toml", &TWO, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &TWO);
     let proxy = ConnectProxy::start();
     let diff = ["diff", config.to_str().unwrap(), "-q"];
 
@@ -669,8 +642,7 @@ fn https_proxy_tunnels_to_remote_servers_while_loopback_and_no_proxy_go_direct()
 
 #[test]
 fn kubeconfig_proxy_url_is_used_even_for_loopback_servers() {
-    let env = Env::start(Flavor::Gke, &TWO, |b| b);
-    let config = env.config("config.toml", &TWO, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &TWO);
     let proxy = ConnectProxy::start();
     let mut kc = env.kubeconfig_value();
     let ports = server_ports(&kc);

@@ -25,7 +25,7 @@ mod zones;
 const ZONES: [&str; 3] = ["us-east1-b", "us-west1-a", "us-central1-a"];
 const SELECTOR_KEY: &str = "app.kubernetes.io/managed-by";
 
-use crate::harness::{Env, assert_exit, stderr};
+use crate::harness::{Env, assert_exit, faults, stderr, wait_bounded};
 
 /// What the e2e tests ask of the federation beyond the shared harness.
 impl Env {
@@ -355,16 +355,19 @@ fn eks_coredns_with_hostname_load_balancers() {
         Flavor::Eks,
         DnsProvider::CoreDns,
         "[dns]\ncloud = \"eks\"\nprotocols = [\"TCP\"]",
-        |host| {
-            assert!(
-                host.parse::<std::net::IpAddr>().is_err(),
-                "EKS LBs report hostnames, got {host}"
-            );
-            kube_sim::resolve_lb_hostname(host)
-                .expect("a kube-sim LB hostname")
-                .to_string()
-        },
+        resolve_lb_host,
     );
+}
+
+/// The address behind an EKS load balancer's hostname (kube-sim's DNS).
+fn resolve_lb_host(host: &str) -> String {
+    assert!(
+        host.parse::<std::net::IpAddr>().is_err(),
+        "EKS LBs report hostnames, got {host}"
+    );
+    kube_sim::resolve_lb_hostname(host)
+        .expect("a kube-sim LB hostname")
+        .to_string()
 }
 
 #[test]
@@ -375,12 +378,6 @@ fn aks_coredns_custom() {
         "[dns]\ncloud = \"aks\"",
         |ip| ip.to_string(),
     );
-}
-
-fn faults(f: impl FnOnce(&mut kube_sim::Faults)) -> kube_sim::Faults {
-    let mut faults = kube_sim::Faults::default();
-    f(&mut faults);
-    faults
 }
 
 fn changing_writes(env: &Env) -> Vec<String> {
@@ -398,11 +395,8 @@ fn changing_writes(env: &Env) -> Vec<String> {
 
 #[test]
 fn unreachable_cluster_stops_apply_before_any_change() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
-    env.fed
-        .cluster("us-west1-a")
-        .set_faults(faults(|f| f.down = true));
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
+    env.set_faults("us-west1-a", |f| f.down = true);
     let out = env.apply(&config, &[]);
     assert_exit(&out, 2);
     let err = stderr(&out);
@@ -427,8 +421,7 @@ fn unreachable_cluster_stops_apply_before_any_change() {
 
 #[test]
 fn transient_503s_are_retried() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     for c in env.fed.clusters() {
         c.set_faults(faults(|f| {
             f.error_rate = 0.25;
@@ -455,11 +448,8 @@ fn transient_503s_are_retried() {
 
 #[test]
 fn load_balancer_that_never_gets_an_address_times_out_naming_the_zone() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
-    env.fed
-        .cluster("us-central1-a")
-        .set_faults(faults(|f| f.lb_never_ready = true));
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
+    env.set_faults("us-central1-a", |f| f.lb_never_ready = true);
     let out = env.run(&["apply", config.to_str().unwrap(), "--wait-timeout", "4s"]);
     assert_exit(&out, 2);
     let err = stderr(&out);
@@ -473,12 +463,9 @@ fn load_balancer_that_never_gets_an_address_times_out_naming_the_zone() {
 
 #[test]
 fn load_balancer_refused_by_the_cloud_fails_early_with_the_clouds_reason() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     let zone = "us-central1-a";
-    env.fed
-        .cluster(zone)
-        .set_faults(faults(|f| f.lb_never_ready = true));
+    env.set_faults(zone, |f| f.lb_never_ready = true);
     let child = spawn_apply_until_lb(&env, &config, zone);
     // What the cloud-controller-manager's service controller records when
     // it gives up on a Service (k8s.io/cloud-provider controllers/service).
@@ -510,8 +497,7 @@ fn load_balancer_refused_by_the_cloud_fails_early_with_the_clouds_reason() {
 
 #[test]
 fn cluster_killed_mid_apply_then_reapply_converges() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     let victim = env.fed.cluster("us-west1-a");
     victim.set_lb_delay(Duration::from_secs(3));
     // Kill the cluster while apply waits for the load balancers.
@@ -587,8 +573,7 @@ fn adding_then_removing_a_zone_updates_every_cluster() {
 
 #[test]
 fn ssa_conflict_with_another_manager_stops_instead_of_forcing() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     let theirs = serde_json::json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kube-dns-lb", "namespace": "kube-system"},
@@ -615,8 +600,7 @@ fn ssa_conflict_with_another_manager_stops_instead_of_forcing() {
 
 #[test]
 fn diff_shows_changes_without_writing() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     let out = env.run(&["diff", config.to_str().unwrap()]);
     assert_exit(&out, 1);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -687,8 +671,7 @@ fn config_with_replicas(env: &Env, name: &str, extra: &str, replicas: u32) -> Pa
 
 #[test]
 fn diff_after_an_image_change_shows_old_and_new_image_per_zone_and_a_rolling_restart() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
     let bumped = env.config(
         "bumped.toml",
@@ -834,8 +817,7 @@ fn diff_after_a_replicas_decrease_warns_about_decommissioning() {
 
 #[test]
 fn diff_of_a_storage_change_shows_it_and_says_kubernetes_refuses_it() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
     let bigger = env.config("bigger.toml", &ZONES, "[cockroachdb]\nstorage = \"200Gi\"");
     for c in env.fed.clusters() {
@@ -944,8 +926,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn teardown_needs_confirmation_without_a_terminal() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
     let out = env.run(&["teardown", config.to_str().unwrap()]);
     assert_exit(&out, 2);
@@ -962,8 +943,7 @@ fn teardown_needs_confirmation_without_a_terminal() {
 
 #[test]
 fn teardown_dry_run_lists_what_would_go_and_changes_nothing() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
     let owned_before = env.owned();
     let dns_before: Vec<_> = ZONES
@@ -1037,8 +1017,7 @@ fn teardown_dry_run_lists_what_would_go_and_changes_nothing() {
 
 #[test]
 fn teardown_names_a_labelled_object_it_does_not_remove_and_how_to_remove_it() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
     // Someone copied our labels onto an object of their own.
     env.fed
@@ -1076,12 +1055,11 @@ fn teardown_names_a_labelled_object_it_does_not_remove_and_how_to_remove_it() {
 
 #[test]
 fn teardown_reports_what_does_not_go_away() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
-    env.fed.cluster("us-west1-a").set_faults(faults(|f| {
+    env.set_faults("us-west1-a", |f| {
         f.namespace_delete_delay = Duration::from_secs(120)
-    }));
+    });
     let out = env.run(&[
         "teardown",
         config.to_str().unwrap(),
@@ -1113,12 +1091,9 @@ fn teardown_reports_what_does_not_go_away() {
 
 #[test]
 fn teardown_with_an_unreachable_cluster_cleans_the_others_and_purge_local_waits() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
-    env.fed
-        .cluster("us-central1-a")
-        .set_faults(faults(|f| f.down = true));
+    env.set_faults("us-central1-a", |f| f.down = true);
     let out = env.run(&[
         "teardown",
         config.to_str().unwrap(),
@@ -1162,8 +1137,7 @@ fn teardown_with_an_unreachable_cluster_cleans_the_others_and_purge_local_waits(
 
 #[test]
 fn teardown_keeps_dns_changes_made_by_others_after_apply() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
     // Someone adds a stub domain of their own after apply, keeping ours.
     let c = env.fed.cluster("us-east1-b");
@@ -1196,14 +1170,11 @@ fn teardown_keeps_dns_changes_made_by_others_after_apply() {
 
 #[test]
 fn preflight_reports_missing_rights_and_old_servers_in_every_zone() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
-    env.fed.cluster("us-east1-b").set_faults(faults(|f| {
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
+    env.set_faults("us-east1-b", |f| {
         f.denied = vec!["patch statefulsets".into(), "update configmaps".into()];
-    }));
-    env.fed
-        .cluster("us-central1-a")
-        .set_faults(faults(|f| f.server_minor = Some(24)));
+    });
+    env.set_faults("us-central1-a", |f| f.server_minor = Some(24));
     let out = env.apply(&config, &[]);
     assert_exit(&out, 2);
     let err = stderr(&out);
@@ -1213,8 +1184,11 @@ fn preflight_reports_missing_rights_and_old_servers_in_every_zone() {
         "{err}"
     );
     assert!(err.contains("us-east1-b (context us-east1-b): not allowed to update configmaps in namespace kube-system"), "{err}");
+    // The version found, and the oldest one supported.
     assert!(
-        err.contains("us-central1-a (context us-central1-a): Kubernetes v1.24.0-kube-sim is not supported (hint: upgrade the cluster to 1.26 or newer)"),
+        err.contains(
+            "us-central1-a (context us-central1-a): Kubernetes v1.24.0-kube-sim is not supported"
+        ) && err.contains("1.26"),
         "{err}"
     );
     assert!(
@@ -1260,8 +1234,7 @@ fn secret_ca(env: &Env, zone: &str, ns: &str, name: &str) -> Value {
 
 #[test]
 fn diff_with_one_node_key_missing_shows_exactly_what_apply_does() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
     std::fs::remove_file(env.path("certs/us-west1-a/node.key")).unwrap();
     let ca_before = std::fs::read(env.path("certs/ca.crt")).unwrap();
@@ -1294,8 +1267,7 @@ fn diff_with_one_node_key_missing_shows_exactly_what_apply_does() {
 
 #[test]
 fn apply_from_another_working_directory_changes_nothing() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
     for c in env.fed.clusters() {
         c.clear_requests();
@@ -1322,8 +1294,7 @@ fn apply_from_another_working_directory_changes_nothing() {
 
 #[test]
 fn apply_with_a_foreign_ca_in_the_clusters_exits_2_and_changes_nothing() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
     let theirs = secret_ca(&env, "us-east1-b", "us-east1-b", "cockroachdb.node");
     let their_fp = crdb_multiregion::certs::fingerprint(
@@ -1735,7 +1706,6 @@ fn a_namespace_that_existed_before_apply_survives_teardown_with_the_users_config
     }
 }
 
-/// Waits (bounded) until `zone` stored a write to its DNS ConfigMap.
 /// The resourceVersion of `zone`'s kube-dns ConfigMap as stored ("" when
 /// there is none).
 fn dns_configmap_version(env: &Env, zone: &str) -> String {
@@ -1928,8 +1898,7 @@ fn status(env: &Env, config: &Path, extra: &[&str]) -> Output {
 
 #[test]
 fn status_of_a_healthy_federation_exits_0_and_its_json_follows_the_schema() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
     for c in env.fed.clusters() {
         c.clear_requests();
@@ -2004,8 +1973,7 @@ fn remove_forwarding(env: &Env, zone: &str) {
 
 #[test]
 fn status_after_one_zones_forwarding_is_removed_exits_1_naming_the_zone() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
     remove_forwarding(&env, "us-west1-a");
 
@@ -2055,12 +2023,9 @@ fn status_after_one_zones_forwarding_is_removed_exits_1_naming_the_zone() {
 
 #[test]
 fn status_with_a_zone_whose_api_server_is_down_exits_1_and_reports_the_others() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
-    env.fed
-        .cluster("us-central1-a")
-        .set_faults(faults(|f| f.down = true));
+    env.set_faults("us-central1-a", |f| f.down = true);
 
     let out = status(&env, &config, &["--timeout", "5s"]);
     assert_exit(&out, 1);
@@ -2080,8 +2045,7 @@ fn status_with_a_zone_whose_api_server_is_down_exits_1_and_reports_the_others() 
 
 #[test]
 fn status_after_a_scale_down_without_decommissioning_reports_under_replicated_ranges() {
-    let env = Env::start(Flavor::Gke, &ZONES, |b| b);
-    let config = env.config("config.toml", &ZONES, "");
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     assert_exit(&env.apply(&config, &[]), 0);
     assert_exit(&status(&env, &config, &[]), 0);
 

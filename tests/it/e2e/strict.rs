@@ -15,16 +15,6 @@ fn strict(b: kube_sim::FederationBuilder) -> kube_sim::FederationBuilder {
         .pod_security(PodSecurityLevel::Restricted)
 }
 
-fn resolve_lb_host(host: &str) -> String {
-    assert!(
-        host.parse::<std::net::IpAddr>().is_err(),
-        "EKS LBs report hostnames, got {host}"
-    );
-    kube_sim::resolve_lb_hostname(host)
-        .expect("a kube-sim LB hostname")
-        .to_string()
-}
-
 #[test]
 fn default_gke_config_applies_where_the_cloud_refuses_mixed_protocol_lbs_and_pods_must_be_restricted()
  {

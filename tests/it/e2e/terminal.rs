@@ -12,7 +12,6 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::Instant;
 
 use super::*;
 
@@ -68,18 +67,7 @@ fn run_on_terminal(mut cmd: Command) -> (ExitStatus, Vec<u8>) {
         }
         out
     });
-    let deadline = Instant::now() + RUN_BOUND;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the binary") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the binary did not finish within {RUN_BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_bounded(&mut child, RUN_BOUND, "the binary in a terminal");
     (status, reader.join().expect("pty reader"))
 }
 

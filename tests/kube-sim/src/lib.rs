@@ -777,6 +777,12 @@ impl Cluster {
         self.shared.store().current_rv()
     }
 
+    /// The pod's log as `GET .../pods/{name}/log` serves it now (in the real
+    /// network mode, what its process printed so far), if it has one.
+    pub fn pod_log(&self, namespace: &str, name: &str) -> Option<String> {
+        self.shared.pod_log(namespace, name)
+    }
+
     /// What `GET .../pods/{name}/log` returns for this pod.
     pub fn set_pod_log(&self, namespace: &str, name: &str, text: impl Into<String>) {
         self.shared.set_pod_log(namespace, name, text.into())

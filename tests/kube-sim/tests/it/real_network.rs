@@ -142,7 +142,9 @@ fn probe_result(from: &Cluster, name: &str) -> bool {
     finished(from, "probes", name).0 == "Succeeded"
 }
 
-/// Listeners on 26257 and 8080 in every cluster; their IPs by zone index.
+/// Listeners on 26257 and 8080 in every cluster, each bound (its pod says
+/// so once its network namespace lists both ports as listening); their IPs
+/// by zone index.
 fn listeners(fed: &Federation) -> Vec<String> {
     for c in fed.clusters() {
         namespace(&c, "probes");
@@ -150,17 +152,36 @@ fn listeners(fed: &Federation) -> Vec<String> {
             &c,
             "probes",
             "listener",
-            "nc -ll -p 26257 -e true & nc -ll -p 8080 -e true & wait",
+            "nc -ll -p 26257 -e true & nc -ll -p 8080 -e true & \
+             until netstat -ltn | grep -q ':26257 ' && netstat -ltn | grep -q ':8080 '; \
+             do sleep 0.02; done; echo listening; wait",
         );
     }
-    let ips: Vec<String> = fed
-        .clusters()
+    fed.clusters()
         .iter()
-        .map(|c| running_ip(c, "probes", "listener"))
-        .collect();
-    // The listeners bind right after they start.
-    std::thread::sleep(Duration::from_millis(200));
-    ips
+        .map(|c| {
+            let ip = running_ip(c, "probes", "listener");
+            wait_for_log(c, "probes", "listener", "listening");
+            ip
+        })
+        .collect()
+}
+
+/// Wait (at most [`WAIT`]) until a pod's log holds `text`.
+fn wait_for_log(c: &Cluster, ns: &str, name: &str, text: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let log = c.pod_log(ns, name).unwrap_or_default();
+        if log.contains(text) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {ns}/{name} in {} has not logged {text:?} after {WAIT:?}: {log:?}",
+            c.zone()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -332,13 +353,22 @@ async fn dns_forwarding(flavor: Flavor, forward: impl Fn(&str) -> (String, Value
     )
     .await
     .expect("the DNS ConfigMap is patched through the API");
-    // The agent applies the change within a tick.
-    std::thread::sleep(Duration::from_millis(200));
-    let after = resolve_from(&fed, "after").await;
+    // The agent applies the change within a tick: ask again (a new pod each
+    // time) until the name resolves, at most for WAIT.
+    let deadline = Instant::now() + WAIT;
+    let mut attempt = 0;
+    let after = loop {
+        attempt += 1;
+        let after = resolve_from(&fed, &format!("after-{attempt}")).await;
+        if after.is_some() || Instant::now() >= deadline {
+            break after;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         after.as_deref(),
         Some(pod_ip.as_str()),
-        "resolved through b's DNS"
+        "resolved through b's DNS (attempt {attempt})"
     );
 }
 
