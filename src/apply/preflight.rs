@@ -271,11 +271,9 @@ pub async fn connect_all(
         .filter(|z| Config::zone_selected(only, &z.name))
         .collect();
     let override_ = provider_override(config);
-    let checks = zones.iter().map(|zone| async move {
+    k8s::connect_each(kubeconfig, zones, |zone, cluster| async move {
         progress.step(&zone.name, "pre-flight");
-        let cluster = k8s::connect(kubeconfig, zone)
-            .await
-            .map_err(|e| vec![k8s::connect_problem(&e, &zone.context)])?;
+        let cluster = cluster.map_err(|p| vec![p])?;
         let info = k8s::preflight(&cluster, zone, override_, preflight_timeout).await?;
         progress.say(
             &zone.name,
@@ -285,21 +283,15 @@ pub async fn connect_all(
             ),
         );
         Ok::<_, Vec<PreflightProblem>>((cluster, info))
-    });
-    let results = futures::future::join_all(checks).await;
-    let mut ok = Vec::new();
-    let mut failed = Vec::new();
-    for (zone, r) in zones.iter().zip(results) {
-        match r {
-            Ok(c) => ok.push(c),
-            Err(problems) => failed.push((zone.name.clone(), zone.context.clone(), problems)),
-        }
-    }
-    if failed.is_empty() {
-        Ok(ok)
-    } else {
-        Err(ApplyError::Preflight(PreflightFailures::new(failed)))
-    }
+    })
+    .await
+    .map_err(|failed| {
+        let failed = failed
+            .into_iter()
+            .map(|(zone, problems)| (zone.name.clone(), zone.context.clone(), problems))
+            .collect();
+        ApplyError::Preflight(PreflightFailures::new(failed))
+    })
 }
 
 /// Zones whose names the clusters still forward although the config no

@@ -10,7 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams};
 
 use crate::k8s::events;
-use crate::k8s::{Cluster, WaitError, error_text, wait_for};
+use crate::k8s::wait::{Seen, poll};
+use crate::k8s::{Cluster, WaitError, error_text};
 use crate::names;
 use crate::progress::Progress;
 
@@ -82,14 +83,8 @@ pub async fn wait_rollout(
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), namespace);
     let selector = format!("{}={}", names::APP_KEY, names::APP);
-    // Why the wait stopped early; `wait_for` itself carries text only.
-    let stopped: std::sync::Mutex<Option<RolloutError>> = std::sync::Mutex::new(None);
-    let stop = |e: RolloutError| {
-        let text = e.to_string();
-        *stopped.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-        text
-    };
-    let result = wait_for(timeout, || {
+    let stop = |e: RolloutError| WaitError::failed(e);
+    let result = poll(timeout, || {
         let pods = pods.clone();
         let sets = sets.clone();
         let selector = selector.clone();
@@ -139,7 +134,7 @@ pub async fn wait_rollout(
                 want.max(0) as usize,
             );
             if done {
-                return Ok(Ok(()));
+                return Ok(Seen::Done(()));
             }
             let mut others: Vec<String> = list.items.iter().filter_map(not_ready).collect();
             others.sort();
@@ -167,19 +162,20 @@ pub async fn wait_rollout(
                     }))
                 }
                 Some(events::PodCreateFailure::Other(why)) => {
-                    Ok(Err(format!("{seen}; last FailedCreate: {why}")))
+                    Ok(Seen::Waiting(format!("{seen}; last FailedCreate: {why}")))
                 }
-                None => Ok(Err(seen)),
+                None => Ok(Seen::Waiting(seen)),
             }
         }
     })
     .await;
-    let stopped = stopped.into_inner().unwrap_or_else(|p| p.into_inner());
-    match (result, stopped) {
-        (Ok(()), _) => Ok(()),
-        (Err(_), Some(e)) => Err(e),
-        (Err(e), None) => Err(RolloutError::Wait(e)),
-    }
+    result.map_err(|e| match e {
+        WaitError::Failed(why) => match why.downcast::<RolloutError>() {
+            Ok(e) => *e,
+            Err(other) => RolloutError::Wait(WaitError::Failed(other)),
+        },
+        other => RolloutError::Wait(other),
+    })
 }
 
 /// A pod that is not Running and Ready, as `name: phase`.
@@ -343,12 +339,12 @@ pub(super) async fn wait_healthy(
     clusters: &[&Cluster],
     timeout: Duration,
 ) -> Result<(), WaitError> {
-    wait_for(timeout, || async {
+    poll(timeout, || async {
         let problems = federation_health(clusters).await;
         Ok(if problems.is_empty() {
-            Ok(())
+            Seen::Done(())
         } else {
-            Err(problems.join("; "))
+            Seen::Waiting(problems.join("; "))
         })
     })
     .await

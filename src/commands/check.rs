@@ -6,29 +6,13 @@ use anyhow::{Context, bail};
 use crate::check::run::{self, CheckOptions, Stop};
 use crate::check::{self, report};
 use crate::cli::{CheckArgs, CheckFormat};
-use crate::commands::block_on;
+use crate::commands::{block_on, signal};
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::fsutil::write_atomic;
 use crate::k8s;
 use crate::names;
 use crate::progress::Progress;
-
-/// Ctrl-C (SIGINT) or SIGTERM, which CI runners send to cancel a job: both
-/// stop the round and still clean up.
-async fn interrupted() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
     let config = Config::load(&args.config)?;
@@ -66,11 +50,15 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
         let stop = async {
             tokio::select! {
                 () = tokio::time::sleep(timeout) => Stop::Timeout(timeout),
-                () = interrupted() => Stop::Interrupted,
+                _ = signal() => Stop::Interrupted,
             }
         };
-        // Polled only once cleanup starts, so it waits for another signal.
-        let stop_cleanup = interrupted();
+        // Ctrl-C and SIGTERM both stop the round and still clean up; this
+        // one is polled only once cleanup starts, so it waits for another
+        // signal.
+        let stop_cleanup = async {
+            signal().await;
+        };
         run::check(&config, &kubeconfig, &opts, stop, stop_cleanup, progress).await
     });
     progress.end();

@@ -49,8 +49,6 @@ pub async fn with_limits_for<T>(
     timeout: std::time::Duration,
     work: impl Future<Output = T>,
 ) -> anyhow::Result<T> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     let stopped = tokio::select! {
         r = tokio::time::timeout(timeout, work) => match r {
             Ok(done) => return Ok(done),
@@ -59,15 +57,43 @@ pub async fn with_limits_for<T>(
                 crate::cli::format_duration(timeout)
             ),
         },
-        _ = tokio::signal::ctrl_c() => anyhow::anyhow!(
-            "interrupted; re-run the same command to continue where it stopped"
-        ),
-        _ = term.recv() => anyhow::anyhow!(
-            "terminated (SIGTERM); re-run the same command to continue where it stopped"
-        ),
+        signal = signal() => match signal {
+            Signal::Interrupt => anyhow::anyhow!(
+                "interrupted; re-run the same command to continue where it stopped"
+            ),
+            Signal::Terminate => anyhow::anyhow!(
+                "terminated (SIGTERM); re-run the same command to continue where it stopped"
+            ),
+        },
     };
     end_child_processes();
     Err(stopped)
+}
+
+/// A signal that asks the command to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Ctrl-C (SIGINT).
+    Interrupt,
+    /// SIGTERM, which CI runners send to cancel a job.
+    Terminate,
+}
+
+/// Waits for the next [`Signal`]. The one place the commands listen for
+/// signals: [`with_limits_for`] and `check` (which still cleans up when one
+/// arrives). Without a SIGTERM handler (it could not be installed), only
+/// Ctrl-C.
+pub async fn signal() -> Signal {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+            _ = term.recv() => Signal::Terminate,
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Interrupt
+        }
+    }
 }
 
 /// Ends (SIGTERM) our own child processes that still run. The only ones

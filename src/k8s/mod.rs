@@ -53,7 +53,7 @@ pub use preflight::{
     detect_dns, imports_custom_servers, preflight, reach,
 };
 pub use ssa::{Action, Applied, ApplyError, apply_object, comparable};
-pub use wait::{POLL_FIRST, POLL_MAX, Seen, WaitError, poll, wait_for};
+pub use wait::{POLL_FIRST, POLL_MAX, Seen, WaitError, poll};
 
 /// A connected zone.
 #[derive(Clone)]

@@ -29,8 +29,8 @@ pub enum Seen<T> {
 pub enum WaitError {
     #[error("timed out after {}s; last seen: {last}", after.as_secs_f32())]
     Timeout { after: Duration, last: String },
-    /// Why waiting on is pointless, as text: what [`wait_for`] probes and
-    /// [`crate::k8s::watch`] report (a failed request, a refusal).
+    /// Why waiting on is pointless, as text: what [`crate::k8s::watch`]
+    /// reports (a failed request, a refusal).
     #[error("{0}")]
     Api(String),
     /// A request of the wait failed.
@@ -78,25 +78,4 @@ where
         tokio::time::sleep(interval.min(deadline - now)).await;
         interval = (interval * 3 / 2).min(POLL_MAX);
     }
-}
-
-/// [`poll`] for probes written as `Ok(Ok(done))`, `Ok(Err(seen))` and
-/// `Err(why)` (ending the wait with [`WaitError::Api`]); kept for `apply`
-/// until its waits move to [`poll`].
-pub async fn wait_for<T, F, Fut>(timeout: Duration, mut probe: F) -> Result<T, WaitError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Result<T, String>, String>>,
-{
-    poll(timeout, || {
-        let looked = probe();
-        async move {
-            match looked.await {
-                Ok(Ok(v)) => Ok(Seen::Done(v)),
-                Ok(Err(seen)) => Ok(Seen::Waiting(seen)),
-                Err(e) => Err(WaitError::Api(e)),
-            }
-        }
-    })
-    .await
 }
