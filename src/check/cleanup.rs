@@ -10,9 +10,27 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
 use super::probe;
 use super::session::{NsState, has_probe_label};
 use crate::k8s::objects::{Deleted, Exactly};
-use crate::k8s::{self, Cluster, Seen, error_text};
+use crate::k8s::{self, Cluster, Seen, WaitError, error_text};
 use crate::names;
 use crate::progress::Progress;
+
+/// Why cleaning up a zone stopped.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CleanupError {
+    /// A request failed; `what` says which (`listing probe pods`, ...).
+    #[error("{what}: {}", error_text(.source))]
+    Request { what: String, source: kube::Error },
+    /// A wait for objects to go ran out or failed.
+    #[error("{what}: {source}")]
+    Wait { what: String, source: WaitError },
+    #[error("cleanup did not finish within {}s", .0.as_secs())]
+    TimedOut(Duration),
+}
+
+fn request(what: impl Into<String>) -> impl FnOnce(kube::Error) -> CleanupError {
+    let what = what.into();
+    move |source| CleanupError::Request { what, source }
+}
 
 /// Deletes the probe pods and Service of the zone's namespace (the objects
 /// carrying the probe label, found with one list of each kind) and waits
@@ -21,7 +39,7 @@ use crate::progress::Progress;
 pub(super) async fn remove_probe_objects(
     cluster: &Cluster,
     timeout: Duration,
-) -> Result<bool, String> {
+) -> Result<bool, CleanupError> {
     let ns = cluster.namespace.as_str();
     let ours = probe::probe_selector();
     let (pod_list, service_list) = futures::future::join(
@@ -29,33 +47,26 @@ pub(super) async fn remove_probe_objects(
         cluster.list_in::<Service>(ns, Some(&ours)),
     )
     .await;
-    let pod_list = pod_list.map_err(|e| format!("listing probe pods: {}", error_text(&e)))?;
-    let service_list =
-        service_list.map_err(|e| format!("listing probe Services: {}", error_text(&e)))?;
+    let pod_list = pod_list.map_err(request("listing probe pods"))?;
+    let service_list = service_list.map_err(request("listing probe Services"))?;
     // Gone already, or a new object of that name (not ours): fine.
     let pod_deletes = pod_list.iter().map(|p| async move {
         cluster
             .delete_seen::<Pod>(&p.metadata, Exactly::Uid, Some(0))
             .await
-            .map_err(|e| {
-                format!(
-                    "deleting pod {}: {}",
-                    p.metadata.name.as_deref().unwrap_or_default(),
-                    error_text(&e)
-                )
-            })
+            .map_err(request(format!(
+                "deleting pod {}",
+                p.metadata.name.as_deref().unwrap_or_default()
+            )))
     });
     let service_deletes = service_list.iter().map(|svc| async move {
         cluster
             .delete_seen::<Service>(&svc.metadata, Exactly::Uid, None)
             .await
-            .map_err(|e| {
-                format!(
-                    "deleting Service {}: {}",
-                    svc.metadata.name.as_deref().unwrap_or_default(),
-                    error_text(&e)
-                )
-            })
+            .map_err(request(format!(
+                "deleting Service {}",
+                svc.metadata.name.as_deref().unwrap_or_default()
+            )))
     });
     let (pod_results, service_results) = futures::future::join(
         futures::future::join_all(pod_deletes),
@@ -87,7 +98,10 @@ pub(super) async fn remove_probe_objects(
             })
         })
         .await
-        .map_err(|e| format!("waiting for the probe pods to go: {e}"))?;
+        .map_err(|source| CleanupError::Wait {
+            what: "waiting for the probe pods to go".into(),
+            source,
+        })?;
     }
     Ok(removed)
 }
@@ -104,14 +118,17 @@ pub(super) fn adopted_by_apply(
 /// Objects in `ns` that are not the check's probes and not what the cluster
 /// puts in every namespace (ServiceAccount `default`, ConfigMap
 /// `kube-root-ca.crt`): for example what a concurrent apply wrote.
-pub(super) async fn foreign_contents(cluster: &Cluster, ns: &str) -> Result<Vec<String>, String> {
+pub(super) async fn foreign_contents(
+    cluster: &Cluster,
+    ns: &str,
+) -> Result<Vec<String>, CleanupError> {
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 
-    async fn names_of<K>(cluster: &Cluster, ns: &str) -> Result<Vec<String>, String>
+    async fn names_of<K>(cluster: &Cluster, ns: &str) -> Result<Vec<String>, CleanupError>
     where
         K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -122,7 +139,7 @@ pub(super) async fn foreign_contents(cluster: &Cluster, ns: &str) -> Result<Vec<
         let list = cluster
             .list_in::<K>(ns, None)
             .await
-            .map_err(|e| format!("listing {kind} in {ns}: {}", error_text(&e)))?;
+            .map_err(request(format!("listing {kind} in {ns}")))?;
         Ok(list
             .iter()
             .filter(|o| !has_probe_label(o.meta()))
@@ -158,7 +175,7 @@ pub(super) async fn cleanup_zone(
     ns_state: NsState,
     touched: bool,
     progress: Progress,
-) -> Result<(), String> {
+) -> Result<(), CleanupError> {
     let zone = &cluster.zone;
     let ns = &cluster.namespace;
     // Bounded by the caller; waits inside use a generous bound of their own.
@@ -167,7 +184,7 @@ pub(super) async fn cleanup_zone(
         let current = cluster
             .read_cluster_scoped::<Namespace>(ns)
             .await
-            .map_err(|e| format!("reading namespace {ns}: {}", error_text(&e)))?;
+            .map_err(request(format!("reading namespace {ns}")))?;
         match current {
             None => return Ok(()),
             Some(n) if has_probe_label(&n.metadata) => {
@@ -197,14 +214,17 @@ pub(super) async fn cleanup_zone(
                                 return remove_probe_objects(cluster, inner).await.map(|_| ());
                             }
                             Err(e) => {
-                                return Err(format!("deleting namespace {ns}: {}", error_text(&e)));
+                                return Err(request(format!("deleting namespace {ns}"))(e));
                             }
                         }
                     }
                     cluster
                         .wait_namespace_gone(ns, inner)
                         .await
-                        .map_err(|e| format!("waiting for namespace {ns} to go: {e}"))?;
+                        .map_err(|source| CleanupError::Wait {
+                            what: format!("waiting for namespace {ns} to go"),
+                            source,
+                        })?;
                     progress.say(
                         zone,
                         format!("removed namespace {ns} (created for the check)"),

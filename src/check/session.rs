@@ -12,7 +12,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 
 use super::CheckResult;
-use super::cleanup::{cleanup_zone, remove_probe_objects};
+use super::cleanup::{CleanupError, cleanup_zone, remove_probe_objects};
 use super::probe::{self, ProbeLog, ProberTargets};
 use super::run::{CheckOptions, Connected, ZoneProblem};
 use super::targets::plan_targets;
@@ -84,12 +84,7 @@ impl Session {
             let zone = cluster.zone.clone();
             let r = tokio::time::timeout(timeout, cleanup_zone(&cluster, ns, touched, progress))
                 .await
-                .unwrap_or_else(|_| {
-                    Err(format!(
-                        "cleanup did not finish within {}s",
-                        timeout.as_secs()
-                    ))
-                });
+                .unwrap_or(Err(CleanupError::TimedOut(timeout)));
             r.err().map(|problem| ZoneProblem {
                 hint: format!(
                     "remove them with `kubectl --context {} -n {} delete pod,service -l {}` (and the namespace, if the check created it), or run check again",
@@ -98,7 +93,7 @@ impl Session {
                     probe::probe_selector()
                 ),
                 zone,
-                problem,
+                problem: problem.to_string(),
             })
         });
         futures::future::join_all(work)
