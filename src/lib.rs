@@ -30,7 +30,6 @@ pub(crate) mod diff;
 pub mod dns;
 pub(crate) mod exit;
 pub(crate) mod fsutil;
-pub(crate) mod inputs;
 pub mod k8s;
 pub mod names;
 pub(crate) mod output;

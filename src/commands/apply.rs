@@ -6,13 +6,13 @@ use std::net::IpAddr;
 
 use anyhow::Context;
 
+use super::inputs::{cert_settings, check_templates, load_templates, node_identities};
 use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::certs::{self, CertBundle};
 use crate::cli::{ApplyArgs, ReportFormat};
 use crate::commands::{block_on, with_limits};
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::inputs::{cert_settings, check_templates, load_templates, node_identities};
 use crate::k8s::{self, Action};
 use crate::progress::Progress;
 

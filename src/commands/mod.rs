@@ -15,6 +15,7 @@ use crate::cli::ClusterArgs;
 pub mod apply;
 pub mod check;
 pub mod docs;
+mod inputs;
 pub mod plan;
 pub mod status;
 pub mod teardown;

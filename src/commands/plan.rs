@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use super::inputs::{cert_settings, check_templates, load_templates, node_identities};
 use crate::certs::{self, CertAction};
 use crate::cli::{PlanArgs, PlanOutput};
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::fsutil::{self, Manifest};
-use crate::inputs::{cert_settings, check_templates, load_templates, node_identities};
 use crate::output;
 use crate::plan::{self, Facts, Object, Plan};
 
