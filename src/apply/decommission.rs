@@ -30,8 +30,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
-
 use serde_json::Value;
 
 use super::job::{self, JobEnd, JobWaitError};
@@ -288,13 +286,8 @@ pub async fn run(cluster: &Cluster, job: &Job, timeout: Duration) -> Result<Stri
         })
         .map(|c| format!("cockroach {c}"))
         .unwrap_or_default();
-    let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &namespace);
-    let params = PostParams {
-        field_manager: Some(names::FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
-    let created = jobs
-        .create(&params, job)
+    let created = cluster
+        .create_in(&namespace, job)
         .await
         .map_err(|source| JobError::Create {
             purpose,
@@ -302,7 +295,7 @@ pub async fn run(cluster: &Cluster, job: &Job, timeout: Duration) -> Result<Stri
             source,
         })?;
     let name = created.metadata.name.clone().unwrap_or_default();
-    let end = job::wait(cluster, &jobs, &name, Some(created), timeout)
+    let end = job::wait(cluster, &namespace, &name, Some(created), timeout)
         .await
         .map_err(|wait| JobError::Wait {
             namespace: namespace.clone(),
@@ -319,30 +312,25 @@ pub async fn run(cluster: &Cluster, job: &Job, timeout: Duration) -> Result<Stri
             output,
         });
     }
-    let delete = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Background),
-        ..DeleteParams::default()
-    };
     // A Job left behind is harmless (teardown removes it with the rest).
-    let _ = jobs.delete(&name, &delete).await;
+    let _ = cluster.delete_in::<Job>(&namespace, &name).await;
     Ok(output)
 }
 
 /// The output of the Job's (last) pod; empty when it cannot be read.
 async fn pod_output(cluster: &Cluster, namespace: &str, job: &str) -> String {
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("job-name={job}")))
+    let list = cluster
+        .list_in::<Pod>(namespace, Some(&format!("job-name={job}")))
         .await;
     let Some(pod) = list.ok().and_then(|l| {
-        l.items
-            .into_iter()
+        l.into_iter()
             .max_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0))
     }) else {
         return String::new();
     };
     let name = pod.metadata.name.unwrap_or_default();
-    pods.logs(&name, &LogParams::default())
+    cluster
+        .pod_log(namespace, &name, None)
         .await
         .unwrap_or_default()
 }
@@ -435,7 +423,6 @@ pub async fn scale_down(
             })?;
         progress.say(zone, format!("node(s) {} decommissioned", list(&ids)));
     }
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let mut first_before = None;
     let mut last_after = Value::Null;
     for i in (want..live).rev() {
@@ -449,8 +436,8 @@ pub async fn scale_down(
         first_before.get_or_insert(applied.before.unwrap_or(Value::Null));
         last_after = applied.after;
         let pod = format!("{}-{i}", names::STATEFULSET);
-        let now = pods
-            .get_opt(&pod)
+        let now = cluster
+            .read::<Pod>(namespace, &pod)
             .await
             .map_err(|source| DecommissionError::ReadPod {
                 pod: pod.clone(),
@@ -460,18 +447,19 @@ pub async fn scale_down(
             .as_ref()
             .and_then(|p| p.metadata.resource_version.clone())
             .unwrap_or_default();
-        crate::k8s::watch::until(&pods, &pod, now, rv, timeout, |p| match p {
-            None => Ok(()),
-            Some(p) => Err(format!(
-                "pod {pod} still there ({})",
-                p.status
-                    .as_ref()
-                    .and_then(|s| s.phase.clone())
-                    .unwrap_or_default()
-            )),
-        })
-        .await
-        .map_err(|wait| DecommissionError::ScaleDown { replicas: i, wait })?;
+        cluster
+            .watch_until(namespace, &pod, now, rv, timeout, |p| match p {
+                None => Ok(()),
+                Some(p) => Err(format!(
+                    "pod {pod} still there ({})",
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.phase.clone())
+                        .unwrap_or_default()
+                )),
+            })
+            .await
+            .map_err(|wait| DecommissionError::ScaleDown { replicas: i, wait })?;
         progress.say(zone, format!("pod {pod} removed ({i} replicas)"));
     }
     Ok((first_before.unwrap_or(Value::Null), last_after))

@@ -11,7 +11,6 @@ use std::fmt;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde::Serialize;
 
 use super::ApplyOptions;
@@ -122,8 +121,6 @@ pub(super) async fn init(
     opts: &ApplyOptions,
 ) -> Result<InitOutcome, InitError> {
     let namespace = zone.namespace.as_str();
-    let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), namespace);
-    let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), namespace);
     let read = |what: String| move |source| InitError::Read { what, source };
     let marked = cluster
         .get_opt::<StatefulSet>(namespace, names::STATEFULSET, false)
@@ -141,8 +138,8 @@ pub(super) async fn init(
         return Ok(InitOutcome::AlreadyInitialised);
     }
     if opts.dry_run {
-        let existing = jobs
-            .get_opt(job.name())
+        let existing = cluster
+            .read::<Job>(namespace, job.name())
             .await
             .map_err(read(job.describe()))?;
         return match existing.as_ref().map(|j| (j, job::outcome(j))) {
@@ -155,15 +152,12 @@ pub(super) async fn init(
     let Object::Job(typed) = job else {
         return Err(InitError::NotAJob(job.describe()));
     };
-    let params = PostParams {
-        field_manager: Some(names::FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
-    let (created, current) = match jobs.create(&params, typed).await {
+    let (created, current) = match cluster.create_in(namespace, typed).await {
         Ok(created) => (true, Some(created)),
         Err(kube::Error::Api(s)) if s.code == 409 => (
             false,
-            jobs.get_opt(job.name())
+            cluster
+                .read::<Job>(namespace, job.name())
                 .await
                 .map_err(read(job.describe()))?,
         ),
@@ -182,7 +176,7 @@ pub(super) async fn init(
     let completed_earlier = earlier.is_some();
     let end = match earlier {
         Some(end) => end,
-        None => job::wait(cluster, &jobs, &name, current, opts.wait_timeout)
+        None => job::wait(cluster, namespace, &name, current, opts.wait_timeout)
             .await
             .map_err(|e| match e {
                 JobWaitError::Deleted => InitError::Deleted { name: name.clone() },
@@ -198,7 +192,13 @@ pub(super) async fn init(
     if let JobEnd::Failed { message } = end {
         return Err(InitError::Failed { name, message });
     }
-    mark_initialised(&sets, namespace).await?;
+    cluster
+        .mark_initialised(namespace)
+        .await
+        .map_err(|source| InitError::Mark {
+            namespace: namespace.to_string(),
+            source,
+        })?;
     Ok(match (created, completed_earlier) {
         (_, true) => InitOutcome::CompletedEarlier,
         (true, false) => InitOutcome::Initialised,
@@ -211,25 +211,6 @@ fn failed(job: &Job, message: String) -> InitError {
         name: job.metadata.name.clone().unwrap_or_default(),
         message,
     }
-}
-
-async fn mark_initialised(sets: &Api<StatefulSet>, namespace: &str) -> Result<(), InitError> {
-    let patch =
-        serde_json::json!({"metadata": {"annotations": {names::INITIALIZED_ANNOTATION: "true"}}});
-    sets.patch(
-        names::STATEFULSET,
-        &PatchParams {
-            field_manager: Some(names::INIT_FIELD_MANAGER.to_string()),
-            ..PatchParams::default()
-        },
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|source| InitError::Mark {
-        namespace: namespace.to_string(),
-        source,
-    })
 }
 
 #[cfg(test)]

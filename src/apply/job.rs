@@ -12,7 +12,6 @@
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::Api;
 
 use super::waits::pod_create_failure;
 use crate::k8s::events::PodCreateFailure;
@@ -67,11 +66,11 @@ pub enum JobWaitError {
     Wait(WaitError),
 }
 
-/// Waits until the Job `name` (in `jobs`' namespace) ends, starting from
-/// `current`, its state as the caller holds it; bounded by `timeout`.
+/// Waits until the Job `namespace/name` ends, starting from `current`, its
+/// state as the caller holds it; bounded by `timeout`.
 pub async fn wait(
     cluster: &Cluster,
-    jobs: &Api<Job>,
+    namespace: &str,
     name: &str,
     current: Option<Job>,
     timeout: Duration,
@@ -81,7 +80,7 @@ pub async fn wait(
         .and_then(|j| j.metadata.resource_version.clone())
         .unwrap_or_else(|| "0".to_string());
     let held = current.clone();
-    let watch = crate::k8s::watch::until(jobs, name, current, version, timeout, |job| {
+    let watch = cluster.watch_until(namespace, name, current, version, timeout, |job| {
         let Some(job) = job else {
             return Ok(None);
         };
@@ -99,7 +98,7 @@ pub async fn wait(
         loop {
             tokio::time::sleep(quiet).await;
             if let Some(PodCreateFailure::Refused(why)) =
-                pod_create_failure(&cluster.client, &namespace, "Job", &job.metadata).await
+                pod_create_failure(cluster, &namespace, "Job", &job.metadata).await
             {
                 return JobWaitError::PodsRefused {
                     seen: seen(&job),

@@ -7,8 +7,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Service};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use serde_json::Value;
 
 use super::ApplyOptions;
@@ -202,14 +201,12 @@ pub(super) async fn wait_lb(
     cluster: &Cluster,
     timeout: Duration,
 ) -> Result<(Vec<IpAddr>, Vec<String>), WaitError> {
-    let services: Api<Service> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
-    let events: Api<Event> = Api::namespaced(cluster.client.clone(), names::KUBE_SYSTEM);
     let current = cluster
         .get_opt::<Service>(names::KUBE_SYSTEM, names::DNS_LB_SERVICE, false)
         .await
         .map_err(|e| WaitError::Api(error_text(&e)))?;
-    crate::k8s::watch::until_checked(
-        &services,
+    cluster.watch_until_checked(
+        names::KUBE_SYSTEM,
         names::DNS_LB_SERVICE,
         current,
         timeout,
@@ -231,16 +228,13 @@ pub(super) async fn wait_lb(
             }
         },
         |svc| {
-            let events = events.clone();
             async move {
                 let Some(svc) = svc else { return Ok(()) };
-                let fields = format!(
-                    "involvedObject.kind=Service,involvedObject.name={},type=Warning",
-                    names::DNS_LB_SERVICE
-                );
                 // Events that cannot be read only cost the early answer.
-                if let Ok(list) = events.list(&ListParams::default().fields(&fields)).await
-                    && let Some(why) = lb::refusal(&svc, &list.items)
+                if let Ok(list) = cluster
+                    .warning_events(names::KUBE_SYSTEM, "Service", names::DNS_LB_SERVICE)
+                    .await
+                    && let Some(why) = lb::refusal(&svc, &list)
                 {
                     return Err(format!(
                         "the cloud refused load balancer Service kube-system/{}: {why}\n      hint: `kubectl -n kube-system describe service {}` shows the cloud's events; check dns.protocols, dns.load_balancer and [dns.annotations] for this cloud",

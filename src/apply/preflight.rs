@@ -10,7 +10,6 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::Api;
 use serde_json::Value;
 
 use super::ApplyOptions;
@@ -658,8 +657,10 @@ pub(super) async fn storage_change(cluster: &Cluster, planned: &StatefulSet) -> 
         let q = claim.spec?.resources?.requests?.get("storage")?.clone();
         Some(q.0)
     };
-    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let live = api.get_opt(names::STATEFULSET).await.ok()??;
+    let live = cluster
+        .read::<StatefulSet>(&cluster.namespace, names::STATEFULSET)
+        .await
+        .ok()??;
     let (was, now) = (storage(&live)?, storage(planned)?);
     (was != now).then(|| format!(
         "spec.volumeClaimTemplates[0].spec.resources.requests.storage cannot change on an existing StatefulSet (cockroachdb.storage: {was} in the cluster, {now} in the config)\n      hint: keep cockroachdb.storage at {was}, or expand the volumes as docs/operations.md#expanding-storage describes, then set it to {now}"

@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ListParams};
 
 use crate::k8s::events;
 use crate::k8s::wait::{Seen, poll};
@@ -80,19 +79,16 @@ pub async fn wait_rollout(
         );
         return Ok(());
     }
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
-    let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), namespace);
     let selector = format!("{}={}", names::APP_KEY, names::APP);
     let stop = |e: RolloutError| WaitError::failed(e);
     let result = poll(timeout, || {
-        let pods = pods.clone();
-        let sets = sets.clone();
         let selector = selector.clone();
-        let client = cluster.client.clone();
         let namespace = namespace.to_string();
         async move {
-            let by_label = ListParams::default().labels(&selector);
-            let (set, list) = tokio::join!(sets.get_opt(names::STATEFULSET), pods.list(&by_label));
+            let (set, list) = tokio::join!(
+                cluster.read::<StatefulSet>(&namespace, names::STATEFULSET),
+                cluster.list_in::<Pod>(&namespace, Some(&selector))
+            );
             let set = set
                 .map_err(|e| stop(RolloutError::Api(e)))?
                 .ok_or_else(|| {
@@ -101,7 +97,7 @@ pub async fn wait_rollout(
                     })
                 })?;
             let list = list.map_err(|e| stop(RolloutError::Api(e)))?;
-            if let Some(problem) = list.items.iter().find_map(crate::rollout::pod_problem) {
+            if let Some(problem) = list.iter().find_map(crate::rollout::pod_problem) {
                 return Err(stop(RolloutError::Pod { namespace, problem }));
             }
             let update = set
@@ -111,7 +107,6 @@ pub async fn wait_rollout(
                 .unwrap_or_default();
             let state = crate::rollout::rollout_state(&set, want);
             let running = list
-                .items
                 .iter()
                 .filter(|p| {
                     p.metadata.deletion_timestamp.is_none()
@@ -136,7 +131,7 @@ pub async fn wait_rollout(
             if done {
                 return Ok(Seen::Done(()));
             }
-            let mut others: Vec<String> = list.items.iter().filter_map(not_ready).collect();
+            let mut others: Vec<String> = list.iter().filter_map(not_ready).collect();
             others.sort();
             let seen = format!(
                 "{} in namespace {namespace}{}",
@@ -153,7 +148,7 @@ pub async fn wait_rollout(
             );
             // The StatefulSet controller records why it could not create a
             // pod on the StatefulSet; a refusal will not change by waiting.
-            match pod_create_failure(&client, &namespace, "StatefulSet", &set.metadata).await {
+            match pod_create_failure(cluster, &namespace, "StatefulSet", &set.metadata).await {
                 Some(events::PodCreateFailure::Refused(why)) => {
                     Err(stop(RolloutError::PodsRefused {
                         namespace,
@@ -216,8 +211,10 @@ pub async fn federation_health(clusters: &[&Cluster]) -> Vec<String> {
         let mut problems = Vec::new();
         let mut under = 0.0;
         let mut unavailable = 0.0;
-        let sets: Api<StatefulSet> = Api::namespaced(c.client.clone(), &c.namespace);
-        let set = match sets.get_opt(names::STATEFULSET).await {
+        let set = match c
+            .read::<StatefulSet>(&c.namespace, names::STATEFULSET)
+            .await
+        {
             Ok(Some(set)) => set,
             Ok(None) => return (problems, under, unavailable),
             Err(e) => {
@@ -240,16 +237,15 @@ pub async fn federation_health(clusters: &[&Cluster]) -> Vec<String> {
                 state.seen
             ));
         }
-        let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.namespace);
         let selector = format!("{}={}", names::APP_KEY, names::APP);
-        let list = match pods.list(&ListParams::default().labels(&selector)).await {
+        let list = match c.list_in::<Pod>(&c.namespace, Some(&selector)).await {
             Ok(l) => l,
             Err(e) => {
                 problems.push(format!("{}: listing pods: {}", c.zone, error_text(&e)));
                 return (problems, under, unavailable);
             }
         };
-        for p in &list.items {
+        for p in &list {
             let name = p.metadata.name.clone().unwrap_or_default();
             let phase = p
                 .status
@@ -354,19 +350,12 @@ pub(super) async fn wait_healthy(
 /// pods it could not create, if anything newer than our last change. Events
 /// that cannot be read only cost the early answer.
 pub(super) async fn pod_create_failure(
-    client: &kube::Client,
+    cluster: &Cluster,
     namespace: &str,
     kind: &str,
     owner: &ObjectMeta,
 ) -> Option<events::PodCreateFailure> {
-    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
-    let fields = format!(
-        "involvedObject.kind={kind},involvedObject.name={},type=Warning",
-        owner.name.as_deref().unwrap_or_default()
-    );
-    let list = events
-        .list(&ListParams::default().fields(&fields))
-        .await
-        .ok()?;
-    events::pod_create_failure(owner, &list.items)
+    let name = owner.name.as_deref().unwrap_or_default();
+    let list = cluster.warning_events(namespace, kind, name).await.ok()?;
+    events::pod_create_failure(owner, &list)
 }

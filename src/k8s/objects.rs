@@ -1,17 +1,22 @@
-//! Plain reads and writes of one zone's objects for the commands that do
-//! not go through server-side apply (`status`, `check`, `teardown`): get,
-//! list, create with our field manager, delete (optionally only the object
-//! that was seen, by uid), pod logs. Reads here do not go through
+//! Plain reads and writes of one zone's objects for the commands and steps
+//! that do not go through server-side apply (`status`, `check`,
+//! `teardown`, apply's Jobs and waits): get, list, create with our field
+//! manager, delete (optionally only the object that was seen, by uid), the
+//! StatefulSet's initialised mark, Warning events of an object, pod logs,
+//! watches of one object. Reads here do not go through
 //! [`crate::k8s::known`]: they always ask the API server.
 
 use std::fmt::Debug;
 use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, Preconditions};
+use kube::api::{
+    Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, Preconditions,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -168,6 +173,52 @@ impl Cluster {
         delete_with(&api, meta, exactly, grace).await
     }
 
+    /// Deletes `namespace/name` of kind `K` (in the background), whatever
+    /// version it is.
+    pub async fn delete_in<K>(&self, namespace: &str, name: &str) -> Result<(), kube::Error>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        self.api_in::<K>(namespace)
+            .delete(name, &DeleteParams::background())
+            .await
+            .map(|_| ())
+    }
+
+    /// Marks the StatefulSet of `namespace` initialised (its
+    /// [`names::INITIALIZED_ANNOTATION`], written by the init field
+    /// manager), once `cockroach init` succeeded.
+    pub async fn mark_initialised(&self, namespace: &str) -> Result<(), kube::Error> {
+        let patch = serde_json::json!({"metadata": {"annotations": {names::INITIALIZED_ANNOTATION: "true"}}});
+        let params = PatchParams {
+            field_manager: Some(names::INIT_FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        self.api_in::<StatefulSet>(namespace)
+            .patch(names::STATEFULSET, &params, &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+    }
+
+    /// The Warning events recorded on the `kind` named `name` in
+    /// `namespace` (what a controller or a cloud said it could not do).
+    pub async fn warning_events(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Vec<Event>, kube::Error> {
+        let fields = format!("involvedObject.kind={kind},involvedObject.name={name},type=Warning");
+        let list = self
+            .api_in::<Event>(namespace)
+            .list(&ListParams::default().fields(&fields))
+            .await?;
+        Ok(list.items)
+    }
+
     /// [`Cluster::delete_seen`] of a cluster-scoped object (a Namespace).
     pub async fn delete_cluster_scoped_seen<K>(
         &self,
@@ -230,6 +281,29 @@ impl Cluster {
     {
         let api = self.api_in::<K>(namespace);
         watch::until(&api, name, current, resource_version, timeout, done).await
+    }
+
+    /// [`watch::until_checked`] on the object `namespace/name` of kind `K`.
+    pub async fn watch_until_checked<K, T, D, S, Fut>(
+        &self,
+        namespace: &str,
+        name: &str,
+        current: watch::State<K>,
+        timeout: Duration,
+        done: D,
+        stuck: S,
+    ) -> Result<T, WaitError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+        D: FnMut(Option<&K>) -> Result<T, String>,
+        S: FnMut(Option<K>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let api = self.api_in::<K>(namespace);
+        watch::until_checked(&api, name, current, timeout, done, stuck).await
     }
 
     /// The log of `container` (the pod's only one when `None`) of pod
