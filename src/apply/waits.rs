@@ -85,9 +85,13 @@ pub async fn wait_rollout(
         let selector = selector.clone();
         let namespace = namespace.to_string();
         async move {
-            let (set, list) = tokio::join!(
+            // The StatefulSet controller's Warning events are read in the
+            // same round: a poll that is not done needs them, and reading
+            // them after the other two would cost a round trip each time.
+            let (set, list, warnings) = tokio::join!(
                 cluster.read::<StatefulSet>(&namespace, names::STATEFULSET),
-                cluster.list_in::<Pod>(&namespace, Some(&selector))
+                cluster.list_in::<Pod>(&namespace, Some(&selector)),
+                cluster.warning_events(&namespace, "StatefulSet", names::STATEFULSET)
             );
             let set = set
                 .map_err(|e| stop(RolloutError::Api(e)))?
@@ -148,7 +152,9 @@ pub async fn wait_rollout(
             );
             // The StatefulSet controller records why it could not create a
             // pod on the StatefulSet; a refusal will not change by waiting.
-            match pod_create_failure(cluster, &namespace, "StatefulSet", &set.metadata).await {
+            // Events that cannot be read only cost the early answer.
+            let warnings = warnings.unwrap_or_default();
+            match events::pod_create_failure(&set.metadata, &warnings) {
                 Some(events::PodCreateFailure::Refused(why)) => {
                     Err(stop(RolloutError::PodsRefused {
                         namespace,
