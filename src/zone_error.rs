@@ -227,9 +227,14 @@ mod tests {
         ));
         let e = ZoneError::new(
             Step::RestartDns,
-            ErrorKind::Wait(WaitError::Api("the Deployment is gone".into())),
+            ErrorKind::Wait(WaitError::WatchEnded(Box::new(kube::core::Status {
+                message: "the Deployment is gone".into(),
+                reason: "NotFound".into(),
+                code: 404,
+                ..Default::default()
+            }))),
         );
-        assert_eq!(e.text(), "the Deployment is gone");
+        assert_eq!(e.text(), "the Deployment is gone (NotFound)");
         assert_eq!(e.to_string(), "restarting DNS");
     }
 }

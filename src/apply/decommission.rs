@@ -33,7 +33,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::job::{self, JobEnd, JobWaitError};
-use crate::k8s::{self, Cluster, WaitError, error_text};
+use crate::k8s::{self, Cluster, Seen, WaitError, error_text};
 use crate::names;
 use crate::plan::Object;
 use crate::progress::Progress;
@@ -449,8 +449,8 @@ pub async fn scale_down(
             .unwrap_or_default();
         cluster
             .watch_until(namespace, &pod, now, rv, timeout, |p| match p {
-                None => Ok(()),
-                Some(p) => Err(format!(
+                None => Seen::Done(()),
+                Some(p) => Seen::Waiting(format!(
                     "pod {pod} still there ({})",
                     p.status
                         .as_ref()

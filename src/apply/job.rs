@@ -15,7 +15,7 @@ use k8s_openapi::api::batch::v1::Job;
 
 use super::waits::pod_create_failure;
 use crate::k8s::events::PodCreateFailure;
-use crate::k8s::{Cluster, WaitError};
+use crate::k8s::{Cluster, Seen, WaitError};
 
 /// How a Job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +82,11 @@ pub async fn wait(
     let held = current.clone();
     let watch = cluster.watch_until(namespace, name, current, version, timeout, |job| {
         let Some(job) = job else {
-            return Ok(None);
+            return Seen::Done(None);
         };
         match outcome(job) {
-            Some(end) => Ok(Some(end)),
-            None => Err(seen(job)),
+            Some(end) => Seen::Done(Some(end)),
+            None => Seen::Waiting(seen(job)),
         }
     });
     let refused = async {

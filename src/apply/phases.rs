@@ -18,7 +18,7 @@ use super::rolling::config_replicas;
 use super::waits::{WaitFor, wait_rollout};
 use crate::k8s::dns_configmap::{self, DnsChange};
 use crate::k8s::lb;
-use crate::k8s::{self, Action, Cluster, ClusterInfo, WaitError, error_text};
+use crate::k8s::{self, Action, Cluster, ClusterInfo, Seen, WaitError};
 use crate::names;
 use crate::plan::{DnsStatus, Object, Stage, ZonePlan};
 use crate::progress::Progress;
@@ -203,50 +203,46 @@ pub(super) async fn wait_lb(
 ) -> Result<(Vec<IpAddr>, Vec<String>), WaitError> {
     let current = cluster
         .get_opt::<Service>(names::KUBE_SYSTEM, names::DNS_LB_SERVICE, false)
-        .await
-        .map_err(|e| WaitError::Api(error_text(&e)))?;
-    cluster.watch_until_checked(
-        names::KUBE_SYSTEM,
-        names::DNS_LB_SERVICE,
-        current,
-        timeout,
-        |svc| {
-            let Some(svc) = svc else {
-                return Err(format!(
-                    "Service kube-system/{} does not exist",
-                    names::DNS_LB_SERVICE
-                ));
-            };
-            let (ips, hosts) = lb::ingress(svc);
-            if ips.is_empty() && hosts.is_empty() {
-                Err(format!(
-                    "Service kube-system/{} has no load balancer ingress yet",
-                    names::DNS_LB_SERVICE
-                ))
-            } else {
-                Ok((ips, hosts))
-            }
-        },
-        |svc| {
-            async move {
-                let Some(svc) = svc else { return Ok(()) };
-                // Events that cannot be read only cost the early answer.
-                if let Ok(list) = cluster
-                    .warning_events(names::KUBE_SYSTEM, "Service", names::DNS_LB_SERVICE)
-                    .await
-                    && let Some(why) = lb::refusal(&svc, &list)
-                {
-                    return Err(format!(
-                        "the cloud refused load balancer Service kube-system/{}: {why}\n      hint: `kubectl -n kube-system describe service {}` shows the cloud's events; check dns.protocols, dns.load_balancer and [dns.annotations] for this cloud",
-                        names::DNS_LB_SERVICE,
+        .await?;
+    cluster
+        .watch_until_checked(
+            names::KUBE_SYSTEM,
+            names::DNS_LB_SERVICE,
+            current,
+            timeout,
+            |svc| {
+                let Some(svc) = svc else {
+                    return Seen::Waiting(format!(
+                        "Service kube-system/{} does not exist",
                         names::DNS_LB_SERVICE
                     ));
+                };
+                let (ips, hosts) = lb::ingress(svc);
+                if ips.is_empty() && hosts.is_empty() {
+                    Seen::Waiting(format!(
+                        "Service kube-system/{} has no load balancer ingress yet",
+                        names::DNS_LB_SERVICE
+                    ))
+                } else {
+                    Seen::Done((ips, hosts))
                 }
-                Ok(())
-            }
-        },
-    )
-    .await
+            },
+            |svc| {
+                async move {
+                    let Some(svc) = svc else { return Ok(()) };
+                    // Events that cannot be read only cost the early answer.
+                    if let Ok(list) = cluster
+                        .warning_events(names::KUBE_SYSTEM, "Service", names::DNS_LB_SERVICE)
+                        .await
+                        && let Some(why) = lb::refusal(&svc, &list)
+                    {
+                        return Err(lb::LbRefused { why });
+                    }
+                    Ok(())
+                }
+            },
+        )
+        .await
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -267,7 +267,7 @@ pub async fn federation_health(clusters: &[&Cluster]) -> Vec<String> {
                 problems.push(format!("{}: pod {name} is {what}", c.zone));
                 continue;
             }
-            match node_vars(&c.client, &c.namespace, &name).await {
+            match node_vars(c, &c.namespace, &name).await {
                 Ok(text) => {
                     under +=
                         crate::rollout::gauge_sum(&text, "ranges_underreplicated").unwrap_or(0.0);
@@ -301,19 +301,14 @@ pub async fn federation_health(clusters: &[&Cluster]) -> Vec<String> {
 
 /// `/_status/vars` of one CockroachDB node through the API server's pod proxy.
 pub(super) async fn node_vars(
-    client: &kube::Client,
+    cluster: &Cluster,
     namespace: &str,
     pod: &str,
 ) -> Result<String, NodeVarsError> {
-    let req = http::Request::get(format!(
-        "/api/v1/namespaces/{namespace}/pods/https:{pod}:{}/proxy/_status/vars",
-        names::HTTP_PORT
-    ))
-    .body(Vec::new())
-    .map_err(NodeVarsError::Request)?;
+    let read = cluster.pod_proxy_get(namespace, pod, names::HTTP_PORT, "_status/vars");
     // The proxy answers 503 while nothing listens, which the client's retry
     // layer would retry for minutes: a bounded read is an answer too.
-    match tokio::time::timeout(NODE_VARS_TIMEOUT, client.request_text(req)).await {
+    match tokio::time::timeout(NODE_VARS_TIMEOUT, read).await {
         Ok(r) => r.map_err(NodeVarsError::Api),
         Err(_) => Err(NodeVarsError::NoAnswer),
     }
@@ -322,8 +317,6 @@ pub(super) async fn node_vars(
 /// Why a node's `/_status/vars` could not be read.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum NodeVarsError {
-    #[error("{0}")]
-    Request(http::Error),
     #[error("{}", error_text(.0))]
     Api(kube::Error),
     #[error(

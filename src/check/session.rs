@@ -471,29 +471,31 @@ pub(super) async fn wait_pod(
         .clone()
         .unwrap_or_default();
     /// What the first wait ends on.
-    enum Seen {
+    enum Found {
         Outcome(PodOutcome),
         /// A prober that runs: wait for it to finish next.
         ProberRunning(Box<Pod>),
     }
-    let state = |pod: Option<&Pod>| -> Result<Seen, String> {
+    let state = |pod: Option<&Pod>| -> Seen<Found> {
         let Some(pod) = pod else {
-            return Ok(Seen::Outcome(PodOutcome::Problem(PodProblem {
+            return Seen::Done(Found::Outcome(PodOutcome::Problem(PodProblem {
                 problem: format!("pod {name} was deleted while check waited for it"),
                 hint: "something else deletes pods in this namespace (another check, or a teardown); run check again".to_string(),
             })));
         };
         if let Some(p) = pod_problem(pod, image) {
-            return Ok(Seen::Outcome(PodOutcome::Problem(p)));
+            return Seen::Done(Found::Outcome(PodOutcome::Problem(p)));
         }
         let status = pod.status.clone().unwrap_or_default();
         let phase = status.phase.clone().unwrap_or_else(|| "Pending".into());
         let ip = status.pod_ip.as_deref().and_then(|i| i.parse().ok());
         match (phase.as_str(), ip) {
-            ("Succeeded" | "Failed", _) => Ok(Seen::Outcome(PodOutcome::Finished { phase })),
-            ("Running", Some(ip)) if !finish => Ok(Seen::Outcome(PodOutcome::Running(ip))),
-            ("Running", _) if finish => Ok(Seen::ProberRunning(Box::new(pod.clone()))),
-            _ => Err(format!(
+            ("Succeeded" | "Failed", _) => {
+                Seen::Done(Found::Outcome(PodOutcome::Finished { phase }))
+            }
+            ("Running", Some(ip)) if !finish => Seen::Done(Found::Outcome(PodOutcome::Running(ip))),
+            ("Running", _) if finish => Seen::Done(Found::ProberRunning(Box::new(pod.clone()))),
+            _ => Seen::Waiting(format!(
                 "pod {name} is {phase}{}",
                 if ip.is_none() { " without an IP" } else { "" }
             )),
@@ -504,8 +506,8 @@ pub(super) async fn wait_pod(
         .watch_until(ns, &name, Some(created), rv, opts.wait_timeout, state)
         .await?
     {
-        Seen::Outcome(outcome) => return Ok(outcome),
-        Seen::ProberRunning(pod) => *pod,
+        Found::Outcome(outcome) => return Ok(outcome),
+        Found::ProberRunning(pod) => *pod,
     };
     // A prober runs for at most the probe timeout; one still running then
     // is read as it is (its log has what it found so far).
@@ -514,17 +516,17 @@ pub(super) async fn wait_pod(
         .resource_version
         .clone()
         .unwrap_or_default();
-    let finished = |pod: Option<&Pod>| -> Result<PodOutcome, String> {
+    let finished = |pod: Option<&Pod>| -> Seen<PodOutcome> {
         let phase = pod
             .and_then(|p| p.status.as_ref())
             .and_then(|s| s.phase.clone())
             .unwrap_or_default();
         match phase.as_str() {
-            "Succeeded" | "Failed" => Ok(PodOutcome::Finished { phase }),
-            _ if pod.is_none() => Ok(PodOutcome::Finished {
+            "Succeeded" | "Failed" => Seen::Done(PodOutcome::Finished { phase }),
+            _ if pod.is_none() => Seen::Done(PodOutcome::Finished {
                 phase: "Deleted".to_string(),
             }),
-            _ => Err(format!("pod {name} is {phase}")),
+            _ => Seen::Waiting(format!("pod {name} is {phase}")),
         }
     };
     match c

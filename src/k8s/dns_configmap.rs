@@ -20,7 +20,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde::Serialize;
 
-use super::{DnsServer, WaitError, error_text};
+use super::{DnsServer, Seen, WaitError, error_text};
 use crate::dns::{self, DnsProvider, Forward, ForwardOptions};
 use crate::names;
 
@@ -663,7 +663,7 @@ pub async fn wait_ready(
         .unwrap_or_else(|| "0".to_string());
     super::watch::until(&api, &dns.deployment, current, version, timeout, |d| {
         let Some(d) = d else {
-            return Err("the Deployment does not exist".to_string());
+            return Seen::Waiting("the Deployment does not exist".to_string());
         };
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let generation = d.metadata.generation.unwrap_or(0);
@@ -673,9 +673,9 @@ pub async fn wait_ready(
         let available = s.available_replicas.unwrap_or(0);
         let total = s.replicas.unwrap_or(0);
         if observed >= generation && updated == want && available == want && total == want {
-            Ok(())
+            Seen::Done(())
         } else {
-            Err(format!(
+            Seen::Waiting(format!(
                 "{updated}/{want} pods updated, {available}/{want} available, {total} in total"
             ))
         }

@@ -26,6 +26,17 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "FailedDeployModel",
 ];
 
+/// The cloud refused to provision the DNS load balancer Service: `why` is
+/// its Warning event (see [`refusal`]). Waiting longer does not help.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the cloud refused load balancer Service kube-system/{service}: {why}\n      hint: `kubectl -n kube-system describe service {service}` shows the cloud's events; check dns.protocols, dns.load_balancer and [dns.annotations] for this cloud",
+    service = names::DNS_LB_SERVICE
+)]
+pub struct LbRefused {
+    pub why: String,
+}
+
 /// IP addresses and host names in the Service's load balancer ingress.
 pub fn ingress(svc: &Service) -> (Vec<IpAddr>, Vec<String>) {
     let ingress = svc

@@ -9,8 +9,9 @@
 //! waits ([`wait`], and [`watch`] for waits driven by a watch), the DNS
 //! ConfigMap read-modify-write ([`dns_configmap`]), what the DNS load
 //! balancer and workload events say ([`lb`], [`events`]), what one run
-//! already knows of a cluster's objects ([`known`]), plain reads and writes
-//! of objects for `status` and `check` ([`objects`]), and the objects a
+//! already knows of a cluster's objects ([`known`]), plain reads, writes
+//! and watches of objects for `status`, `check` and apply's Jobs and waits
+//! ([`objects`]), and the objects a
 //! federation owns, as teardown finds and deletes them ([`owned`]).
 //! [`connect_each`] connects every zone at once and collects every failure.
 //!

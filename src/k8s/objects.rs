@@ -271,7 +271,7 @@ impl Cluster {
         current: watch::State<K>,
         resource_version: String,
         timeout: Duration,
-        done: impl FnMut(Option<&K>) -> Result<T, String>,
+        done: impl FnMut(Option<&K>) -> Seen<T>,
     ) -> Result<T, WaitError>
     where
         K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -284,7 +284,7 @@ impl Cluster {
     }
 
     /// [`watch::until_checked`] on the object `namespace/name` of kind `K`.
-    pub async fn watch_until_checked<K, T, D, S, Fut>(
+    pub async fn watch_until_checked<K, T, D, S, Fut, E>(
         &self,
         namespace: &str,
         name: &str,
@@ -298,9 +298,10 @@ impl Cluster {
             + Clone
             + DeserializeOwned
             + Debug,
-        D: FnMut(Option<&K>) -> Result<T, String>,
+        D: FnMut(Option<&K>) -> Seen<T>,
         S: FnMut(Option<K>) -> Fut,
-        Fut: std::future::Future<Output = Result<(), String>>,
+        Fut: std::future::Future<Output = Result<(), E>>,
+        E: std::error::Error + Send + Sync + 'static,
     {
         let api = self.api_in::<K>(namespace);
         watch::until_checked(&api, name, current, timeout, done, stuck).await

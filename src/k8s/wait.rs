@@ -29,14 +29,14 @@ pub enum Seen<T> {
 pub enum WaitError {
     #[error("timed out after {}s; last seen: {last}", after.as_secs_f32())]
     Timeout { after: Duration, last: String },
-    /// Why waiting on is pointless, as text: what [`crate::k8s::watch`]
-    /// reports (a failed request, a refusal).
-    #[error("{0}")]
-    Api(String),
+    /// The watch streamed an error (other than 410 Gone, which restarts it).
+    #[error("{} ({})", .0.message, .0.reason)]
+    WatchEnded(Box<kube::core::Status>),
     /// A request of the wait failed.
     #[error("{}", error_text(.0))]
     Request(kube::Error),
-    /// A step of the probe failed (its error says which).
+    /// A step of the probe failed, or a check found waiting on pointless
+    /// (its error says which).
     #[error(transparent)]
     Failed(Box<dyn StdError + Send + Sync>),
 }

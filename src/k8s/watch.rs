@@ -11,6 +11,11 @@
 //! it). A watch that ends (the server's timeout) is reopened from the last
 //! event seen; one that is too old (410 Gone) starts again from a fresh
 //! GET. Bounded by `timeout`; the error keeps the last state seen.
+//!
+//! Conditions answer with [`Seen`], as the probes of [`crate::k8s::wait`]
+//! do; a failed request stops the wait with [`WaitError::Request`], an
+//! error the watch streams with [`WaitError::WatchEnded`], and a `stuck`
+//! check with its own typed error ([`WaitError::Failed`]).
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -20,28 +25,29 @@ use kube::Resource;
 use kube::api::{Api, WatchEvent, WatchParams};
 use serde::de::DeserializeOwned;
 
-use super::{WaitError, error_text};
+use super::wait::{Seen, WaitError};
 
 /// The state of the watched object: `Some` while it exists.
 pub type State<K> = Option<K>;
 
-/// Waits until `done` returns `Ok` for the object named `name`, starting
-/// from `current` (its state at `resource_version`). `done` returns
-/// `Err(what is seen)` while the condition does not hold yet.
+/// Waits until `done` returns [`Seen::Done`] for the object named `name`,
+/// starting from `current` (its state at `resource_version`). `done`
+/// returns [`Seen::Waiting`] (what is seen) while the condition does not
+/// hold yet.
 pub async fn until<K, T>(
     api: &Api<K>,
     name: &str,
     current: State<K>,
     resource_version: String,
     timeout: Duration,
-    mut done: impl FnMut(Option<&K>) -> Result<T, String>,
+    mut done: impl FnMut(Option<&K>) -> Seen<T>,
 ) -> Result<T, WaitError>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
     let mut last = match done(current.as_ref()) {
-        Ok(v) => return Ok(v),
-        Err(seen) => seen,
+        Seen::Done(v) => return Ok(v),
+        Seen::Waiting(seen) => seen,
     };
     let work = async {
         let mut rv = resource_version;
@@ -49,17 +55,9 @@ where
             let params = WatchParams::default()
                 .fields(&format!("metadata.name={name}"))
                 .timeout(290);
-            let mut events = api
-                .watch(&params, &rv)
-                .await
-                .map_err(|e| WaitError::Api(error_text(&e)))?
-                .boxed();
+            let mut events = api.watch(&params, &rv).await?.boxed();
             let mut gone = false;
-            while let Some(event) = events
-                .try_next()
-                .await
-                .map_err(|e| WaitError::Api(error_text(&e)))?
-            {
+            while let Some(event) = events.try_next().await? {
                 let state = match event {
                     WatchEvent::Added(o) | WatchEvent::Modified(o) => {
                         rv = o.meta().resource_version.clone().unwrap_or(rv);
@@ -78,27 +76,24 @@ where
                         break;
                     }
                     WatchEvent::Error(e) => {
-                        return Err(WaitError::Api(format!("{} ({})", e.message, e.reason)));
+                        return Err(WaitError::WatchEnded(e));
                     }
                 };
                 match done(state.as_ref()) {
-                    Ok(v) => return Ok(v),
-                    Err(seen) => last = seen,
+                    Seen::Done(v) => return Ok(v),
+                    Seen::Waiting(seen) => last = seen,
                 }
             }
             if gone {
                 // Too far behind: start again from the object as it is now.
-                let now = api
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| WaitError::Api(error_text(&e)))?;
+                let now = api.get_opt(name).await?;
                 rv = match &now {
                     Some(o) => o.meta().resource_version.clone().unwrap_or_default(),
                     None => "0".to_string(),
                 };
                 match done(now.as_ref()) {
-                    Ok(v) => return Ok(v),
-                    Err(seen) => last = seen,
+                    Seen::Done(v) => return Ok(v),
+                    Seen::Waiting(seen) => last = seen,
                 }
             }
         }
@@ -118,10 +113,11 @@ where
 /// after 0.25 s and then at doubling intervals up to 2 s, `stuck` is asked
 /// about the object as the caller held it (e.g. whether a cloud or a
 /// controller recorded an event refusing it) whether waiting on is
-/// pointless: `Err(why)` ends the wait with [`WaitError::Api`]. The watch
+/// pointless: `Err(why)` ends the wait with [`WaitError::Failed`] holding
+/// `why`. The watch
 /// itself runs uninterrupted, so the change waited for is seen when it
 /// happens.
-pub async fn until_checked<K, T, D, S, Fut>(
+pub async fn until_checked<K, T, D, S, Fut, E>(
     api: &Api<K>,
     name: &str,
     current: State<K>,
@@ -131,9 +127,10 @@ pub async fn until_checked<K, T, D, S, Fut>(
 ) -> Result<T, WaitError>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
-    D: FnMut(Option<&K>) -> Result<T, String>,
+    D: FnMut(Option<&K>) -> Seen<T>,
     S: FnMut(Option<K>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::error::Error + Send + Sync + 'static,
 {
     let version = current
         .as_ref()
@@ -145,7 +142,7 @@ where
         loop {
             tokio::time::sleep(quiet).await;
             if let Err(why) = stuck(held.clone()).await {
-                return WaitError::Api(why);
+                return WaitError::failed(why);
             }
             quiet = (quiet * 2).min(Duration::from_secs(2));
         }
