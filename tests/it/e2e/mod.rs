@@ -1761,8 +1761,10 @@ fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
 /// DNS write (the restart) is still waiting when the cluster goes away:
 /// kube-sim drops in-flight requests unanswered when it goes down. The
 /// test sees the write in the store and takes the cluster down within
-/// this time.
-const SLOW: Duration = Duration::from_millis(250);
+/// this time, so it is long enough for a test thread that a loaded CI
+/// machine does not schedule at once (250 ms was not, once in a cold CI
+/// run).
+const SLOW: Duration = Duration::from_millis(750);
 
 #[test]
 fn dns_restart_interrupted_after_the_dns_write_is_redone_by_the_next_apply() {
