@@ -75,47 +75,54 @@ pub async fn wait(
     current: Option<Job>,
     timeout: Duration,
 ) -> Result<JobEnd, JobWaitError> {
-    let version = current
-        .as_ref()
-        .and_then(|j| j.metadata.resource_version.clone())
-        .unwrap_or_else(|| "0".to_string());
-    let held = current.clone();
-    let watch = cluster.watch_until(namespace, name, current, version, timeout, |job| {
-        let Some(job) = job else {
-            return Seen::Done(None);
-        };
-        match outcome(job) {
-            Some(end) => Seen::Done(Some(end)),
-            None => Seen::Waiting(seen(job)),
-        }
-    });
-    let refused = async {
-        let Some(job) = held else {
-            return std::future::pending().await;
-        };
-        let namespace = job.metadata.namespace.clone().unwrap_or_default();
-        let mut quiet = Duration::from_millis(250);
-        loop {
-            tokio::time::sleep(quiet).await;
-            if let Some(PodCreateFailure::Refused(why)) =
-                pod_create_failure(cluster, &namespace, "Job", &job.metadata).await
-            {
-                return JobWaitError::PodsRefused {
-                    seen: seen(&job),
-                    why,
-                };
-            }
-            quiet = (quiet * 2).min(Duration::from_secs(2));
+    // The Job controller records refused pods on the Job; read now and
+    // then while the watch waits.
+    let refused = |job: Option<Job>| async move {
+        let Some(job) = job else { return Ok(()) };
+        match pod_create_failure(cluster, namespace, "Job", &job.metadata).await {
+            Some(PodCreateFailure::Refused(why)) => Err(Refused {
+                seen: seen(&job),
+                why,
+            }),
+            _ => Ok(()),
         }
     };
-    tokio::select! {
-        result = watch => match result {
-            Ok(Some(end)) => Ok(end),
-            Ok(None) => Err(JobWaitError::Deleted),
-            Err(e) => Err(JobWaitError::Wait(e)),
+    let ended = cluster
+        .watch_until_checked(
+            namespace,
+            name,
+            current,
+            timeout,
+            |job: Option<&Job>| match job {
+                None => Seen::Done(None),
+                Some(job) => match outcome(job) {
+                    Some(end) => Seen::Done(Some(end)),
+                    None => Seen::Waiting(seen(job)),
+                },
+            },
+            refused,
+        )
+        .await;
+    match ended {
+        Ok(Some(end)) => Ok(end),
+        Ok(None) => Err(JobWaitError::Deleted),
+        Err(WaitError::Failed(stop)) => match stop.downcast::<Refused>() {
+            Ok(r) => Err(JobWaitError::PodsRefused {
+                seen: r.seen,
+                why: r.why,
+            }),
+            Err(other) => Err(JobWaitError::Wait(WaitError::Failed(other))),
         },
-        refused = refused => Err(refused),
+        Err(e) => Err(JobWaitError::Wait(e)),
     }
+}
+
+/// The refusal that stops [`wait`], carried through the watch's typed stop.
+#[derive(Debug, thiserror::Error)]
+#[error("the API server refused the Job's pods: {why}")]
+struct Refused {
+    seen: String,
+    why: String,
 }
 
 /// What a running Job shows: its active and failed pods.
