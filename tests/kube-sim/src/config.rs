@@ -194,6 +194,12 @@ pub struct Faults {
     /// The minor version `/version` reports instead of the simulated 1.36
     /// (`server_minor`), to try clients against older servers.
     pub server_minor: Option<u32>,
+    /// Permissions come from a webhook authorizer (as EKS, GKE IAM and
+    /// Azure RBAC for AKS grant them), which cannot list its rules:
+    /// SelfSubjectRulesReviews show only what the default RBAC roles allow
+    /// and answer `incomplete` with the apiserver's evaluation error; access
+    /// reviews still answer, from the webhook (`webhook_authorizer`).
+    pub webhook_authorizer: bool,
 }
 
 impl Default for Faults {
@@ -208,6 +214,7 @@ impl Default for Faults {
             namespace_delete_delay: DEFAULT_NAMESPACE_DELETE_DELAY,
             denied: Vec::new(),
             server_minor: None,
+            webhook_authorizer: false,
         }
     }
 }

@@ -477,7 +477,12 @@ async fn route(
             if def.create_only {
                 let (mut body, _) = body_json(req, false).await?;
                 if def.kind == "SelfSubjectRulesReview" {
-                    body["status"] = rules_review(&shared.faults().denied);
+                    let faults = shared.faults();
+                    body["status"] = if faults.webhook_authorizer {
+                        webhook_rules_review()
+                    } else {
+                        rules_review(&faults.denied)
+                    };
                     return Ok(Reply::Json(201, body, false));
                 }
                 let attrs = &body["spec"]["resourceAttributes"];
@@ -1106,6 +1111,27 @@ async fn stream_events(
             _ = &mut deadline => return,
         }
     }
+}
+
+/// The rules review of a user whose permissions a webhook authorizer
+/// grants: the apiserver's union authorizer asks each authorizer for its
+/// rules; RBAC lists what the default `system:basic-user` role allows, and
+/// the webhook authorizer cannot list any, so the review is `incomplete`
+/// with its error (k8s.io/apiserver plugin/pkg/authorizer/webhook:
+/// RulesFor returns "webhook authorizer does not support user rule
+/// resolution"; `kubectl auth can-i --list` prints it as a warning).
+fn webhook_rules_review() -> Value {
+    json!({
+        "resourceRules": [
+            {"verbs": ["create"], "apiGroups": ["authorization.k8s.io"],
+             "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]},
+            {"verbs": ["create"], "apiGroups": ["authentication.k8s.io"],
+             "resources": ["selfsubjectreviews"]},
+        ],
+        "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/version", "/version/"]}],
+        "incomplete": true,
+        "evaluationError": "webhook authorizer does not support user rule resolution",
+    })
 }
 
 /// The status of a SelfSubjectRulesReview: what the caller may do in the
