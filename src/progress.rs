@@ -46,6 +46,9 @@ pub fn styled_stderr() -> bool {
 pub struct Progress {
     quiet: bool,
     live: bool,
+    /// Which of a zone's concurrent lines of work this handle reports for
+    /// (see [`Progress::lane`]).
+    lane: u8,
 }
 
 impl Progress {
@@ -55,7 +58,16 @@ impl Progress {
         Progress {
             quiet,
             live: !quiet && styled_stderr(),
+            lane: 0,
         }
+    }
+
+    /// The same progress for a second line of work that runs in a zone at
+    /// the same time as the first (apply waits for the load balancer while
+    /// the pods start): its steps are shown beside the other's
+    /// (`LB pending 3s · pods 2/3 1s`), and its messages end only its own.
+    pub fn lane(self, lane: u8) -> Self {
+        Progress { lane, ..self }
     }
 
     /// Starts the live lines, one per zone in this order. Plain: nothing.
@@ -74,7 +86,7 @@ impl Progress {
         }
         let msg = msg.to_string();
         if self.live {
-            live().say(zone, msg);
+            live().say(zone, self.lane, msg);
         } else {
             crate::ewriteln!("{zone}: {msg}");
         }
@@ -85,7 +97,7 @@ impl Progress {
     /// was already said with [`Progress::say`]).
     pub fn step(&self, zone: &str, what: &str) {
         if self.live {
-            live().step(zone, what, None);
+            live().step(zone, self.lane, what, None);
         }
     }
 
@@ -93,7 +105,7 @@ impl Progress {
     /// keeps running while only the count changes.
     pub fn count(&self, zone: &str, what: &str, done: usize, of: usize) {
         if self.live {
-            live().step(zone, what, Some((done, of)));
+            live().step(zone, self.lane, what, Some((done, of)));
         }
     }
 
@@ -172,7 +184,8 @@ struct ZoneState {
     zone: String,
     started: Instant,
     text: String,
-    step: Option<Step>,
+    /// The waits in progress, by lane ([`Progress::lane`]).
+    steps: BTreeMap<u8, Step>,
     /// Done: ok, and how long the zone took.
     done: Option<(bool, Duration)>,
 }
@@ -189,17 +202,25 @@ impl ZoneState {
                 self.text
             ),
             None => {
-                // A wait in progress replaces the last message.
-                let text = match &self.step {
-                    Some(step) => format!(
-                        "{}{} {}s",
-                        step.what,
-                        step.count
-                            .map(|(done, of)| format!(" {done}/{of}"))
-                            .unwrap_or_default(),
-                        step.since.elapsed().as_secs()
-                    ),
-                    None => self.text.clone(),
+                // Waits in progress replace the last message.
+                let text = if self.steps.is_empty() {
+                    self.text.clone()
+                } else {
+                    let steps: Vec<String> = self
+                        .steps
+                        .values()
+                        .map(|step| {
+                            format!(
+                                "{}{} {}s",
+                                step.what,
+                                step.count
+                                    .map(|(done, of)| format!(" {done}/{of}"))
+                                    .unwrap_or_default(),
+                                step.since.elapsed().as_secs()
+                            )
+                        })
+                        .collect();
+                    steps.join(" · ")
                 };
                 format!(
                     "{zone} {:>6} {text}",
@@ -241,7 +262,7 @@ impl Live {
                 zone: zone.to_string(),
                 started: Instant::now(),
                 text: String::new(),
-                step: None,
+                steps: BTreeMap::new(),
                 done: None,
             }));
             let bar = self.multi.add(ProgressBar::new_spinner());
@@ -261,11 +282,11 @@ impl Live {
         true
     }
 
-    fn say(&self, zone: &str, msg: String) {
+    fn say(&self, zone: &str, lane: u8, msg: String) {
         let lasting = msg.starts_with("warning:") || msg.starts_with("failed");
         let shown = self.with_zone(zone, |s| {
             s.text = first_line(&msg).to_string();
-            s.step = None;
+            s.steps.remove(&lane);
         });
         if lasting || !shown {
             let text = if msg.starts_with("warning:") {
@@ -279,17 +300,20 @@ impl Live {
         }
     }
 
-    fn step(&self, zone: &str, what: &str, count: Option<(usize, usize)>) {
+    fn step(&self, zone: &str, lane: u8, what: &str, count: Option<(usize, usize)>) {
         self.with_zone(zone, |s| {
-            let since = match &s.step {
+            let since = match s.steps.get(&lane) {
                 Some(step) if step.what == what => step.since,
                 _ => Instant::now(),
             };
-            s.step = Some(Step {
-                what: what.to_string(),
-                since,
-                count,
-            });
+            s.steps.insert(
+                lane,
+                Step {
+                    what: what.to_string(),
+                    since,
+                    count,
+                },
+            );
         });
     }
 
@@ -300,7 +324,7 @@ impl Live {
                 let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                 if s.done.is_none() {
                     s.done = Some((ok, s.started.elapsed()));
-                    s.step = None;
+                    s.steps.clear();
                 }
             }
             bar.set_style(style(state.clone(), true));
@@ -447,16 +471,33 @@ mod tests {
             zone: "us-east1-b".into(),
             started: Instant::now(),
             text: "13 objects: 13 created".into(),
-            step: Some(Step {
-                what: "pods".into(),
-                since: Instant::now(),
-                count: Some((2, 3)),
-            }),
+            steps: BTreeMap::from([(
+                1,
+                Step {
+                    what: "pods".into(),
+                    since: Instant::now(),
+                    count: Some((2, 3)),
+                },
+            )]),
             done: None,
         };
         let line = console::strip_ansi_codes(&s.line()).to_string();
         assert!(
             line.starts_with("us-east1-b           0s pods 2/3 0s"),
+            "{line}"
+        );
+        // A wait of another lane is shown before it, in lane order.
+        s.steps.insert(
+            0,
+            Step {
+                what: "LB pending".into(),
+                since: Instant::now(),
+                count: None,
+            },
+        );
+        let line = console::strip_ansi_codes(&s.line()).to_string();
+        assert!(
+            line.starts_with("us-east1-b           0s LB pending 0s · pods 2/3 0s"),
             "{line}"
         );
         s.done = Some((false, Duration::from_millis(2500)));

@@ -7,14 +7,18 @@
 //!   -> another federation's shared objects in a cluster, or zones removed
 //!      from the config without --prune: refuse, before any change
 //!   -> certificates (local)
-//!   -> phase A per zone: namespace (annotated when we create it), secrets,
-//!      RBAC, services, PDB, DNS LB Service; wait for the LB address
-//!      (resolve hostnames)
+//!   -> phase A per zone: namespace (annotated when we create it) with the
+//!      DNS LB Service and the objects outside the namespace (ExternalName
+//!      Service); then secrets, RBAC, services, PDB and the DNS backup; then
+//!      at the same time: wait for the LB address (resolve hostnames), and
+//!      the StatefulSet, its pods running, the init Job in the first zone if
+//!      the cluster is not initialised (none of these needs cross-cluster DNS)
 //!   -> barrier: every zone's DNS address is now known -> re-plan with it
 //!   -> phase B per zone: merge DNS forwarding, rollout restart of DNS until
 //!      its pods were restarted for that forwarding (recorded on the pod
-//!      template), ExternalName Service, StatefulSet, wait for pods; init Job
-//!      in the first zone if the cluster is not initialised
+//!      template)
+//!   -> rolling StatefulSet changes, one zone at a time; every zone's pods
+//!      Ready
 //! ```
 //!
 //! One zone's failure after pre-flight fails that zone only; the others
@@ -36,7 +40,9 @@ use crate::progress::Progress;
 use crate::render::Templates;
 use phases::{phase_a, phase_b};
 use report::Timer;
-use rolling::{decommission_removed, roll_zones, wait_ready_everywhere};
+use rolling::{
+    decommission_removed, record_ready, roll_zones, wait_ready_everywhere, wait_zone_ready,
+};
 
 pub(crate) mod decommission;
 mod init;
@@ -131,6 +137,8 @@ pub async fn apply(
             .zone(&cluster.zone)
             .expect("every zone is planned");
         let semaphore = semaphore.clone();
+        let first = cluster.zone == config.first_zone().name;
+        let defer = prepared.rolling.contains(&cluster.zone);
         async move {
             let _permit = semaphore.acquire().await;
             let mut report = ZoneReport {
@@ -141,7 +149,17 @@ pub async fn apply(
             };
             let mut timer = Timer { steps: Vec::new() };
             let t = Instant::now();
-            let result = phase_a(cluster, zone_plan, opts, progress, &mut report, &mut timer).await;
+            let result = phase_a(
+                cluster,
+                zone_plan,
+                first,
+                defer,
+                opts,
+                progress,
+                &mut report,
+                &mut timer,
+            )
+            .await;
             report.steps = timer.steps;
             report.seconds = t.elapsed().as_secs_f64();
             if let Err(e) = result {
@@ -161,7 +179,13 @@ pub async fn apply(
     }
     let full_plan = plan::plan(config, certs, &facts, templates)?;
 
-    // Phase B.
+    // Phase B. With no rolling change, every zone's readiness is waited for
+    // at the same time as its DNS forwarding: the pods and `cockroach init`
+    // are done (phase A), and a node that can only join once the forwarding
+    // is in place simply becomes Ready later in the same wait.
+    let ready_with_dns = !opts.dry_run
+        && prepared.rolling.is_empty()
+        && reports.first().is_some_and(|r| r.error.is_none());
     let phase_b = clusters
         .iter()
         .zip(reports.iter_mut())
@@ -170,7 +194,6 @@ pub async fn apply(
                 .zone(&cluster.zone)
                 .expect("every zone is planned");
             let semaphore = semaphore.clone();
-            let defer = prepared.rolling.contains(&cluster.zone);
             async move {
                 if report.error.is_some() {
                     return;
@@ -180,20 +203,32 @@ pub async fn apply(
                     steps: std::mem::take(&mut report.steps),
                 };
                 let t = Instant::now();
-                let result = phase_b(
+                let dns = phase_b(
                     cluster,
                     info,
                     zone_plan,
-                    cluster.zone == config.first_zone().name,
-                    defer,
                     opts,
                     progress,
-                    report,
+                    &mut *report,
                     &mut timer,
-                )
-                .await;
+                );
+                let ready = async {
+                    match ready_with_dns {
+                        true => {
+                            Some(wait_zone_ready(cluster, zone_plan, opts, progress.lane(1)).await)
+                        }
+                        false => None,
+                    }
+                };
+                let (mut result, ready) = futures::join!(dns, ready);
                 report.steps = timer.steps;
                 report.seconds += t.elapsed().as_secs_f64();
+                if result.is_ok()
+                    && let Some(ready) = ready
+                    && let Some(e) = record_ready(cluster, report, ready, progress.lane(1))
+                {
+                    result = Err(e);
+                }
                 if let Err(e) = &result {
                     progress.say(&cluster.zone, format!("failed: {}", e.text()));
                 }
@@ -213,7 +248,9 @@ pub async fn apply(
             &mut reports,
         )
         .await;
-        wait_ready_everywhere(&clusters, &full_plan, opts, progress, &mut reports).await;
+        if !ready_with_dns {
+            wait_ready_everywhere(&clusters, &full_plan, opts, progress, &mut reports).await;
+        }
     }
 
     for r in &mut reports {

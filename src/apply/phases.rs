@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::ApplyOptions;
 use super::init::init;
 use super::preflight::dns_configmap;
-use super::report::{ObjectReport, Timer, ZoneReport, join, summarize_objects};
+use super::report::{ObjectReport, Timer, ZoneReport, action_word, join, summarize_objects};
 use super::rolling::config_replicas;
 use super::waits::{WaitFor, wait_rollout};
 use crate::k8s::dns_configmap::{self, DnsChange};
@@ -86,9 +86,23 @@ pub(super) async fn apply_objects(
     }
 }
 
+/// Phase A of a zone: the objects that do not depend on any load
+/// balancer's address, in three write rounds (the namespace with the DNS
+/// load balancer and everything outside the namespace; the namespace's
+/// objects and the DNS backup; the StatefulSet), then, at the same time,
+/// the wait for the load balancer's address and the workload (the pods
+/// running, `cockroach init` in the first zone). Neither the pods nor
+/// `cockroach init` need the cross-cluster DNS: a CockroachDB node whose
+/// join addresses do not resolve yet keeps retrying them, and `cockroach
+/// init` talks to a node of its own zone. So the cloud's time to provision
+/// the load balancer, the longest wait of the whole apply, is spent on
+/// them.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn phase_a(
     cluster: &Cluster,
     zone: &ZonePlan,
+    first: bool,
+    defer_sts: bool,
     opts: &ApplyOptions,
     progress: Progress,
     report: &mut ZoneReport,
@@ -99,6 +113,9 @@ pub(super) async fn phase_a(
     let (namespace, rest) = base
         .split_first()
         .expect("the plan starts every zone with its namespace");
+    let (statefulsets, workload_rest): (Vec<&Object>, Vec<&Object>) = zone
+        .stage(Stage::Workload)
+        .partition(|o| matches!(o, Object::StatefulSet(_)));
     // The DNS load balancer first, with the namespace and everything else
     // outside it: kube-system exists already, and the cloud's time to give
     // the load balancer an address is the longest wait of the whole apply.
@@ -106,22 +123,60 @@ pub(super) async fn phase_a(
         .iter()
         .copied()
         .chain(zone.stage(Stage::DnsLoadBalancer))
+        .chain(workload_rest)
         .partition(|o| o.namespace() == Some(cluster.namespace.as_str()));
     // The namespace is marked as created by us where it is (see
     // `Cluster::apply`).
-    let mut first = vec![*namespace];
-    first.extend(outside);
-    apply_objects(cluster, first, opts.dry_run, false, report).await?;
+    let mut first_round = vec![*namespace];
+    first_round.extend(outside);
+    apply_objects(cluster, first_round, opts.dry_run, false, report).await?;
     let new_namespace = report
         .objects
         .first()
         .is_some_and(|o| o.action == Action::Created);
-    apply_objects(cluster, inside, opts.dry_run, new_namespace, report).await?;
+    let (applied, backup) = futures::join!(
+        apply_objects(cluster, inside, opts.dry_run, new_namespace, report),
+        save_dns_backup(cluster, zone, opts.dry_run)
+    );
+    applied?;
+    report.dns_backup_saved = backup?;
+    progress.say(
+        &cluster.zone,
+        summarize_objects(&report.objects, opts.dry_run),
+    );
+    timer.record("base objects", t);
+
+    let lb = async {
+        let mut timer = Timer { steps: Vec::new() };
+        let result = dns_lb_addresses(cluster, opts, progress).await;
+        timer.record("dns load balancer", t);
+        (result, timer.steps)
+    };
+    let workload = async {
+        let mut timer = Timer { steps: Vec::new() };
+        let statefulsets = if defer_sts { Vec::new() } else { statefulsets };
+        let result = apply_workload(
+            cluster,
+            zone,
+            statefulsets,
+            first,
+            defer_sts,
+            new_namespace,
+            opts,
+            progress.lane(1),
+            &mut *report,
+            &mut timer,
+        )
+        .await;
+        (result, timer.steps)
+    };
+    let ((addresses, lb_steps), (workload, workload_steps)) = futures::join!(lb, workload);
     // The report lists objects in plan order.
     let order: Vec<(String, Option<String>, String)> = base
         .iter()
         .copied()
         .chain(zone.stage(Stage::DnsLoadBalancer))
+        .chain(zone.stage(Stage::Workload))
         .map(|o| {
             (
                 o.kind().to_string(),
@@ -135,13 +190,21 @@ pub(super) async fn phase_a(
             .iter()
             .position(|k| k.0 == o.kind && k.1 == o.namespace && k.2 == o.name)
     });
-    progress.say(
-        &cluster.zone,
-        summarize_objects(&report.objects, opts.dry_run),
-    );
-    timer.record("base objects", t);
+    timer.steps.extend(lb_steps);
+    timer.steps.extend(workload_steps);
+    // The load balancer's failure first: it is the earlier step, and it
+    // holds up every zone's DNS forwarding.
+    report.dns_addresses = addresses?;
+    workload?;
+    Ok(())
+}
 
-    let t = Instant::now();
+/// The DNS load balancer's address (host names resolved).
+async fn dns_lb_addresses(
+    cluster: &Cluster,
+    opts: &ApplyOptions,
+    progress: Progress,
+) -> Result<Vec<IpAddr>, ZoneError> {
     let (ips, hosts) = if opts.dry_run {
         match cluster
             .get_opt::<Service>(names::KUBE_SYSTEM, names::DNS_LB_SERVICE, false)
@@ -187,9 +250,45 @@ pub(super) async fn phase_a(
             format!("DNS load balancer address {}", join(&addresses)),
         );
     }
-    report.dns_addresses = addresses;
-    timer.record("dns load balancer", t);
-    Ok(())
+    Ok(addresses)
+}
+
+/// Saves the backup of the cluster's DNS ConfigMap, from what pre-flight
+/// read, while the load balancers are provisioned: when the zone will
+/// forward to others and pre-flight found no backup. Whether it did.
+async fn save_dns_backup(
+    cluster: &Cluster,
+    zone: &ZonePlan,
+    dry_run: bool,
+) -> Result<bool, ZoneError> {
+    if dry_run || matches!(zone.dns.status, DnsStatus::NotNeeded) {
+        return Ok(false);
+    }
+    let provider = zone.dns.provider;
+    let backup =
+        cluster
+            .known
+            .get::<ConfigMap>(names::KUBE_SYSTEM, dns_configmap::BACKUP_CONFIGMAP, false);
+    let current =
+        cluster
+            .known
+            .get::<ConfigMap>(names::KUBE_SYSTEM, provider.configmap_name(), false);
+    let (Some(None), Some(current)) = (backup, current) else {
+        return Ok(false);
+    };
+    dns_configmap::save_backup(&cluster.client, provider, &current, &zone_labels(zone))
+        .await
+        .map_err(|e| ZoneError::new(Step::Forwarding, ErrorKind::Dns(e)))?;
+    Ok(true)
+}
+
+fn zone_labels(zone: &ZonePlan) -> BTreeMap<String, String> {
+    zone.objects[0]
+        .object
+        .metadata()
+        .labels
+        .clone()
+        .unwrap_or_default()
 }
 
 /// Waits, by watching it from the state this run holds (the answer of its
@@ -245,13 +344,13 @@ pub(super) async fn wait_lb(
         .await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Phase B of a zone, once every zone's DNS load balancer address is known:
+/// merge the forwarding into the cluster's DNS config and restart DNS until
+/// its pods run with it.
 pub(super) async fn phase_b(
     cluster: &Cluster,
     info: &ClusterInfo,
     zone: &ZonePlan,
-    first: bool,
-    defer_sts: bool,
     opts: &ApplyOptions,
     progress: Progress,
     report: &mut ZoneReport,
@@ -270,10 +369,7 @@ pub(super) async fn phase_b(
                 ),
             );
             report.dns = Some(DnsChange::Updated);
-            return apply_workload(
-                cluster, zone, first, defer_sts, opts, progress, report, timer,
-            )
-            .await;
+            return Ok(());
         }
         DnsStatus::Pending { missing } => {
             return Err(ZoneError::new(
@@ -284,17 +380,21 @@ pub(super) async fn phase_b(
             ));
         }
     };
-    let labels: BTreeMap<String, String> = zone.objects[0]
-        .object
-        .metadata()
-        .labels
-        .clone()
-        .unwrap_or_default();
+    let labels = zone_labels(zone);
     let federation = labels
         .get(names::FEDERATION_KEY)
         .cloned()
         .unwrap_or_default();
     let record = dns_configmap::forwarding_record(&federation, &forwards, &zone.dns.options);
+    let backup_exists = report.dns_backup_saved
+        || matches!(
+            cluster.known.get::<ConfigMap>(
+                names::KUBE_SYSTEM,
+                dns_configmap::BACKUP_CONFIGMAP,
+                false
+            ),
+            Some(Some(_))
+        );
     let change = dns_configmap::configure(
         &cluster.client,
         zone.dns.provider,
@@ -308,6 +408,7 @@ pub(super) async fn phase_b(
             zone.dns.provider.configmap_name(),
             false,
         ),
+        backup_exists,
     )
     .await
     .map_err(|e| ZoneError::new(Step::Forwarding, ErrorKind::Dns(e)))?;
@@ -383,46 +484,39 @@ pub(super) async fn phase_b(
         report.dns_restarted = true;
     }
     timer.record("dns forwarding", t);
-    apply_workload(
-        cluster, zone, first, defer_sts, opts, progress, report, timer,
-    )
-    .await
+    Ok(())
 }
 
-/// ExternalName Service and StatefulSet (unless `defer_sts`: a rolling
-/// change, done later one zone at a time by [`roll_zones`]), their pods
-/// running, then the init Job.
+/// The StatefulSet (`statefulsets`: none when `defer_sts`, a rolling
+/// change done later one zone at a time by [`roll_zones`]), its pods
+/// running, then the init Job in the first zone.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn apply_workload(
     cluster: &Cluster,
     zone: &ZonePlan,
+    statefulsets: Vec<&Object>,
     first: bool,
     defer_sts: bool,
+    new_namespace: bool,
     opts: &ApplyOptions,
     progress: Progress,
     report: &mut ZoneReport,
     timer: &mut Timer,
 ) -> Result<(), ZoneError> {
     let t = Instant::now();
-    let new_namespace = report
-        .objects
-        .first()
-        .is_some_and(|o| o.action == Action::Created);
     let before = report.objects.len();
-    apply_objects(
-        cluster,
-        zone.stage(Stage::Workload)
-            .filter(|o| !(defer_sts && matches!(o, Object::StatefulSet(_))))
-            .collect(),
-        opts.dry_run,
-        new_namespace,
-        report,
-    )
-    .await?;
-    progress.say(
-        &cluster.zone,
-        summarize_objects(&report.objects[before..], opts.dry_run),
-    );
+    apply_objects(cluster, statefulsets, opts.dry_run, new_namespace, report).await?;
+    for o in &report.objects[before..] {
+        progress.say(
+            &cluster.zone,
+            format!(
+                "{} {}: {}",
+                o.kind,
+                o.name,
+                action_word(o.action, opts.dry_run)
+            ),
+        );
+    }
     if defer_sts {
         progress.say(
             &cluster.zone,

@@ -106,6 +106,9 @@ pub struct ZoneReport {
     /// Time spent on this zone (its phases, a failed step included; not
     /// the waits for the other zones or for a --concurrency slot).
     pub seconds: f64,
+    /// Phase A saved the DNS backup, so phase B does not create it again.
+    #[serde(skip)]
+    pub(super) dns_backup_saved: bool,
 }
 
 impl ZoneReport {
@@ -146,17 +149,22 @@ impl Timer {
     }
 }
 
+/// What happened to an object: `created`, `configured`, `unchanged`, or in
+/// a dry run `to create`, `to change`.
+pub(super) fn action_word(action: Action, dry_run: bool) -> &'static str {
+    match (action, dry_run) {
+        (Action::Created, false) => "created",
+        (Action::Configured, false) => "configured",
+        (Action::Unchanged, _) => "unchanged",
+        (Action::Created, true) => "to create",
+        (Action::Configured, true) => "to change",
+    }
+}
+
 pub(super) fn summarize_objects(objects: &[ObjectReport], dry_run: bool) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for o in objects {
-        let key = match (o.action, dry_run) {
-            (Action::Created, false) => "created",
-            (Action::Configured, false) => "configured",
-            (Action::Unchanged, _) => "unchanged",
-            (Action::Created, true) => "to create",
-            (Action::Configured, true) => "to change",
-        };
-        *counts.entry(key).or_default() += 1;
+        *counts.entry(action_word(o.action, dry_run)).or_default() += 1;
     }
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
     format!("{} objects: {}", objects.len(), parts.join(", "))

@@ -176,20 +176,34 @@ pub(super) async fn wait_ready_everywhere(
         });
     let results = futures::future::join_all(waits).await;
     for (((cluster, _), report), r) in clusters.iter().zip(reports.iter_mut()).zip(results) {
-        match r {
-            Some(Ok(want)) if !report.unchanged() => {
+        if let Some(r) = r
+            && let Some(e) = record_ready(cluster, report, r, progress)
+        {
+            progress.say(&cluster.zone, format!("failed: {}", e.text()));
+            report.error = Some(e);
+        }
+    }
+}
+
+/// Says that a zone's pods are ready (when the run changed something
+/// there); the wait's error otherwise.
+pub(super) fn record_ready(
+    cluster: &Cluster,
+    report: &ZoneReport,
+    ready: Result<i32, ZoneError>,
+    progress: Progress,
+) -> Option<ZoneError> {
+    match ready {
+        Ok(want) => {
+            if !report.unchanged() {
                 progress.say(
                     &cluster.zone,
                     format!("{want}/{want} CockroachDB pods ready"),
                 );
             }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
-                progress.say(&cluster.zone, format!("failed: {}", e.text()));
-                report.error = Some(e);
-            }
-            None => {}
+            None
         }
+        Err(e) => Some(e),
     }
 }
 

@@ -189,7 +189,9 @@ pub async fn read(
 /// computes the change without writing. `known`: the ConfigMap as the
 /// caller read it (`Some(None)`: it does not exist), used for the first
 /// attempt instead of reading it again; a write that finds it changed
-/// since (409) reads it afresh.
+/// since (409) reads it afresh. `backup_exists`: the caller knows the
+/// backup is there (it saved it with [`save_backup`] earlier in the run,
+/// or read it), so it is not created again.
 #[allow(clippy::too_many_arguments)]
 pub async fn configure(
     client: &Client,
@@ -200,6 +202,7 @@ pub async fn configure(
     record: Option<&str>,
     dry_run: bool,
     mut known: Option<Option<ConfigMap>>,
+    backup_exists: bool,
 ) -> Result<DnsChange, DnsConfError> {
     let name = provider.configmap_name();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
@@ -231,7 +234,9 @@ pub async fn configure(
                 DnsChange::Created
             });
         }
-        save_backup(client, name, &current, labels).await?;
+        if !backup_exists {
+            save_backup(client, provider, &current, labels).await?;
+        }
         let result = match current {
             Some(mut cm) => {
                 cm.data = Some(merged);
@@ -267,19 +272,24 @@ pub async fn configure(
     })
 }
 
-async fn save_backup(
+/// Saves the backup of `current` (the DNS ConfigMap of `provider` as it is
+/// before our change; `None`: it does not exist). Created only if absent
+/// (409 otherwise): a backup is never replaced. apply saves it while the
+/// load balancers are being provisioned, from what pre-flight read, so
+/// that writing the forwarding later is one request.
+pub async fn save_backup(
     client: &Client,
-    configmap: &str,
+    provider: DnsProvider,
     current: &Option<ConfigMap>,
     labels: &BTreeMap<String, String>,
 ) -> Result<(), DnsConfError> {
-    // Created only if absent (409 otherwise): a backup is never replaced.
+    let configmap = provider.configmap_name();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
     let data = data_of(current);
     // The backup must hold the user's config, never one that already has
     // our entries (e.g. after a backup was deleted by hand).
-    let original = if dns::has_ours(dns_provider_of(configmap), &data) {
-        dns::remove(dns_provider_of(configmap), &data).unwrap_or(data)
+    let original = if dns::has_ours(provider, &data) {
+        dns::remove(provider, &data).unwrap_or(data)
     } else {
         data
     };

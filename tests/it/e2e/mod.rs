@@ -447,7 +447,7 @@ fn transient_503s_are_retried() {
 }
 
 #[test]
-fn load_balancer_that_never_gets_an_address_times_out_naming_the_zone() {
+fn load_balancer_that_never_gets_an_address_times_out_naming_the_zone_after_the_workload_started() {
     let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
     env.set_faults("us-central1-a", |f| f.lb_never_ready = true);
     let out = env.run(&["apply", config.to_str().unwrap(), "--wait-timeout", "4s"]);
@@ -459,6 +459,65 @@ fn load_balancer_that_never_gets_an_address_times_out_naming_the_zone() {
     );
     // The other zones cannot forward to it, and say so instead of half-configuring DNS.
     assert!(err.contains("us-east1-b       FAILED: DNS forwarding not configured: no DNS load balancer address for us-central1-a"), "{err}");
+    // The workload did not wait for the load balancers: every zone's pods
+    // were started and the first zone ran `cockroach init`, while no DNS
+    // config was touched (only its backup taken).
+    for zone in ZONES {
+        let c = env.fed.cluster(zone);
+        let running = c
+            .list("v1", "Pod", Some(zone))
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count();
+        assert_eq!(running, 3, "{zone}: CockroachDB pods running");
+        assert!(
+            !dns::has_ours(
+                DnsProvider::KubeDns,
+                &env.dns_data(zone, DnsProvider::KubeDns)
+            ),
+            "{zone}: DNS config changed although a load balancer has no address"
+        );
+        assert!(
+            c.get(
+                "v1",
+                "ConfigMap",
+                Some("kube-system"),
+                "crdb-multiregion-dns-backup"
+            )
+            .is_some(),
+            "{zone}: no DNS backup"
+        );
+    }
+    assert_eq!(
+        init_jobs(&env),
+        vec!["us-east1-b/cluster-init-secure".to_string()]
+    );
+    assert_eq!(env.fed.availability()["initialised"], true);
+
+    // Once the cloud provides the address, the next apply links the zones
+    // and does not run `cockroach init` again.
+    env.set_faults("us-central1-a", |f| f.lb_never_ready = false);
+    let out = env.run(&["apply", config.to_str().unwrap(), "--wait-timeout", "60s"]);
+    assert_exit(&out, 0);
+    assert_forwarding(&env, &ZONES, DnsProvider::KubeDns, |ip| ip.to_string());
+    assert_eq!(
+        init_jobs(&env),
+        vec!["us-east1-b/cluster-init-secure".to_string()]
+    );
+    let out = env.teardown(&config);
+    assert_exit(&out, 0);
+    for zone in ZONES {
+        assert_eq!(
+            env.fed.cluster(zone).get(
+                "v1",
+                "ConfigMap",
+                Some("kube-system"),
+                "crdb-multiregion-dns-backup"
+            ),
+            None,
+            "{zone}: teardown left the DNS backup"
+        );
+    }
 }
 
 #[test]
@@ -1196,6 +1255,57 @@ fn preflight_reports_missing_rights_and_old_servers_in_every_zone() {
         "a healthy zone is not reported: {err}"
     );
     assert_eq!(changing_writes(&env), Vec::<String>::new());
+}
+
+/// Where a webhook authorizer grants the permissions (EKS access entries,
+/// GKE IAM, Azure RBAC), the rules reviews are incomplete: pre-flight asks
+/// an access review for every permission they do not show, and those
+/// answers decide, both ways.
+#[test]
+fn preflight_falls_back_to_access_reviews_where_a_webhook_authorizer_cannot_list_its_rules() {
+    let (env, config) = Env::with_config(Flavor::Gke, &ZONES);
+    for zone in ZONES {
+        env.set_faults(zone, |f| f.webhook_authorizer = true);
+    }
+    env.set_faults("us-east1-b", |f| {
+        f.webhook_authorizer = true;
+        f.denied = vec!["delete namespaces".into()];
+    });
+    let access_reviews = |zone: &str| {
+        env.fed
+            .cluster(zone)
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("selfsubjectaccessreviews"))
+            .count()
+    };
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("pre-flight failed in zone us-east1-b (context us-east1-b), nothing was changed: not allowed to delete namespaces"),
+        "{err}"
+    );
+    assert_eq!(changing_writes(&env), Vec::<String>::new());
+    // Each permission was asked about, since no rule showed it.
+    for zone in ZONES {
+        assert!(
+            access_reviews(zone) >= 10,
+            "{zone}: {} access reviews",
+            access_reviews(zone)
+        );
+    }
+
+    env.set_faults("us-east1-b", |f| {
+        f.webhook_authorizer = true;
+        f.denied.clear();
+    });
+    let out = env.apply(&config, &[]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        init_jobs(&env),
+        vec!["us-east1-b/cluster-init-secure".to_string()]
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -200,14 +200,23 @@ fn apply_on_a_terminal_shows_live_zone_lines_with_elapsed_time_during_the_lb_wai
 }
 
 /// The plain lines, stable across runs: the progress lines grouped by zone
-/// (zones work concurrently, so only each zone's own order is fixed), then
-/// the summary as printed; durations filtered.
+/// (zones work concurrently, so only each zone's own order is fixed), and
+/// inside a zone the workload's lines (the StatefulSet, its pods, `cockroach
+/// init`: apply runs them at the same time as the load balancer wait and
+/// the DNS forwarding) after the others, each in its own order; then the
+/// summary as printed; durations filtered.
 fn stable_plain_output(stderr: &str) -> String {
     let (progress, summary): (Vec<&str>, Vec<&str>) = stderr
         .lines()
         .partition(|l| l.split_once(": ").is_some_and(|(z, _)| !z.contains(' ')));
     let mut grouped: Vec<&str> = progress;
-    let key = |l: &&str| l.split_once(": ").map(|(z, _)| z.to_string());
+    let workload = |m: &str| {
+        m.starts_with("StatefulSet ") || m.contains("CockroachDB pods") || m.contains("initialised")
+    };
+    let key = |l: &&str| {
+        l.split_once(": ")
+            .map(|(z, m)| (z.to_string(), workload(m)))
+    };
     grouped.sort_by_key(key);
     grouped
         .into_iter()
