@@ -316,6 +316,15 @@ pub struct RequestRecord {
     pub changed: bool,
     /// The field manager (or user agent) that made the request.
     pub client: String,
+    /// The TCP connection it came on: numbered from 1 in the order this
+    /// cluster accepted them (see [`crate::Cluster::connections`]), so
+    /// requests with the same number shared one connection.
+    #[serde(default)]
+    pub connection: u64,
+    /// `HTTP/2` or `HTTP/1.1`: what the client and the server agreed by
+    /// ALPN on that connection.
+    #[serde(default)]
+    pub protocol: String,
 }
 
 #[cfg(test)]

@@ -816,4 +816,13 @@ impl Cluster {
     pub fn is_listening(&self) -> bool {
         self.shared.is_listening()
     }
+
+    /// How many TCP connections the API server has accepted since the
+    /// start (whatever became of them: failed TLS handshakes count too).
+    /// Each request's [`RequestRecord::connection`] says which one it used.
+    pub fn connections(&self) -> u64 {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

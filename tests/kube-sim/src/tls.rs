@@ -67,7 +67,8 @@ pub fn cluster_tls(zone: &str) -> Result<ClusterTls, StartError> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(tls_err)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // As kube-apiserver: HTTP/2 preferred, HTTP/1.1 for clients without it.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(ClusterTls {
         ca_pem: ca_cert.pem(),
         server_config: Arc::new(config),
