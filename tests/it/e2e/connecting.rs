@@ -711,3 +711,35 @@ async fn concurrent_requests_of_a_zone_share_one_http2_connection() {
         "{log:?}"
     );
 }
+
+/// A server that does not offer HTTP/2 gets HTTP/1.1, and the concurrent
+/// requests of a round still run side by side, on connections of their own
+/// (those that waited for the first connection's ALPN answer open theirs).
+#[tokio::test]
+async fn a_server_without_http2_gets_http1_with_requests_side_by_side() {
+    use crdb_multiregion::k8s::connect::{connect, load_kubeconfig};
+    use k8s_openapi::api::core::v1::Namespace;
+
+    let fed = kube_sim::Federation::builder()
+        .zones(["us-east1-b"])
+        .flavor(Flavor::Gke)
+        .faults(faults(|f| {
+            f.latency = Duration::from_millis(100);
+            f.disable_http2 = true;
+        }))
+        .start()
+        .unwrap();
+    let c = fed.cluster("us-east1-b");
+    let kubeconfig = load_kubeconfig(Some(fed.kubeconfig_path())).unwrap();
+    let conn = connect(&kubeconfig, "us-east1-b").await.unwrap();
+    let api: kube::Api<Namespace> = kube::Api::all(conn.client.clone());
+    let gets = (0..10).map(|_| api.get("kube-system"));
+    for got in futures::future::join_all(gets).await {
+        got.unwrap();
+    }
+    let log = c.requests();
+    assert_eq!(log.len(), 10);
+    assert!(log.iter().all(|r| r.protocol == "HTTP/1.1"), "{log:?}");
+    let connections: std::collections::BTreeSet<u64> = log.iter().map(|r| r.connection).collect();
+    assert!(connections.len() > 1, "{log:?}");
+}

@@ -194,6 +194,10 @@ pub struct Faults {
     /// The minor version `/version` reports instead of the simulated 1.36
     /// (`server_minor`), to try clients against older servers.
     pub server_minor: Option<u32>,
+    /// New connections are offered `http/1.1` only by ALPN, as by
+    /// kube-apiserver with HTTP/2 serving disabled or an HTTP/1.1-only
+    /// proxy in front of it (`disable_http2`); open ones keep theirs.
+    pub disable_http2: bool,
 }
 
 impl Default for Faults {
@@ -208,6 +212,7 @@ impl Default for Faults {
             namespace_delete_delay: DEFAULT_NAMESPACE_DELETE_DELAY,
             denied: Vec::new(),
             server_minor: None,
+            disable_http2: false,
         }
     }
 }

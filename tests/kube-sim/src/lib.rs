@@ -426,8 +426,11 @@ impl Federation {
                         &mut controllers::CtlState::default(),
                         Instant::now(),
                     );
-                    let acceptor = tokio_rustls::TlsAcceptor::from(t.server_config);
-                    runtime.spawn(server::run(shared.clone(), acceptor, l));
+                    let tls = server::Tls {
+                        http2: tokio_rustls::TlsAcceptor::from(t.server_config),
+                        http1: tokio_rustls::TlsAcceptor::from(t.server_config_http1),
+                    };
+                    runtime.spawn(server::run(shared.clone(), tls, l));
                     runtime.spawn(controllers::run(shared.clone()));
                     clusters.push(shared);
                 }

@@ -40,7 +40,15 @@ fn full(b: impl Into<Bytes>) -> Body {
 
 /// Serve one cluster until the task is dropped. `down` in the faults closes
 /// the listener and every open connection; clearing it binds the same port again.
-pub async fn run(shared: Arc<ClusterShared>, tls: TlsAcceptor, first: TcpListener) {
+/// The TLS of the API port: offering `h2` and `http/1.1`, or `http/1.1`
+/// alone while the `disable_http2` fault is set.
+#[derive(Clone)]
+pub struct Tls {
+    pub http2: TlsAcceptor,
+    pub http1: TlsAcceptor,
+}
+
+pub async fn run(shared: Arc<ClusterShared>, tls: Tls, first: TcpListener) {
     let mut faults_rx = shared.faults.subscribe();
     let mut listener = Some(first);
     loop {
@@ -91,11 +99,16 @@ pub const HTTP2_MAX_STREAMS: u32 = 100;
 /// chooses: by the negotiated protocol only, never by sniffing the bytes.
 async fn connection(
     shared: Arc<ClusterShared>,
-    tls: TlsAcceptor,
+    tls: Tls,
     tcp: tokio::net::TcpStream,
     number: u64,
     mut faults_rx: watch::Receiver<crate::config::Faults>,
 ) {
+    let tls = if faults_rx.borrow().disable_http2 {
+        tls.http1
+    } else {
+        tls.http2
+    };
     let serve = async {
         let Ok(stream) = tls.accept(tcp).await else {
             return;
