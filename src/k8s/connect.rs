@@ -6,6 +6,8 @@
 //! zones connect concurrently and `--timeout` and Ctrl-C stay in charge),
 //! and the client's layers: kube's retry policy for 429/503/504 around a
 //! record of what the server answered to each attempt, for error messages.
+//! The HTTP stack under them (HTTP/2 by ALPN, one connection per cluster
+//! for concurrent requests) is [`transport`]'s.
 //!
 //! Must not: call the API (pre-flight in [`super::preflight`] does), print, or decide
 //! what a failure means for a command.
@@ -19,9 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use kube::Client;
-use kube::client::ClientBuilder;
 use kube::client::retry::RetryPolicy;
 use kube::config::{ExecInteractiveMode, KubeConfigOptions, Kubeconfig};
+
+mod transport;
 
 /// Where the kubeconfig path came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,7 +327,7 @@ pub async fn connect(kubeconfig: &Kubeconfig, context: &str) -> Result<Connectio
     let seen = LastSeen::default();
     let recorder = seen.clone();
     let built = tokio::task::spawn_blocking(move || {
-        ClientBuilder::try_from(config).map(|b| {
+        transport::client_builder(config).map(|b| {
             b.with_layer(&RecordLayer(recorder))
                 .with_layer(&tower::buffer::BufferLayer::new(1024))
                 .with_layer(&tower::retry::RetryLayer::new(RetryPolicy::server_retry()))

@@ -493,6 +493,11 @@ impl ConnectProxy {
         t.dedup();
         t
     }
+
+    /// How many tunnels were opened (one per connection through the proxy).
+    fn tunnels(&self) -> usize {
+        self.targets.lock().unwrap().len()
+    }
 }
 
 impl Drop for ConnectProxy {
@@ -659,4 +664,82 @@ fn kubeconfig_proxy_url_is_used_even_for_loopback_servers() {
     let mut expected: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     expected.sort();
     assert_eq!(proxy.targets(), expected);
+    // HTTP/2 inside the tunnel: one tunnel per cluster carries every request.
+    assert_eq!(proxy.tunnels(), expected.len(), "one tunnel per cluster");
+    for c in env.fed.clusters() {
+        let log = c.requests();
+        assert!(
+            !log.is_empty() && log.iter().all(|r| r.protocol == "HTTP/2"),
+            "{}: {log:?}",
+            c.zone()
+        );
+    }
+}
+
+/// The client `connect()` builds speaks HTTP/2 to a server that offers it:
+/// a round of concurrent requests shares one TCP/TLS connection, and the
+/// next round reuses it (kube's default client, HTTP/1.1 only, opens one
+/// connection per request in flight).
+#[tokio::test]
+async fn concurrent_requests_of_a_zone_share_one_http2_connection() {
+    use crdb_multiregion::k8s::connect::{connect, load_kubeconfig};
+    use k8s_openapi::api::core::v1::Namespace;
+
+    let fed = kube_sim::Federation::builder()
+        .zones(["us-east1-b"])
+        .flavor(Flavor::Gke)
+        // Long enough that the requests of a round are in flight together.
+        .latency(Duration::from_millis(100))
+        .start()
+        .unwrap();
+    let c = fed.cluster("us-east1-b");
+    let kubeconfig = load_kubeconfig(Some(fed.kubeconfig_path())).unwrap();
+    let conn = connect(&kubeconfig, "us-east1-b").await.unwrap();
+    let api: kube::Api<Namespace> = kube::Api::all(conn.client.clone());
+    for round in 0..2 {
+        let gets = (0..20).map(|_| api.get("kube-system"));
+        for got in futures::future::join_all(gets).await {
+            got.unwrap();
+        }
+        assert_eq!(c.connections(), 1, "round {round}: connections opened");
+    }
+    let log = c.requests();
+    assert_eq!(log.len(), 40);
+    assert!(
+        log.iter()
+            .all(|r| r.protocol == "HTTP/2" && r.connection == 1),
+        "{log:?}"
+    );
+}
+
+/// A server that does not offer HTTP/2 gets HTTP/1.1, and the concurrent
+/// requests of a round still run side by side, on connections of their own
+/// (those that waited for the first connection's ALPN answer open theirs).
+#[tokio::test]
+async fn a_server_without_http2_gets_http1_with_requests_side_by_side() {
+    use crdb_multiregion::k8s::connect::{connect, load_kubeconfig};
+    use k8s_openapi::api::core::v1::Namespace;
+
+    let fed = kube_sim::Federation::builder()
+        .zones(["us-east1-b"])
+        .flavor(Flavor::Gke)
+        .faults(faults(|f| {
+            f.latency = Duration::from_millis(100);
+            f.disable_http2 = true;
+        }))
+        .start()
+        .unwrap();
+    let c = fed.cluster("us-east1-b");
+    let kubeconfig = load_kubeconfig(Some(fed.kubeconfig_path())).unwrap();
+    let conn = connect(&kubeconfig, "us-east1-b").await.unwrap();
+    let api: kube::Api<Namespace> = kube::Api::all(conn.client.clone());
+    let gets = (0..10).map(|_| api.get("kube-system"));
+    for got in futures::future::join_all(gets).await {
+        got.unwrap();
+    }
+    let log = c.requests();
+    assert_eq!(log.len(), 10);
+    assert!(log.iter().all(|r| r.protocol == "HTTP/1.1"), "{log:?}");
+    let connections: std::collections::BTreeSet<u64> = log.iter().map(|r| r.connection).collect();
+    assert!(connections.len() > 1, "{log:?}");
 }

@@ -264,10 +264,11 @@ fn full_cycle_on(
     for c in env.fed.clusters() {
         c.clear_requests();
     }
+    let connections_before: Vec<u64> = env.fed.clusters().iter().map(|c| c.connections()).collect();
     let out = env.apply(&config, &[]);
     assert_exit(&out, 0);
     assert!(stderr(&out).contains("no changes"), "{}", stderr(&out));
-    for c in env.fed.clusters() {
+    for (c, before) in env.fed.clusters().iter().zip(connections_before) {
         let writes: Vec<String> = c
             .requests()
             .iter()
@@ -305,6 +306,22 @@ fn full_cycle_on(
                 .iter()
                 .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
                 .collect::<Vec<_>>()
+        );
+        // All of them on one HTTP/2 connection, the only one opened (not
+        // a TLS handshake each).
+        let connections: std::collections::BTreeSet<u64> =
+            requests.iter().map(|r| r.connection).collect();
+        assert!(
+            connections.len() == 1 && requests.iter().all(|r| r.protocol == "HTTP/2"),
+            "{}: connections {connections:?}, protocols {:?}",
+            c.zone(),
+            requests.iter().map(|r| &r.protocol).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            c.connections() - before,
+            1,
+            "{}: connections opened by the converged apply",
+            c.zone()
         );
     }
     let after: Vec<u32> = env

@@ -110,6 +110,10 @@ pub struct UpArgs {
     /// LoadBalancer Services never get an address.
     #[arg(long)]
     pub lb_never_ready: bool,
+    /// Offer only http/1.1 by ALPN (no HTTP/2), as kube-apiserver with
+    /// HTTP/2 serving disabled.
+    #[arg(long)]
+    pub disable_http2: bool,
     /// How long a terminating namespace lingers, in milliseconds.
     #[arg(long, default_value_t = 200)]
     pub namespace_delete_delay_ms: u64,
@@ -219,6 +223,9 @@ pub struct FaultArgs {
     pub lb_never_ready: Option<bool>,
     #[arg(long)]
     pub namespace_delete_delay_ms: Option<u64>,
+    /// Offer only http/1.1 (true) or h2 and http/1.1 (false) to new connections.
+    #[arg(long)]
+    pub disable_http2: Option<bool>,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 //! not hold a lock across an `.await`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -40,6 +40,9 @@ pub struct ClusterShared {
     pub rollouts: Mutex<BTreeMap<(String, String), u32>>,
     pub pod_logs: Mutex<HashMap<(String, String), String>>,
     pub listening: AtomicBool,
+    /// TCP connections accepted on the API port so far (also the number of
+    /// the latest one, see [`RequestRecord::connection`]).
+    pub connections: AtomicU64,
     /// Real network mode: busybox pods are run by [`crate::pods::Kubelet`],
     /// not by the simulated controllers.
     pub runs_pods: AtomicBool,
@@ -110,6 +113,7 @@ impl ClusterShared {
             rollouts: Mutex::new(BTreeMap::new()),
             pod_logs: Mutex::new(HashMap::new()),
             listening: AtomicBool::new(false),
+            connections: AtomicU64::new(0),
             runs_pods: AtomicBool::new(false),
             rules,
             lb_names,

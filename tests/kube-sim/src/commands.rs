@@ -70,6 +70,7 @@ fn up(a: UpArgs) -> Result<(), BoxError> {
         down: false,
         lb_never_ready: a.lb_never_ready,
         namespace_delete_delay: Duration::from_millis(a.namespace_delete_delay_ms),
+        disable_http2: a.disable_http2,
         ..Faults::default()
     };
     if a.eks_lb_controller && a.flavor != Flavor::Eks {
@@ -234,6 +235,9 @@ fn faults(a: FaultArgs) -> Result<(), BoxError> {
     }
     if let Some(v) = a.namespace_delete_delay_ms {
         patch["namespace_delete_delay_ms"] = json!(v);
+    }
+    if let Some(v) = a.disable_http2 {
+        patch["disable_http2"] = json!(v);
     }
     let v = control_request(
         &a.control,

@@ -200,6 +200,10 @@ pub struct Faults {
     /// and answer `incomplete` with the apiserver's evaluation error; access
     /// reviews still answer, from the webhook (`webhook_authorizer`).
     pub webhook_authorizer: bool,
+    /// New connections are offered `http/1.1` only by ALPN, as by
+    /// kube-apiserver with HTTP/2 serving disabled or an HTTP/1.1-only
+    /// proxy in front of it (`disable_http2`); open ones keep theirs.
+    pub disable_http2: bool,
 }
 
 impl Default for Faults {
@@ -215,6 +219,7 @@ impl Default for Faults {
             denied: Vec::new(),
             server_minor: None,
             webhook_authorizer: false,
+            disable_http2: false,
         }
     }
 }
@@ -323,6 +328,15 @@ pub struct RequestRecord {
     pub changed: bool,
     /// The field manager (or user agent) that made the request.
     pub client: String,
+    /// The TCP connection it came on: numbered from 1 in the order this
+    /// cluster accepted them (see [`crate::Cluster::connections`]), so
+    /// requests with the same number shared one connection.
+    #[serde(default)]
+    pub connection: u64,
+    /// `HTTP/2` or `HTTP/1.1`: what the client and the server agreed by
+    /// ALPN on that connection.
+    #[serde(default)]
+    pub protocol: String,
 }
 
 #[cfg(test)]

@@ -426,8 +426,11 @@ impl Federation {
                         &mut controllers::CtlState::default(),
                         Instant::now(),
                     );
-                    let acceptor = tokio_rustls::TlsAcceptor::from(t.server_config);
-                    runtime.spawn(server::run(shared.clone(), acceptor, l));
+                    let tls = server::Tls {
+                        http2: tokio_rustls::TlsAcceptor::from(t.server_config),
+                        http1: tokio_rustls::TlsAcceptor::from(t.server_config_http1),
+                    };
+                    runtime.spawn(server::run(shared.clone(), tls, l));
                     runtime.spawn(controllers::run(shared.clone()));
                     clusters.push(shared);
                 }
@@ -815,5 +818,14 @@ impl Cluster {
     /// Whether the API server accepts connections (false while `down`).
     pub fn is_listening(&self) -> bool {
         self.shared.is_listening()
+    }
+
+    /// How many TCP connections the API server has accepted since the
+    /// start (whatever became of them: failed TLS handshakes count too).
+    /// Each request's [`RequestRecord::connection`] says which one it used.
+    pub fn connections(&self) -> u64 {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 }

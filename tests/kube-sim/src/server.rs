@@ -15,7 +15,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -40,7 +40,15 @@ fn full(b: impl Into<Bytes>) -> Body {
 
 /// Serve one cluster until the task is dropped. `down` in the faults closes
 /// the listener and every open connection; clearing it binds the same port again.
-pub async fn run(shared: Arc<ClusterShared>, tls: TlsAcceptor, first: TcpListener) {
+/// The TLS of the API port: offering `h2` and `http/1.1`, or `http/1.1`
+/// alone while the `disable_http2` fault is set.
+#[derive(Clone)]
+pub struct Tls {
+    pub http2: TlsAcceptor,
+    pub http1: TlsAcceptor,
+}
+
+pub async fn run(shared: Arc<ClusterShared>, tls: Tls, first: TcpListener) {
     let mut faults_rx = shared.faults.subscribe();
     let mut listener = Some(first);
     loop {
@@ -69,7 +77,8 @@ pub async fn run(shared: Arc<ClusterShared>, tls: TlsAcceptor, first: TcpListene
                 accepted = l.accept() => {
                     let Ok((tcp, _)) = accepted else { continue };
                     let _ = tcp.set_nodelay(true);
-                    tokio::spawn(connection(shared.clone(), tls.clone(), tcp, shared.faults.subscribe()));
+                    let number = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+                    tokio::spawn(connection(shared.clone(), tls.clone(), tcp, number, shared.faults.subscribe()));
                 }
                 _ = faults_rx.wait_for(|f| f.down) => break,
             }
@@ -79,23 +88,66 @@ pub async fn run(shared: Arc<ClusterShared>, tls: TlsAcceptor, first: TcpListene
     }
 }
 
+/// The most requests one HTTP/2 connection may have in flight at once, as
+/// kube-apiserver announces it (`SETTINGS_MAX_CONCURRENT_STREAMS`): its
+/// default since the HTTP/2 rapid-reset fix (CVE-2023-44487), the same as
+/// Go's HTTP/2 client assumes (docs/simulator.md, "HTTP/2").
+pub const HTTP2_MAX_STREAMS: u32 = 100;
+
+/// One accepted connection: TLS, then HTTP/2 when the client offered `h2`
+/// by ALPN and HTTP/1.1 otherwise, as kube-apiserver (Go's net/http)
+/// chooses: by the negotiated protocol only, never by sniffing the bytes.
 async fn connection(
     shared: Arc<ClusterShared>,
-    tls: TlsAcceptor,
+    tls: Tls,
     tcp: tokio::net::TcpStream,
+    number: u64,
     mut faults_rx: watch::Receiver<crate::config::Faults>,
 ) {
+    let tls = if faults_rx.borrow().disable_http2 {
+        tls.http1
+    } else {
+        tls.http2
+    };
     let serve = async {
         let Ok(stream) = tls.accept(tcp).await else {
             return;
         };
-        let svc = hyper::service::service_fn(move |req| {
-            let shared = shared.clone();
-            async move { Ok::<_, Infallible>(handle(shared, req).await) }
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+        // kube-apiserver ends an HTTP/2 connection after answering 401 on
+        // it (GOAWAY, then close): unauthenticated clients get no
+        // long-lived HTTP/2 connections (docs/simulator.md, "HTTP/2").
+        let goaway = Arc::new(tokio::sync::Notify::new());
+        let svc = hyper::service::service_fn({
+            let goaway = goaway.clone();
+            move |req| {
+                let shared = shared.clone();
+                let goaway = goaway.clone();
+                async move {
+                    let response = handle(shared, number, req).await;
+                    if h2 && response.status() == hyper::StatusCode::UNAUTHORIZED {
+                        goaway.notify_one();
+                    }
+                    Ok::<_, Infallible>(response)
+                }
+            }
         });
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), svc)
-            .await;
+        let io = TokioIo::new(stream);
+        if h2 {
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .max_concurrent_streams(HTTP2_MAX_STREAMS)
+                .serve_connection(io, svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = goaway.notified() => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        } else {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await;
+        }
     };
     tokio::select! {
         _ = serve => {}
@@ -139,8 +191,14 @@ fn client_name(req: &Request<Incoming>, query: &HashMap<String, String>) -> Stri
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-pub async fn handle(shared: Arc<ClusterShared>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    shared: Arc<ClusterShared>,
+    connection: u64,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let start = Instant::now();
+    let h2 = req.version() == hyper::Version::HTTP_2;
+    let protocol = if h2 { "HTTP/2" } else { "HTTP/1.1" };
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let raw_query = req.uri().query().unwrap_or("").to_string();
@@ -158,6 +216,8 @@ pub async fn handle(shared: Arc<ClusterShared>, req: Request<Incoming>) -> Respo
         started_us: shared.crdb.micros_since_start(start),
         changed,
         client: client.clone(),
+        connection,
+        protocol: protocol.to_string(),
     };
 
     let authorized = req
@@ -227,12 +287,14 @@ pub async fn handle(shared: Arc<ClusterShared>, req: Request<Incoming>) -> Respo
         }
         Ok(Reply::Stream(body)) => {
             shared.record(record(200, false));
-            Response::builder()
+            let mut b = Response::builder()
                 .status(200)
-                .header("content-type", "application/json")
-                .header("transfer-encoding", "chunked")
-                .body(body)
-                .expect("valid response")
+                .header("content-type", "application/json");
+            if !h2 {
+                // HTTP/2 has no chunked encoding: its DATA frames stream.
+                b = b.header("transfer-encoding", "chunked");
+            }
+            b.body(body).expect("valid response")
         }
         Err(e) => {
             shared.record(record(e.code, false));

@@ -17,7 +17,10 @@ use crate::error::StartError;
 
 pub struct ClusterTls {
     pub ca_pem: String,
+    /// ALPN `h2`, `http/1.1`.
     pub server_config: Arc<ServerConfig>,
+    /// ALPN `http/1.1` only (the `disable_http2` fault).
+    pub server_config_http1: Arc<ServerConfig>,
 }
 
 pub fn cluster_tls(zone: &str) -> Result<ClusterTls, StartError> {
@@ -67,10 +70,14 @@ pub fn cluster_tls(zone: &str) -> Result<ClusterTls, StartError> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(tls_err)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // As kube-apiserver: HTTP/2 preferred, HTTP/1.1 for clients without it.
+    let mut http1 = config.clone();
+    http1.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(ClusterTls {
         ca_pem: ca_cert.pem(),
         server_config: Arc::new(config),
+        server_config_http1: Arc::new(http1),
     })
 }
 

@@ -9,6 +9,7 @@ mod common;
 mod controllers;
 mod crdb;
 mod faults;
+mod http2;
 mod kube_rs;
 mod kubectl;
 mod real_network;
