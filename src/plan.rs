@@ -20,7 +20,7 @@ use minijinja::context;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::certs::CertBundle;
+use crate::certs::{CertBundle, NodeCert};
 use crate::config::{Cloud, Config, LoadBalancer, Protocol, Zone, quantity_bytes, shell_quote};
 use crate::dns::{DnsProvider, Forward, ForwardOptions};
 use crate::names;
@@ -467,6 +467,86 @@ fn typed(doc: &Document) -> Result<Object, RenderError> {
 }
 
 /// Builds the plan. Pure and deterministic.
+/// The Secrets of a zone's certificates: the root client's in the zone
+/// namespace and in `default`, the node's in the zone namespace.
+fn zone_secrets(
+    zone: &Zone,
+    labels: &BTreeMap<String, String>,
+    certs: &CertBundle,
+    node: &NodeCert,
+) -> [Object; 3] {
+    let client: [(&str, &str); 3] = [
+        ("ca.crt", &certs.ca_crt),
+        ("client.root.crt", &certs.client_root_crt),
+        ("client.root.key", &certs.client_root_key),
+    ];
+    [
+        secret(names::CLIENT_SECRET, &zone.namespace, labels, &client),
+        secret(
+            names::CLIENT_SECRET,
+            names::DEFAULT_NAMESPACE,
+            labels,
+            &client,
+        ),
+        secret(
+            names::NODE_SECRET,
+            &zone.namespace,
+            labels,
+            &[
+                ("ca.crt", &certs.ca_crt),
+                ("node.crt", &node.crt),
+                ("node.key", &node.key),
+            ],
+        ),
+    ]
+}
+
+/// Puts `certs` into the Secrets of a plan made with other certificates,
+/// leaving every other object as it is: the certificates are in nothing
+/// else, so apply renders the templates once, before the certificates are
+/// made (a broken template then stops it before anything is written), and
+/// swaps them in after.
+pub fn replace_certs(
+    plan: &mut Plan,
+    config: &Config,
+    certs: &CertBundle,
+) -> Result<(), PlanError> {
+    for zone_plan in &mut plan.zones {
+        let Some(zone) = config.zones.iter().find(|z| z.name == zone_plan.zone) else {
+            continue;
+        };
+        let node = certs
+            .nodes
+            .get(&zone.name)
+            .ok_or_else(|| PlanError::MissingCert {
+                zone: zone.name.clone(),
+            })?;
+        let labels = owned_labels(config, zone);
+        for new in zone_secrets(zone, &labels, certs, node) {
+            if let Some(slot) = zone_plan.objects.iter_mut().find(|p| {
+                matches!(p.object, Object::Secret(_))
+                    && p.object.name() == new.name()
+                    && p.object.namespace() == new.namespace()
+            }) {
+                slot.object = new;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets every zone's DNS forwarding from `facts`, leaving the objects as
+/// they are: of the facts, only the DNS forwarding depends on them, so a
+/// plan made before the load balancers had addresses needs nothing else
+/// once they have (rendering every object again costs far more).
+pub fn refresh_dns(plan: &mut Plan, config: &Config, facts: &Facts) {
+    for zone_plan in &mut plan.zones {
+        if let Some(zone) = config.zones.iter().find(|z| z.name == zone_plan.zone) {
+            zone_plan.dns = dns_plan(config, zone, facts);
+        }
+    }
+}
+
 pub fn plan(
     config: &Config,
     certs: &CertBundle,
@@ -566,30 +646,12 @@ pub fn plan(
         };
 
         push(&mut objects, Stage::Base, render("namespace.yaml")?)?;
-        let client: [(&str, &str); 3] = [
-            ("ca.crt", &certs.ca_crt),
-            ("client.root.crt", &certs.client_root_crt),
-            ("client.root.key", &certs.client_root_key),
-        ];
-        for ns in [zone.namespace.as_str(), names::DEFAULT_NAMESPACE] {
+        for object in zone_secrets(zone, &labels, certs, node) {
             objects.push(Planned {
                 stage: Stage::Base,
-                object: secret(names::CLIENT_SECRET, ns, &labels, &client),
+                object,
             });
         }
-        objects.push(Planned {
-            stage: Stage::Base,
-            object: secret(
-                names::NODE_SECRET,
-                &zone.namespace,
-                &labels,
-                &[
-                    ("ca.crt", &certs.ca_crt),
-                    ("node.crt", &node.crt),
-                    ("node.key", &node.key),
-                ],
-            ),
-        });
         // Before the StatefulSet (Base precedes Workload): a pod that starts
         // finds the list it reads.
         objects.push(Planned {

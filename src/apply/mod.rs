@@ -123,7 +123,12 @@ pub async fn apply(
             },
         );
     }
-    let first_plan = plan::plan(config, certs, &facts, templates)?;
+    let mut first_plan = match &prepared.planned {
+        Some(made) => made.plan.clone(),
+        None => plan::plan(config, certs, &facts, templates)?,
+    };
+    plan::replace_certs(&mut first_plan, config, certs)?;
+    plan::refresh_dns(&mut first_plan, config, &facts);
     if !prepared.pruned.is_empty() {
         decommission_removed(&clusters, &first_plan, &prepared.pruned, opts, progress)
             .await
@@ -177,7 +182,8 @@ pub async fn apply(
             f.dns_addresses = r.dns_addresses.clone();
         }
     }
-    let full_plan = plan::plan(config, certs, &facts, templates)?;
+    let mut full_plan = first_plan;
+    plan::refresh_dns(&mut full_plan, config, &facts);
 
     // Phase B. With no rolling change, every zone's readiness is waited for
     // at the same time as its DNS forwarding: the pods and `cockroach init`

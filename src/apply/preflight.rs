@@ -23,7 +23,6 @@ use crate::k8s::{self, Action, Cluster, ClusterInfo, PreflightProblem, error_tex
 use crate::names;
 use crate::plan::{self, Facts, Object, Stage, ZoneFacts};
 use crate::progress::Progress;
-use crate::render::Templates;
 
 /// Why apply stopped before changing anything.
 #[derive(Debug, thiserror::Error)]
@@ -494,9 +493,26 @@ pub struct Prepared {
     /// `--prune`: namespaces of the zones removed from the config, whose
     /// nodes are decommissioned before anything else changes.
     pub pruned: Vec<String>,
+    /// The plan the dry run checked: apply puts its certificates and facts
+    /// in and uses it, instead of rendering every object again.
+    pub(super) planned: Option<PlanMade>,
 }
 
-/// Pre-flight of the changes themselves, before anything is written
+#[derive(Clone)]
+pub(super) struct PlanMade {
+    pub(super) plan: plan::Plan,
+}
+
+impl std::fmt::Debug for PlanMade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No key material in debug output.
+        f.debug_struct("PlanMade").finish_non_exhaustive()
+    }
+}
+
+/// Pre-flight of the changes themselves (of `rendered`, the plan as
+/// [`crate::commands`] rendered it with placeholder certificates: `certs`
+/// and the facts are put in here), before anything is written
 /// (locally or in a cluster): a server-side dry run of every planned object
 /// (objects in a zone namespace that does not exist yet cannot be dry-run
 /// and are skipped), refusing when any would be rejected
@@ -506,7 +522,7 @@ pub struct Prepared {
 /// `opts.allow_unhealthy`).
 pub async fn check_changes(
     config: &Config,
-    templates: &Templates,
+    rendered: plan::Plan,
     certs: &CertBundle,
     clusters: &[(Cluster, ClusterInfo)],
     removed: Vec<String>,
@@ -523,7 +539,9 @@ pub async fn check_changes(
             },
         );
     }
-    let plan = plan::plan(config, certs, &facts, templates)?;
+    let mut plan = rendered;
+    plan::replace_certs(&mut plan, config, certs)?;
+    plan::refresh_dns(&mut plan, config, &facts);
     let checks = clusters.iter().map(|(cluster, _)| {
         let zone = plan.zone(&cluster.zone).expect("every zone is planned");
         async move {
@@ -583,6 +601,7 @@ pub async fn check_changes(
     });
     let mut prepared = Prepared {
         pruned: removed,
+        planned: Some(PlanMade { plan: plan.clone() }),
         ..Prepared::default()
     };
     let mut refused = Vec::new();

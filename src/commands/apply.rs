@@ -20,7 +20,7 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
     let config = Config::load(&args.cluster.config)?;
     config.check_zone_flags(&args.zones)?;
     let templates = load_templates(&config)?;
-    check_templates(&config, &templates)?;
+    let rendered = check_templates(&config, &templates)?;
     let dry_run = args.dry_run || diff;
     let progress = Progress::new(args.cluster.quiet);
     let mut opts = ApplyOptions {
@@ -62,7 +62,7 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
         let preview =
             preview_certificates(&config, &clusters, dry_run, args.replace_ca, progress).await?;
         let prepared = apply::check_changes(
-            &config, &templates, &preview, &clusters, removed, &opts, progress,
+            &config, rendered, &preview, &clusters, removed, &opts, progress,
         )
         .await?;
         let bundle = if dry_run {

@@ -17,8 +17,11 @@ pub fn load_templates(config: &Config) -> anyhow::Result<Templates> {
 }
 
 /// Renders every template for every zone with placeholder certificates, so
-/// that a broken template is reported before certificates are created.
-pub fn check_templates(config: &Config, templates: &Templates) -> anyhow::Result<()> {
+/// that a broken template is reported before certificates are created. The
+/// plan it made is returned: with the real certificates put in
+/// ([`plan::replace_certs`]) and the facts ([`plan::refresh_dns`]) it is
+/// the plan, without rendering every object again.
+pub fn check_templates(config: &Config, templates: &Templates) -> anyhow::Result<plan::Plan> {
     let placeholder = CertBundle {
         ca_crt: String::new(),
         client_root_crt: String::new(),
@@ -37,8 +40,12 @@ pub fn check_templates(config: &Config, templates: &Templates) -> anyhow::Result
             })
             .collect(),
     };
-    plan::plan(config, &placeholder, &Facts::default(), templates)?;
-    Ok(())
+    Ok(plan::plan(
+        config,
+        &placeholder,
+        &Facts::default(),
+        templates,
+    )?)
 }
 
 pub fn cert_settings(config: &Config) -> CertSettings {

@@ -68,7 +68,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
         );
     }
     // Every mistake in the input is reported before anything is written.
-    check_templates(&config, &templates)?;
+    let mut plan = check_templates(&config, &templates)?;
 
     let (bundle, report) = certs::ensure_certs(&cert_settings(&config), &node_identities(&config))
         .context("preparing certificates")?;
@@ -84,7 +84,8 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
         }
     }
 
-    let plan = plan::plan(&config, &bundle, &facts, &templates)?;
+    plan::replace_certs(&mut plan, &config, &bundle)?;
+    plan::refresh_dns(&mut plan, &config, &facts);
     let dir = args
         .generated_dir
         .as_deref()

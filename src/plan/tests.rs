@@ -847,3 +847,29 @@ fn a_statefulset_template_without_the_join_env_entry_is_refused() {
     let text = err.to_string();
     assert!(text.contains(names::JOIN_ENV), "{text}");
 }
+
+/// apply renders the objects once (without addresses) and only sets the
+/// DNS forwarding again once the load balancers have addresses: that must
+/// give exactly the plan made with the addresses from the start, for every
+/// provider (detected or not) and with some zones' addresses missing.
+#[test]
+fn refreshing_the_dns_of_a_plan_equals_planning_with_the_facts() {
+    let config = example();
+    let mut partial = facts_all(&config);
+    let first = config.zones[0].name.clone();
+    partial.zones.get_mut(&first).unwrap().dns_addresses.clear();
+    let mut detected = facts_all(&config);
+    for f in detected.zones.values_mut() {
+        f.dns_provider = Some(DnsProvider::CoreDns);
+    }
+    for facts in [facts_all(&config), partial, detected] {
+        let mut refreshed = plan_of(&config, &Facts::default());
+        assert_ne!(
+            refreshed,
+            plan_of(&config, &facts),
+            "the facts change the plan"
+        );
+        refresh_dns(&mut refreshed, &config, &facts);
+        assert_eq!(refreshed, plan_of(&config, &facts));
+    }
+}
