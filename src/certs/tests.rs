@@ -482,7 +482,7 @@ fn every_written_file_is_in_the_manifest() {
 fn a_write_error_names_the_destination_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("missing-dir/node.key");
-    let err = write_atomically(&[(&dest, "k".to_string(), KEY_FILE_MODE)]).unwrap_err();
+    let err = write_atomically(&[(&dest, "k".to_string(), KEY_FILE_MODE)], |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("missing-dir/node.key"), "{err}");
     assert!(!err.to_string().contains(".tmp-"), "{err}");
 }
@@ -496,7 +496,7 @@ fn atomic_write_replaces_files_and_leaves_no_temp_files() {
     write_atomically(&[
         (&a, "new a".to_string(), KEY_FILE_MODE),
         (&b, "new b".to_string(), CERT_FILE_MODE),
-    ])
+    ], |_, _| {})
     .unwrap();
     assert_eq!(fs::read_to_string(&a).unwrap(), "new a");
     assert_eq!(fs::read_to_string(&b).unwrap(), "new b");
@@ -508,7 +508,7 @@ fn atomic_write_replaces_files_and_leaves_no_temp_files() {
     let err = write_atomically(&[
         (&a, "newer a".to_string(), KEY_FILE_MODE),
         (&missing_dir, "c".to_string(), CERT_FILE_MODE),
-    ])
+    ], |_, _| {})
     .unwrap_err();
     assert!(matches!(err, CertError::Io { .. }), "{err:?}");
     assert_eq!(fs::read_to_string(&a).unwrap(), "new a");
