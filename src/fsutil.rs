@@ -491,7 +491,12 @@ impl Manifest {
         let mut entries = BTreeMap::new();
         match read_small_text(&dir.join(MANIFEST_FILE)) {
             Ok(text) => {
-                for line in text.lines() {
+                // Every line is written with its newline: one without (the
+                // file cut short by a crash) may name a path cut short too.
+                let lines = text
+                    .split_inclusive('\n')
+                    .filter_map(|l| l.strip_suffix('\n'));
+                for line in lines {
                     if let Some((hash, path)) = line.split_once("  ")
                         && hash.len() == 64
                         && hash.bytes().all(|b| b.is_ascii_hexdigit())
@@ -664,7 +669,10 @@ mod tests {
         }
         // A destination that cannot be written names its path.
         let missing = dir.path().join("no-such-dir").join("c");
-        let written = write_all_atomic(&[(missing.clone(), b"x".to_vec(), 0o644)], Durability::Synced);
+        let written = write_all_atomic(
+            &[(missing.clone(), b"x".to_vec(), 0o644)],
+            Durability::Synced,
+        );
         let (path, _) = written.error.unwrap();
         assert_eq!(path, missing);
         assert_eq!(written.in_place, [false]);
@@ -706,7 +714,10 @@ mod tests {
         let leftover = dir.path().join(format!(".f.key.tmp-{}", process_id()));
         std::fs::write(&leftover, "half").unwrap();
         std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let written = write_all_atomic(&[(dest.clone(), b"key".to_vec(), 0o600)], Durability::Synced);
+        let written = write_all_atomic(
+            &[(dest.clone(), b"key".to_vec(), 0o600)],
+            Durability::Synced,
+        );
         assert!(written.error.is_none(), "{:?}", written.error);
         assert_eq!(std::fs::read(&dest).unwrap(), b"key");
         assert_eq!(
@@ -721,7 +732,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("f");
         std::fs::write(&f, "abc").unwrap();
-        let written = write_all_atomic(&[(f.clone(), b"abd".to_vec(), 0o644)], Durability::Unsynced);
+        let written =
+            write_all_atomic(&[(f.clone(), b"abd".to_vec(), 0o644)], Durability::Unsynced);
         assert!(written.error.is_none() && written.in_place == [true]);
         assert_eq!(std::fs::read(&f).unwrap(), b"abd");
     }
@@ -758,6 +770,25 @@ mod tests {
         );
         assert_eq!(purged.kept.len(), 1);
         assert!(dir.exists() && dir.join("a").exists() && dir.join("b").exists());
+    }
+
+    #[test]
+    fn a_manifest_cut_short_loses_its_last_entry_instead_of_naming_a_cut_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut m = Manifest::load(dir).unwrap();
+        for name in ["a.yaml", "b.yaml"] {
+            std::fs::write(dir.join(name), name).unwrap();
+            m.record(&dir.join(name), name.as_bytes());
+        }
+        m.save().unwrap();
+        let text = std::fs::read(dir.join(MANIFEST_FILE)).unwrap();
+        std::fs::write(dir.join(MANIFEST_FILE), &text[..text.len() - 4]).unwrap();
+        let m = Manifest::load(dir).unwrap();
+        let keys: Vec<&PathBuf> = m.entries.keys().collect();
+        assert_eq!(keys, [Path::new("a.yaml")]);
+        assert!(m.is_ours(&dir.join("a.yaml")));
+        assert!(!m.is_ours(&dir.join("b.yaml")));
     }
 
     #[test]

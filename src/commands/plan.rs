@@ -206,8 +206,9 @@ fn write_zones(dir: &Path, plan: &Plan, manifest: &mut Manifest) -> anyhow::Resu
     for (zdir, names) in wanted {
         let before = match listed.remove(&zdir) {
             Some(before) => before,
-            None => fsutil::list_names(&zdir)
-                .with_context(|| format!("listing {}", zdir.display()))?,
+            None => {
+                fsutil::list_names(&zdir).with_context(|| format!("listing {}", zdir.display()))?
+            }
         };
         for name in before {
             let path = zdir.join(&name);

@@ -711,17 +711,20 @@ fn file_modes_do_not_depend_on_the_umask() {
                 "generated/us-west1-a/02-us-west1-a-secret-cockroachdb.client.root.yaml",
                 0o600,
             ),
-            ("generated/us-west1-a/01-cluster-namespace-us-west1-a.yaml", 0o644),
+            (
+                "generated/us-west1-a/01-cluster-namespace-us-west1-a.yaml",
+                0o644,
+            ),
             ("generated/us-west1-a/dns-forwarding.yaml", 0o644),
         ] {
-            assert_eq!(
-                mode(&work.path(rel)),
-                want,
-                "{rel} under umask {umask:03o}"
-            );
+            assert_eq!(mode(&work.path(rel)), want, "{rel} under umask {umask:03o}");
         }
         for dir in ["certs", "certs/us-west1-a", "my-safe-directory"] {
-            assert_eq!(mode(&work.path(dir)), 0o700, "{dir} under umask {umask:03o}");
+            assert_eq!(
+                mode(&work.path(dir)),
+                0o700,
+                "{dir} under umask {umask:03o}"
+            );
         }
     }
 }
