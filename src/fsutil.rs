@@ -7,7 +7,8 @@
 //! Must not: delete a file that is not in a manifest with the content it was
 //! written with, or remove a directory that is not empty.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -72,11 +73,8 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
 /// and a rename; `mode` applies to the new file. Unchanged files are not
 /// rewritten (their mtime stays, and nothing is written at all).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    if let Ok(existing) = std::fs::read(path)
-        && existing == bytes
-    {
-        let perms = std::fs::metadata(path)?.permissions();
-        if perms.mode() & 0o777 != mode {
+    if let Some(current) = mode_if_holds(path, bytes) {
+        if current != mode {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         }
         return Ok(());
@@ -84,64 +82,173 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     Staged::new(path, bytes, mode)?.rename_into_place()
 }
 
-/// [`write_atomic`] for many files at once, with the same guarantees for
-/// each (written and synced before it replaces its destination, the rename
-/// made durable), but the syncs of all the files run concurrently and each
-/// directory is synced once, after all its renames: a file system commits
-/// concurrent syncs together, where one sync after another waits for the
-/// disk each time (a `plan` of 100 zones writes about 2,000 files). Stops
-/// at the first error; files placed before it stay (each is complete).
-pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>, u32)]) -> Result<(), (PathBuf, io::Error)> {
-    let mut staged = Vec::new();
-    for (path, bytes, mode) in files {
-        if let Ok(existing) = std::fs::read(path)
-            && existing == *bytes
+/// Whether a batch of files must survive a crash of the machine (power
+/// loss, kernel panic) right after it was written. Either way a file is
+/// written to a temporary name and renamed into place, so a run that is
+/// killed or fails never leaves a half-written file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Each file is synced before it replaces its destination, and each
+    /// directory after its renames: what is in place when the call returns
+    /// survives a crash. For what cannot be made again: keys, certificates,
+    /// manifests of what the tool owns.
+    Synced,
+    /// No sync: after a crash of the machine within the file system's
+    /// writeback delay (about 30 s on Linux), a file placed in that window
+    /// can be missing, the previous version, empty, or (on some file
+    /// systems) cut short. For files the next run makes again from its
+    /// inputs and rewrites whenever they differ byte for byte (the
+    /// generated manifests).
+    Unsynced,
+}
+
+/// What [`write_all_atomic`] did.
+#[derive(Debug)]
+pub struct Written {
+    /// Per file of the batch, in order: whether it now holds the bytes
+    /// asked for (placed by this call, or already there).
+    pub in_place: Vec<bool>,
+    /// The names each directory of the batch held before the call, for the
+    /// directories that could be listed.
+    pub listed: BTreeMap<PathBuf, BTreeSet<OsString>>,
+    /// The first error, with the file it concerns; files placed before it
+    /// stay (each is complete).
+    pub error: Option<(PathBuf, io::Error)>,
+}
+
+/// Writes each `(path, bytes, mode)` through a temporary file in its
+/// directory and a rename; `mode` applies whatever the umask. A file that
+/// already holds `bytes` is not rewritten (its mtime stays; only a wrong
+/// mode is corrected). Each directory is listed once, so a file that is not
+/// there is not read; the files are staged on several threads, each
+/// closed as soon as it is written (a batch of thousands never holds
+/// thousands of descriptors). With [`Durability::Synced`] the syncs run
+/// concurrently and each directory is synced once, after all its renames:
+/// a file system commits concurrent syncs together, where one sync after
+/// another waits for the disk each time. Nothing is renamed unless every
+/// file was staged; then the renames run in the order given, up to the
+/// first that fails.
+pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>, u32)], durability: Durability) -> Written {
+    let mut listed = BTreeMap::new();
+    for (path, _, _) in files {
+        let dir = parent_dir(path);
+        if !listed.contains_key(dir)
+            && let Ok(names) = list_names(dir)
         {
-            let perms = std::fs::metadata(path)
-                .map_err(|e| (path.clone(), e))?
-                .permissions();
-            if perms.mode() & 0o777 != *mode {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                    .map_err(|e| (path.clone(), e))?;
-            }
-            continue;
+            listed.insert(dir.to_path_buf(), names);
         }
-        let (staged_file, file) =
-            Staged::create(path, bytes, *mode).map_err(|e| (path.clone(), e))?;
-        staged.push((staged_file, file));
+    }
+    let may_exist = |path: &Path| match (listed.get(parent_dir(path)), path.file_name()) {
+        (Some(names), Some(name)) => names.contains(name),
+        _ => true,
+    };
+    let sync = durability == Durability::Synced;
+    // Per file: `Ok(None)` when it already holds its bytes, `Ok(Some(_))`
+    // when staged.
+    let outcomes: Vec<io::Result<Option<Staged>>> = concurrently(files, |(path, bytes, mode)| {
+        if may_exist(path)
+            && let Some(current) = mode_if_holds(path, bytes)
+        {
+            if current != *mode {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))?;
+            }
+            return Ok(None);
+        }
+        let (staged, file) = Staged::create(path, bytes, *mode)?;
+        if sync {
+            file.sync_all()?;
+        }
+        Ok(Some(staged))
+    });
+    let mut in_place = vec![false; files.len()];
+    let mut staged = Vec::new();
+    let mut error = None;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(None) => in_place[i] = true,
+            Ok(Some(s)) => staged.push((i, s)),
+            Err(e) => {
+                if error.is_none() {
+                    error = Some((files[i].0.clone(), e));
+                }
+            }
+        }
+    }
+    if error.is_some() {
+        // Dropping the staged files removes them.
+        return Written {
+            in_place,
+            listed,
+            error,
+        };
+    }
+    let mut dirs = BTreeSet::new();
+    for (i, mut s) in staged {
+        if let Err(e) = std::fs::rename(&s.tmp, &s.dest) {
+            error = Some((s.dest.clone(), e));
+            break;
+        }
+        s.placed = true;
+        in_place[i] = true;
+        if sync {
+            dirs.insert(parent_dir(&s.dest).to_path_buf());
+        }
+    }
+    let dirs: Vec<PathBuf> = dirs.into_iter().collect();
+    concurrently(&dirs, |dir| {
+        sync_dir(dir);
+    });
+    Written {
+        in_place,
+        listed,
+        error,
+    }
+}
+
+/// `f` of every item, in order, computed on a few threads (each takes a
+/// contiguous run of the items, so files of one directory mostly stay on
+/// one thread).
+fn concurrently<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() < 2 {
+        return items.iter().map(&f).collect();
     }
     let threads = std::thread::available_parallelism()
         .map_or(4, |n| n.get())
         .clamp(4, 16);
-    let chunk = staged.len().div_ceil(threads).max(1);
-    let synced: Vec<Result<(), (PathBuf, io::Error)>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = staged
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    for (s, file) in part {
-                        file.sync_all().map_err(|e| (s.dest.clone(), e))?;
-                    }
-                    Ok(())
-                })
-            })
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
-    });
-    synced.into_iter().collect::<Result<(), _>>()?;
-    let mut dirs = std::collections::BTreeSet::new();
-    for (mut s, _) in staged {
-        std::fs::rename(&s.tmp, &s.dest).map_err(|e| (s.dest.clone(), e))?;
-        s.placed = true;
-        dirs.insert(parent_dir(&s.dest).to_path_buf());
+    })
+}
+
+/// The names in `dir`.
+pub fn list_names(dir: &Path) -> io::Result<BTreeSet<OsString>> {
+    std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect()
+}
+
+/// The permission bits of `path` if it is a regular file holding exactly
+/// `bytes`, else `None` (also when it cannot be read).
+fn mode_if_holds(path: &Path, bytes: &[u8]) -> Option<u32> {
+    let file = File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() != bytes.len() as u64 {
+        return None;
     }
-    for dir in dirs {
-        sync_dir(&dir);
-    }
-    Ok(())
+    let mut current = Vec::with_capacity(bytes.len());
+    file.take(bytes.len() as u64 + 1)
+        .read_to_end(&mut current)
+        .ok()?;
+    (current == bytes).then_some(meta.permissions().mode() & 0o777)
 }
 
 /// A file written and synced next to its destination (`.NAME.tmp-PID`), then
@@ -171,20 +278,29 @@ impl Staged {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = parent_dir(dest).join(format!(".{name}.tmp-{}", std::process::id()));
-        // A leftover from an interrupted run with the same pid.
-        let _ = std::fs::remove_file(&tmp);
+        let tmp = parent_dir(dest).join(format!(".{name}.tmp-{}", process_id()));
+        let open = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&tmp)
+        };
+        let mut file = match open() {
+            // A leftover from an interrupted run with the same pid.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&tmp)?;
+                open()?
+            }
+            opened => opened?,
+        };
         let staged = Staged {
             tmp,
             dest: dest.to_path_buf(),
             placed: false,
         };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&staged.tmp)?;
-        std::fs::set_permissions(&staged.tmp, std::fs::Permissions::from_mode(mode))?;
+        // On the descriptor: the umask may have cleared bits of `mode`.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         Ok((staged, file))
     }
@@ -214,6 +330,12 @@ impl Drop for Staged {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// This process's id (looked up once: it names every temporary file).
+fn process_id() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 /// The directory a file is in (`.` for a bare name).
@@ -369,7 +491,12 @@ impl Manifest {
         let mut entries = BTreeMap::new();
         match read_small_text(&dir.join(MANIFEST_FILE)) {
             Ok(text) => {
-                for line in text.lines() {
+                // Every line is written with its newline: one without (the
+                // file cut short by a crash) may name a path cut short too.
+                let lines = text
+                    .split_inclusive('\n')
+                    .filter_map(|l| l.strip_suffix('\n'));
+                for line in lines {
                     if let Some((hash, path)) = line.split_once("  ")
                         && hash.len() == 64
                         && hash.bytes().all(|b| b.is_ascii_hexdigit())
@@ -513,7 +640,9 @@ mod tests {
             (a.clone(), b"new".to_vec(), 0o644),
             (b.clone(), b"secret".to_vec(), 0o600),
         ];
-        write_all_atomic(&files).unwrap();
+        let written = write_all_atomic(&files, Durability::Synced);
+        assert!(written.error.is_none(), "{:?}", written.error);
+        assert_eq!(written.in_place, [true, true]);
         assert_eq!(std::fs::read(&a).unwrap(), b"new");
         assert_eq!(std::fs::read(&b).unwrap(), b"secret");
         assert_eq!(
@@ -523,7 +652,8 @@ mod tests {
         // Unchanged content is not rewritten; only the mode is corrected.
         let before = std::fs::metadata(&a).unwrap().modified().unwrap();
         let files = vec![(a.clone(), b"new".to_vec(), 0o600)];
-        write_all_atomic(&files).unwrap();
+        let written = write_all_atomic(&files, Durability::Unsynced);
+        assert!(written.error.is_none() && written.in_place == [true]);
         assert_eq!(std::fs::metadata(&a).unwrap().modified().unwrap(), before);
         assert_eq!(
             std::fs::metadata(&a).unwrap().permissions().mode() & 0o777,
@@ -539,8 +669,73 @@ mod tests {
         }
         // A destination that cannot be written names its path.
         let missing = dir.path().join("no-such-dir").join("c");
-        let (path, _) = write_all_atomic(&[(missing.clone(), b"x".to_vec(), 0o644)]).unwrap_err();
+        let written = write_all_atomic(
+            &[(missing.clone(), b"x".to_vec(), 0o644)],
+            Durability::Synced,
+        );
+        let (path, _) = written.error.unwrap();
         assert_eq!(path, missing);
+        assert_eq!(written.in_place, [false]);
+    }
+
+    #[test]
+    fn a_failed_rename_stops_the_batch_and_says_what_is_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        // A non-empty directory where a file should go: staging works, the
+        // rename over it fails.
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir(&blocked).unwrap();
+        std::fs::write(blocked.join("inside"), "x").unwrap();
+        let c = dir.path().join("c");
+        std::fs::write(&c, "old c").unwrap();
+        let files = vec![
+            (a.clone(), b"a".to_vec(), 0o644),
+            (blocked.clone(), b"b".to_vec(), 0o644),
+            (c.clone(), b"new c".to_vec(), 0o644),
+        ];
+        let written = write_all_atomic(&files, Durability::Synced);
+        let (path, _) = written.error.unwrap();
+        assert_eq!(path, blocked);
+        assert_eq!(written.in_place, [true, false, false]);
+        assert_eq!(std::fs::read(&a).unwrap(), b"a");
+        assert_eq!(std::fs::read(&c).unwrap(), b"old c");
+        let names = list_names(dir.path()).unwrap();
+        assert_eq!(names.len(), 3, "a temporary file was left: {names:?}");
+        // What the directory held before the call.
+        let before: BTreeSet<OsString> = ["blocked", "c"].iter().map(OsString::from).collect();
+        assert_eq!(written.listed[dir.path()], before);
+    }
+
+    #[test]
+    fn a_leftover_temporary_file_of_the_same_pid_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.key");
+        let leftover = dir.path().join(format!(".f.key.tmp-{}", process_id()));
+        std::fs::write(&leftover, "half").unwrap();
+        std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let written = write_all_atomic(
+            &[(dest.clone(), b"key".to_vec(), 0o600)],
+            Durability::Synced,
+        );
+        assert!(written.error.is_none(), "{:?}", written.error);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"key");
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!leftover.exists());
+    }
+
+    #[test]
+    fn a_file_with_the_same_length_but_other_bytes_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, "abc").unwrap();
+        let written =
+            write_all_atomic(&[(f.clone(), b"abd".to_vec(), 0o644)], Durability::Unsynced);
+        assert!(written.error.is_none() && written.in_place == [true]);
+        assert_eq!(std::fs::read(&f).unwrap(), b"abd");
     }
 
     #[test]
@@ -575,6 +770,25 @@ mod tests {
         );
         assert_eq!(purged.kept.len(), 1);
         assert!(dir.exists() && dir.join("a").exists() && dir.join("b").exists());
+    }
+
+    #[test]
+    fn a_manifest_cut_short_loses_its_last_entry_instead_of_naming_a_cut_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut m = Manifest::load(dir).unwrap();
+        for name in ["a.yaml", "b.yaml"] {
+            std::fs::write(dir.join(name), name).unwrap();
+            m.record(&dir.join(name), name.as_bytes());
+        }
+        m.save().unwrap();
+        let text = std::fs::read(dir.join(MANIFEST_FILE)).unwrap();
+        std::fs::write(dir.join(MANIFEST_FILE), &text[..text.len() - 4]).unwrap();
+        let m = Manifest::load(dir).unwrap();
+        let keys: Vec<&PathBuf> = m.entries.keys().collect();
+        assert_eq!(keys, [Path::new("a.yaml")]);
+        assert!(m.is_ours(&dir.join("a.yaml")));
+        assert!(!m.is_ours(&dir.join("b.yaml")));
     }
 
     #[test]

@@ -556,127 +556,184 @@ pub fn plan(
     let join = join_list(config).join(",");
     let annotations = dns_lb_annotations(config);
     let protocols: Vec<&str> = config.dns.protocols.iter().map(|p| p.as_str()).collect();
-    let mut zones = Vec::new();
-    for (index, zone) in config.zones.iter().enumerate() {
-        let node = certs
-            .nodes
-            .get(&zone.name)
-            .ok_or_else(|| PlanError::MissingCert {
-                zone: zone.name.clone(),
-            })?;
-        let labels = owned_labels(config, zone);
-        let mut app_labels = labels.clone();
-        app_labels.insert(names::APP_KEY.to_string(), names::APP.to_string());
-        let (cache, max_sql_memory) = memory_flags(config);
-        let ctx = context! {
-            zone => &zone.name,
-            namespace => &zone.namespace,
-            region => &zone.region,
-            replicas => zone.replicas,
-            locality => zone.locality(),
-            join => &join,
-            cluster_domain => &config.cluster_domain,
-            federation => &config.federation,
-            labels => &labels,
-            app_labels => &app_labels,
-            selector => BTreeMap::from([(names::APP_KEY, names::APP)]),
-            image => &config.cockroachdb.image,
-            storage => &config.cockroachdb.storage,
-            storage_class => &config.cockroachdb.storage_class,
-            resources => minijinja::value::Serde(resources(config)),
-            cache => cache,
-            max_sql_memory => max_sql_memory,
-            start_command => start_command(config, zone),
-            public_fqdn => format!("{}.{}.svc.{}", names::PUBLIC_SERVICE, zone.namespace, config.cluster_domain),
-            init_host => format!("{}-0.{}", names::STATEFULSET, names::HEADLESS_SERVICE),
-            ports => context! { grpc => names::GRPC_PORT, http => names::HTTP_PORT },
-            dns => context! { annotations => &annotations, protocols => &protocols },
-            names => context! {
-                statefulset => names::STATEFULSET,
-                headless_service => names::HEADLESS_SERVICE,
-                public_service => names::PUBLIC_SERVICE,
-                pdb => names::PDB,
-                service_account => names::SERVICE_ACCOUNT,
-                init_job => names::INIT_JOB,
-                node_secret => names::NODE_SECRET,
-                client_secret => names::CLIENT_SECRET,
-                dns_lb => names::DNS_LB_SERVICE,
-                node_certs_mount => names::NODE_CERTS_MOUNT,
-                client_certs_mount => names::CLIENT_CERTS_MOUNT,
-                join_configmap => names::JOIN_CONFIGMAP,
-                join_key => names::JOIN_KEY,
-                join_env => names::JOIN_ENV,
-            },
-        };
+    let dns = context! { annotations => &annotations, protocols => &protocols };
+    let shared = Shared {
+        config,
+        certs,
+        facts,
+        templates,
+        join: &join,
+        dns: &dns,
+    };
+    // Zones are independent: planned on every core (rendering and parsing
+    // the templates is most of `plan`'s CPU time at a hundred zones), in
+    // contiguous runs, then put back in config order; the first error in
+    // config order is the one returned, as when planned one by one.
+    let zones: Vec<(usize, &Zone)> = config.zones.iter().enumerate().collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = zones.len().div_ceil(threads).max(1);
+    let planned: Vec<Result<Vec<ZonePlan>, PlanError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = zones
+            .chunks(chunk)
+            .map(|part| {
+                let shared = &shared;
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(index, zone)| plan_zone(shared, *index, zone))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut zones = Vec::with_capacity(config.zones.len());
+    for part in planned {
+        zones.extend(part?);
+    }
+    Ok(Plan { zones })
+}
 
-        let mut objects = Vec::new();
-        let render = |name: &str| -> Result<Vec<(Document, Object)>, PlanError> {
-            let docs = templates
-                .render(name, &ctx)
-                .map_err(|source| PlanError::Render {
+/// What every zone's plan reads.
+struct Shared<'a> {
+    config: &'a Config,
+    certs: &'a CertBundle,
+    facts: &'a Facts,
+    templates: &'a Templates,
+    join: &'a str,
+    /// The template context's `dns`: the load balancer's annotations and protocols.
+    dns: &'a minijinja::Value,
+}
+
+/// The plan of one zone (`index` in config order: the first runs the init Job).
+fn plan_zone(shared: &Shared<'_>, index: usize, zone: &Zone) -> Result<ZonePlan, PlanError> {
+    let Shared {
+        config,
+        certs,
+        facts,
+        templates,
+        join,
+        dns,
+    } = *shared;
+    let node = certs
+        .nodes
+        .get(&zone.name)
+        .ok_or_else(|| PlanError::MissingCert {
+            zone: zone.name.clone(),
+        })?;
+    let labels = owned_labels(config, zone);
+    let mut app_labels = labels.clone();
+    app_labels.insert(names::APP_KEY.to_string(), names::APP.to_string());
+    let (cache, max_sql_memory) = memory_flags(config);
+    let ctx = context! {
+        zone => &zone.name,
+        namespace => &zone.namespace,
+        region => &zone.region,
+        replicas => zone.replicas,
+        locality => zone.locality(),
+        join => join,
+        cluster_domain => &config.cluster_domain,
+        federation => &config.federation,
+        labels => &labels,
+        app_labels => &app_labels,
+        selector => BTreeMap::from([(names::APP_KEY, names::APP)]),
+        image => &config.cockroachdb.image,
+        storage => &config.cockroachdb.storage,
+        storage_class => &config.cockroachdb.storage_class,
+        resources => minijinja::value::Serde(resources(config)),
+        cache => cache,
+        max_sql_memory => max_sql_memory,
+        start_command => start_command(config, zone),
+        public_fqdn => format!("{}.{}.svc.{}", names::PUBLIC_SERVICE, zone.namespace, config.cluster_domain),
+        init_host => format!("{}-0.{}", names::STATEFULSET, names::HEADLESS_SERVICE),
+        ports => context! { grpc => names::GRPC_PORT, http => names::HTTP_PORT },
+        dns => dns.clone(),
+        names => context! {
+            statefulset => names::STATEFULSET,
+            headless_service => names::HEADLESS_SERVICE,
+            public_service => names::PUBLIC_SERVICE,
+            pdb => names::PDB,
+            service_account => names::SERVICE_ACCOUNT,
+            init_job => names::INIT_JOB,
+            node_secret => names::NODE_SECRET,
+            client_secret => names::CLIENT_SECRET,
+            dns_lb => names::DNS_LB_SERVICE,
+            node_certs_mount => names::NODE_CERTS_MOUNT,
+            client_certs_mount => names::CLIENT_CERTS_MOUNT,
+            join_configmap => names::JOIN_CONFIGMAP,
+            join_key => names::JOIN_KEY,
+            join_env => names::JOIN_ENV,
+        },
+    };
+
+    let mut objects = Vec::new();
+    let render = |name: &str| -> Result<Vec<(Document, Object)>, PlanError> {
+        let docs = templates
+            .render(name, &ctx)
+            .map_err(|source| PlanError::Render {
+                zone: zone.name.clone(),
+                source,
+            })?;
+        docs.into_iter()
+            .map(|d| {
+                let o = typed(&d).map_err(|source| PlanError::Render {
                     zone: zone.name.clone(),
                     source,
                 })?;
-            docs.into_iter()
-                .map(|d| {
-                    let o = typed(&d).map_err(|source| PlanError::Render {
-                        zone: zone.name.clone(),
-                        source,
-                    })?;
-                    Ok((d, o))
-                })
-                .collect()
-        };
-        let push = |objects: &mut Vec<Planned>,
-                    stage: Stage,
-                    items: Vec<(Document, Object)>|
-         -> Result<(), PlanError> {
-            for (doc, mut object) in items {
-                check_shape(zone, stage, &doc, &object)?;
-                // Teardown finds what we own by these labels: a user template
-                // that drops them must not make objects invisible to it.
-                let meta = object.metadata_mut();
-                let l = meta.labels.get_or_insert_with(BTreeMap::new);
-                for (k, v) in &labels {
-                    l.insert(k.clone(), v.clone());
-                }
-                objects.push(Planned { stage, object });
+                Ok((d, o))
+            })
+            .collect()
+    };
+    let push = |objects: &mut Vec<Planned>,
+                stage: Stage,
+                items: Vec<(Document, Object)>|
+     -> Result<(), PlanError> {
+        for (doc, mut object) in items {
+            check_shape(zone, stage, &doc, &object)?;
+            // Teardown finds what we own by these labels: a user template
+            // that drops them must not make objects invisible to it.
+            let meta = object.metadata_mut();
+            let l = meta.labels.get_or_insert_with(BTreeMap::new);
+            for (k, v) in &labels {
+                l.insert(k.clone(), v.clone());
             }
-            Ok(())
-        };
-
-        push(&mut objects, Stage::Base, render("namespace.yaml")?)?;
-        for object in zone_secrets(zone, &labels, certs, node) {
-            objects.push(Planned {
-                stage: Stage::Base,
-                object,
-            });
+            objects.push(Planned { stage, object });
         }
-        // Before the StatefulSet (Base precedes Workload): a pod that starts
-        // finds the list it reads.
+        Ok(())
+    };
+
+    push(&mut objects, Stage::Base, render("namespace.yaml")?)?;
+    for object in zone_secrets(zone, &labels, certs, node) {
         objects.push(Planned {
             stage: Stage::Base,
-            object: join_configmap(config, zone, &labels),
-        });
-        push(&mut objects, Stage::Base, render("rbac.yaml")?)?;
-        push(&mut objects, Stage::Base, render("services.yaml")?)?;
-        push(&mut objects, Stage::Base, render("pdb.yaml")?)?;
-        push(&mut objects, Stage::DnsLoadBalancer, render("dns-lb.yaml")?)?;
-        push(&mut objects, Stage::Workload, render("external-name.yaml")?)?;
-        push(&mut objects, Stage::Workload, render("statefulset.yaml")?)?;
-        if index == 0 {
-            push(&mut objects, Stage::Init, render("init-job.yaml")?)?;
-        }
-
-        zones.push(ZonePlan {
-            zone: zone.name.clone(),
-            context: zone.context.clone(),
-            namespace: zone.namespace.clone(),
-            objects,
-            dns: dns_plan(config, zone, facts),
+            object,
         });
     }
-    Ok(Plan { zones })
+    // Before the StatefulSet (Base precedes Workload): a pod that starts
+    // finds the list it reads.
+    objects.push(Planned {
+        stage: Stage::Base,
+        object: join_configmap(config, zone, &labels),
+    });
+    push(&mut objects, Stage::Base, render("rbac.yaml")?)?;
+    push(&mut objects, Stage::Base, render("services.yaml")?)?;
+    push(&mut objects, Stage::Base, render("pdb.yaml")?)?;
+    push(&mut objects, Stage::DnsLoadBalancer, render("dns-lb.yaml")?)?;
+    push(&mut objects, Stage::Workload, render("external-name.yaml")?)?;
+    push(&mut objects, Stage::Workload, render("statefulset.yaml")?)?;
+    if index == 0 {
+        push(&mut objects, Stage::Init, render("init-job.yaml")?)?;
+    }
+
+    Ok(ZonePlan {
+        zone: zone.name.clone(),
+        context: zone.context.clone(),
+        namespace: zone.namespace.clone(),
+        objects,
+        dns: dns_plan(config, zone, facts),
+    })
 }
 
 /// Rejects rendered objects that would land somewhere we would not clean up.

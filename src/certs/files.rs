@@ -87,15 +87,18 @@ impl Sink {
             return Ok(());
         };
         let result = if create_new {
-            create_new_files(files)
-        } else {
-            write_atomically(files)
-        };
-        for (path, contents, _) in files {
-            if path.is_file() && fs::read(path).is_ok_and(|b| b == contents.as_bytes()) {
-                manifest.record(path, contents.as_bytes());
+            let result = create_new_files(files);
+            // Linked in order up to an error: what is there is ours if it
+            // holds what we wrote.
+            for (path, contents, _) in files {
+                if path.is_file() && fs::read(path).is_ok_and(|b| b == contents.as_bytes()) {
+                    manifest.record(path, contents.as_bytes());
+                }
             }
-        }
+            result
+        } else {
+            write_atomically(files, |path, bytes| manifest.record(path, bytes))
+        };
         manifest
             .save()
             .map_err(CertError::io("write", manifest_path))?;
@@ -207,13 +210,28 @@ pub(super) fn create_new_files(files: &[(&Path, String, u32)]) -> Result<(), Cer
     Ok(())
 }
 
-/// Writes every file to a temporary file first and only then renames them
-/// into place, in order, so an interruption never leaves a half-written file.
-pub(super) fn write_atomically(files: &[(&Path, String, u32)]) -> Result<(), CertError> {
-    let staged = stage_all(files)?;
-    for (file, (dest, _, _)) in staged.into_iter().zip(files) {
-        file.rename_into_place()
-            .map_err(CertError::io("replace", dest))?;
+/// Writes every file to a temporary file, synced, and only then renames
+/// them into place, in order, and syncs their directories
+/// ([`crate::fsutil::write_all_atomic`]), so an interruption never leaves a
+/// half-written file and what was placed survives a crash. `placed` is
+/// called for each file that holds its contents afterwards (also when a
+/// later one failed).
+pub(super) fn write_atomically(
+    files: &[(&Path, String, u32)],
+    mut placed: impl FnMut(&Path, &[u8]),
+) -> Result<(), CertError> {
+    let batch: Vec<(PathBuf, Vec<u8>, u32)> = files
+        .iter()
+        .map(|(path, contents, mode)| (path.to_path_buf(), contents.as_bytes().to_vec(), *mode))
+        .collect();
+    let written = crate::fsutil::write_all_atomic(&batch, crate::fsutil::Durability::Synced);
+    for ((path, bytes, _), in_place) in batch.iter().zip(&written.in_place) {
+        if *in_place {
+            placed(path, bytes);
+        }
     }
-    Ok(())
+    match written.error {
+        Some((path, e)) => Err(CertError::io("write", &path)(e)),
+        None => Ok(()),
+    }
 }

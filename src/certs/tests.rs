@@ -482,7 +482,7 @@ fn every_written_file_is_in_the_manifest() {
 fn a_write_error_names_the_destination_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("missing-dir/node.key");
-    let err = write_atomically(&[(&dest, "k".to_string(), KEY_FILE_MODE)]).unwrap_err();
+    let err = write_atomically(&[(&dest, "k".to_string(), KEY_FILE_MODE)], |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("missing-dir/node.key"), "{err}");
     assert!(!err.to_string().contains(".tmp-"), "{err}");
 }
@@ -493,10 +493,13 @@ fn atomic_write_replaces_files_and_leaves_no_temp_files() {
     let a = tmp.path().join("a.key");
     let b = tmp.path().join("b.crt");
     fs::write(&a, "old").unwrap();
-    write_atomically(&[
-        (&a, "new a".to_string(), KEY_FILE_MODE),
-        (&b, "new b".to_string(), CERT_FILE_MODE),
-    ])
+    write_atomically(
+        &[
+            (&a, "new a".to_string(), KEY_FILE_MODE),
+            (&b, "new b".to_string(), CERT_FILE_MODE),
+        ],
+        |_, _| {},
+    )
     .unwrap();
     assert_eq!(fs::read_to_string(&a).unwrap(), "new a");
     assert_eq!(fs::read_to_string(&b).unwrap(), "new b");
@@ -505,10 +508,13 @@ fn atomic_write_replaces_files_and_leaves_no_temp_files() {
 
     // A failure while staging leaves the old contents and no temp file.
     let missing_dir = tmp.path().join("nope/c.crt");
-    let err = write_atomically(&[
-        (&a, "newer a".to_string(), KEY_FILE_MODE),
-        (&missing_dir, "c".to_string(), CERT_FILE_MODE),
-    ])
+    let err = write_atomically(
+        &[
+            (&a, "newer a".to_string(), KEY_FILE_MODE),
+            (&missing_dir, "c".to_string(), CERT_FILE_MODE),
+        ],
+        |_, _| {},
+    )
     .unwrap_err();
     assert!(matches!(err, CertError::Io { .. }), "{err:?}");
     assert_eq!(fs::read_to_string(&a).unwrap(), "new a");

@@ -182,28 +182,39 @@ fn write_zones(dir: &Path, plan: &Plan, manifest: &mut Manifest) -> anyhow::Resu
         }
         wanted.push((zdir, names));
     }
-    let written = fsutil::write_all_atomic(&files);
-    // What was placed is recorded, also when a later file failed.
-    for (path, bytes, _) in &files {
-        if std::fs::read(path).is_ok_and(|now| now == *bytes) {
+    // The manifests are made again by every `plan` from the config and the
+    // certificates, and any that differs byte for byte from what it should
+    // be (one cut short by a crash) is rewritten: no sync (see
+    // docs/benchmarks.md, "What plan writes and syncs").
+    let fsutil::Written {
+        in_place,
+        mut listed,
+        error,
+    } = fsutil::write_all_atomic(&files, fsutil::Durability::Unsynced);
+    // What is in place is recorded (from what was written, not read back),
+    // also when a later file failed.
+    for ((path, bytes, _), in_place) in files.iter().zip(&in_place) {
+        if *in_place {
             manifest.record(path, bytes);
         }
     }
-    written.map_err(|(path, e)| {
-        anyhow::Error::new(e).context(format!("writing {}", path.display()))
-    })?;
+    if let Some((path, e)) = error {
+        return Err(anyhow::Error::new(e).context(format!("writing {}", path.display())));
+    }
+    // Files of ours no longer planned: from the listing taken before the
+    // writes (under the lock, so no other run changed it since; every file
+    // this run added is wanted).
     for (zdir, names) in wanted {
-        let entries =
-            std::fs::read_dir(&zdir).with_context(|| format!("listing {}", zdir.display()))?;
-        for entry in entries {
-            let path = entry
-                .with_context(|| format!("listing {}", zdir.display()))?
-                .path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            if !names.contains(name) && manifest.is_ours(&path) {
+        let before = match listed.remove(&zdir) {
+            Some(before) => before,
+            None => {
+                fsutil::list_names(&zdir).with_context(|| format!("listing {}", zdir.display()))?
+            }
+        };
+        for name in before {
+            let path = zdir.join(&name);
+            let wanted = name.to_str().is_some_and(|n| names.contains(n));
+            if !wanted && manifest.is_ours(&path) {
                 std::fs::remove_file(&path)
                     .with_context(|| format!("removing {}", path.display()))?;
                 manifest.forget(&path);

@@ -11,6 +11,11 @@
 //! certificate and one node certificate per zone: N + 2 keys. ECDSA P-256
 //! and RSA-2048 samples alternate (interleaved, so a change in machine
 //! load hits both alike); the table gives min, median and max per key type.
+//! Every sample's directory is kept until all samples are done: on a file
+//! system that makes new files slower the more were deleted in the last
+//! minute (ext4 without a journal, as on the machine the results come
+//! from: docs/benchmarks.md), deleting one sample's 2,000 files would slow
+//! the next.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -18,7 +23,8 @@ use std::time::{Duration, Instant};
 
 const KEY_TYPES: [&str; 2] = ["ecdsa-p256", "rsa-2048"];
 
-fn sample(zones: usize, key_type: &str) -> Duration {
+/// One run's wall time, and its directory (deleted when dropped).
+fn sample(zones: usize, key_type: &str) -> (Duration, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut config = format!("[certs]\nkey_type = \"{key_type}\"\n");
     for i in 0..zones {
@@ -39,7 +45,7 @@ fn sample(zones: usize, key_type: &str) -> Duration {
         status.success(),
         "plan failed for {zones} zones ({key_type})"
     );
-    wall
+    (wall, dir)
 }
 
 fn binary(dir: &Path) -> Command {
@@ -61,11 +67,15 @@ fn main() {
         zones + 2
     );
     let mut walls: Vec<Vec<Duration>> = vec![Vec::new(); KEY_TYPES.len()];
+    let mut dirs = Vec::new();
     for _ in 0..samples {
         for (i, key_type) in KEY_TYPES.iter().enumerate() {
-            walls[i].push(sample(zones, key_type));
+            let (wall, dir) = sample(zones, key_type);
+            walls[i].push(wall);
+            dirs.push(dir);
         }
     }
+    drop(dirs);
     println!("| key type | min | median | max | per key (median) |");
     println!("|---|---:|---:|---:|---:|");
     for (key_type, mut w) in KEY_TYPES.iter().zip(walls) {

@@ -577,6 +577,158 @@ fn stale_manifests_are_removed_and_other_files_kept() {
     assert_eq!(work.read_string("generated/us-east1-b/NOTES.txt"), "mine\n");
 }
 
+/// The manifest of what the tool wrote under `rel` (the work dir's
+/// `generated` or `certs`), as path -> SHA-256 hex.
+fn recorded(work: &Work, rel: &str) -> BTreeMap<String, String> {
+    work.read_string(&format!("{rel}/{MANIFEST}"))
+        .lines()
+        .map(|line| {
+            let (hash, path) = line
+                .split_once("  ")
+                .unwrap_or_else(|| panic!("not a manifest line: {line:?}"));
+            (path.to_string(), hash.to_string())
+        })
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn the_generated_manifest_records_exactly_the_files_written_with_their_hashes() {
+    let work = Work::new();
+    work.ok(&["plan", "example.toml"]);
+    let on_disk: BTreeMap<String, String> = work
+        .files_under("generated")
+        .into_iter()
+        .filter_map(|(path, bytes)| {
+            let rel = path.strip_prefix("generated/")?.to_string();
+            (rel != MANIFEST).then(|| (rel, sha256_hex(&bytes)))
+        })
+        .collect();
+    assert_eq!(on_disk.len(), 3 * 15 + 1, "{:?}", on_disk.keys());
+    assert_eq!(recorded(&work, "generated"), on_disk);
+    // The certs manifest too: every certificate and key (the CA key by its
+    // absolute path), each with the hash of what is on disk.
+    let certs = recorded(&work, "certs");
+    let mut expected: BTreeMap<String, String> = work
+        .files_under("certs")
+        .into_iter()
+        .filter_map(|(path, bytes)| {
+            let rel = path.strip_prefix("certs/")?.to_string();
+            (rel != MANIFEST).then(|| (rel, sha256_hex(&bytes)))
+        })
+        .collect();
+    let ca_key = std::fs::canonicalize(work.path("my-safe-directory/ca.key")).unwrap();
+    expected.insert(
+        ca_key.display().to_string(),
+        sha256_hex(&work.read("my-safe-directory/ca.key")),
+    );
+    assert_eq!(expected.len(), 3 + 2 * 3 + 1);
+    let certs: BTreeMap<String, String> = certs
+        .into_iter()
+        .map(|(path, hash)| match std::fs::canonicalize(&path) {
+            Ok(abs) if Path::new(&path).is_absolute() => (abs.display().to_string(), hash),
+            _ => (path, hash),
+        })
+        .collect();
+    assert_eq!(certs, expected);
+}
+
+/// A crash of the machine soon after `plan` can leave a generated manifest
+/// (written without a sync) empty or cut short; the next `plan` puts it
+/// right and records it again.
+#[test]
+fn a_generated_file_cut_short_by_a_crash_is_rewritten_by_the_next_plan() {
+    let work = Work::new();
+    work.ok(&["plan", "example.toml"]);
+    let first = work.files_under("generated");
+    let first_manifest = recorded(&work, "generated");
+    let emptied = "generated/us-west1-a/14-us-west1-a-statefulset-cockroachdb.yaml";
+    let halved = "generated/us-east1-b/04-us-east1-b-secret-cockroachdb.node.yaml";
+    work.write(emptied, "");
+    let half = &first[halved][..first[halved].len() / 2];
+    std::fs::write(work.path(halved), half).unwrap();
+    // The ownership manifest itself cut short as well: a partial last line.
+    let manifest = work.read(&format!("generated/{MANIFEST}"));
+    std::fs::write(
+        work.path(&format!("generated/{MANIFEST}")),
+        &manifest[..manifest.len() - 20],
+    )
+    .unwrap();
+
+    work.ok(&["plan", "example.toml"]);
+    assert_eq!(work.files_under("generated"), first);
+    assert_eq!(recorded(&work, "generated"), first_manifest);
+    assert_eq!(mode(&work.path(halved)), 0o600);
+}
+
+/// Keys, Secret manifests and the manifests of what was written are 0600,
+/// certificates and other manifests 0644, whatever the umask: a permissive
+/// one does not widen a key, a strict one does not narrow a certificate.
+#[test]
+fn file_modes_do_not_depend_on_the_umask() {
+    use std::os::unix::process::CommandExt;
+    for umask in [0o000, 0o077, 0o027] {
+        let work = Work::new();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["plan", "example.toml"])
+            .current_dir(work.dir.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        // SAFETY: umask is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::umask(umask);
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "umask {umask:03o}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (rel, want) in [
+            ("my-safe-directory/ca.key", 0o600),
+            ("certs/ca.crt", 0o644),
+            ("certs/client.root.key", 0o600),
+            ("certs/client.root.crt", 0o644),
+            ("certs/us-west1-a/node.key", 0o600),
+            ("certs/us-west1-a/node.crt", 0o644),
+            ("certs/.crdb-multiregion-files", 0o600),
+            ("generated/.crdb-multiregion-files", 0o600),
+            (
+                "generated/us-west1-a/04-us-west1-a-secret-cockroachdb.node.yaml",
+                0o600,
+            ),
+            (
+                "generated/us-west1-a/02-us-west1-a-secret-cockroachdb.client.root.yaml",
+                0o600,
+            ),
+            (
+                "generated/us-west1-a/01-cluster-namespace-us-west1-a.yaml",
+                0o644,
+            ),
+            ("generated/us-west1-a/dns-forwarding.yaml", 0o644),
+        ] {
+            assert_eq!(mode(&work.path(rel)), want, "{rel} under umask {umask:03o}");
+        }
+        for dir in ["certs", "certs/us-west1-a", "my-safe-directory"] {
+            assert_eq!(
+                mode(&work.path(dir)),
+                0o700,
+                "{dir} under umask {umask:03o}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Certificates, as openssl and the Secrets see them
 
