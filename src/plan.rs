@@ -180,7 +180,7 @@ impl ZonePlan {
 }
 
 /// Per zone, in config order (the first zone runs the init Job).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub zones: Vec<ZonePlan>,
 }
@@ -467,6 +467,15 @@ fn typed(doc: &Document) -> Result<Object, RenderError> {
 }
 
 /// Builds the plan. Pure and deterministic.
+fn node_cert<'a>(certs: &'a CertBundle, zone: &Zone) -> Result<&'a NodeCert, PlanError> {
+    certs
+        .nodes
+        .get(&zone.name)
+        .ok_or_else(|| PlanError::MissingCert {
+            zone: zone.name.clone(),
+        })
+}
+
 /// The Secrets of a zone's certificates: the root client's in the zone
 /// namespace and in `default`, the node's in the zone namespace.
 fn zone_secrets(
@@ -515,12 +524,7 @@ pub fn replace_certs(
         let Some(zone) = config.zones.iter().find(|z| z.name == zone_plan.zone) else {
             continue;
         };
-        let node = certs
-            .nodes
-            .get(&zone.name)
-            .ok_or_else(|| PlanError::MissingCert {
-                zone: zone.name.clone(),
-            })?;
+        let node = node_cert(certs, zone)?;
         let labels = owned_labels(config, zone);
         for new in zone_secrets(zone, &labels, certs, node) {
             if let Some(slot) = zone_plan.objects.iter_mut().find(|p| {
@@ -617,12 +621,7 @@ fn plan_zone(shared: &Shared<'_>, index: usize, zone: &Zone) -> Result<ZonePlan,
         join,
         dns,
     } = *shared;
-    let node = certs
-        .nodes
-        .get(&zone.name)
-        .ok_or_else(|| PlanError::MissingCert {
-            zone: zone.name.clone(),
-        })?;
+    let node = node_cert(certs, zone)?;
     let labels = owned_labels(config, zone);
     let mut app_labels = labels.clone();
     app_labels.insert(names::APP_KEY.to_string(), names::APP.to_string());

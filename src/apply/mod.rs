@@ -37,7 +37,6 @@ use crate::k8s::{Cluster, ClusterInfo};
 
 use crate::plan::{self, Facts, ZoneFacts};
 use crate::progress::Progress;
-use crate::render::Templates;
 use phases::{phase_a, phase_b};
 use report::Timer;
 use rolling::{
@@ -95,7 +94,6 @@ pub const UNGATED_ENV: &str = "CRDB_MULTIREGION_TEST_UNGATED_ROLLOUT";
 /// the report; `Err` is a problem of the whole plan (e.g. a template).
 pub async fn apply(
     config: &Config,
-    templates: &Templates,
     certs: &CertBundle,
     clusters: Vec<(Cluster, ClusterInfo)>,
     prepared: &Prepared,
@@ -123,10 +121,7 @@ pub async fn apply(
             },
         );
     }
-    let mut first_plan = match &prepared.planned {
-        Some(made) => made.plan.clone(),
-        None => plan::plan(config, certs, &facts, templates)?,
-    };
+    let mut first_plan = prepared.planned.plan.clone();
     plan::replace_certs(&mut first_plan, config, certs)?;
     plan::refresh_dns(&mut first_plan, config, &facts);
     if !prepared.pruned.is_empty() {

@@ -495,10 +495,10 @@ pub struct Prepared {
     pub pruned: Vec<String>,
     /// The plan the dry run checked: apply puts its certificates and facts
     /// in and uses it, instead of rendering every object again.
-    pub(super) planned: Option<PlanMade>,
+    pub(super) planned: PlanMade,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(super) struct PlanMade {
     pub(super) plan: plan::Plan,
 }
@@ -601,7 +601,7 @@ pub async fn check_changes(
     });
     let mut prepared = Prepared {
         pruned: removed,
-        planned: Some(PlanMade { plan: plan.clone() }),
+        planned: PlanMade { plan: plan.clone() },
         ..Prepared::default()
     };
     let mut refused = Vec::new();

@@ -70,10 +70,7 @@ pub fn run(args: &ApplyArgs, diff: bool) -> anyhow::Result<Exit> {
         } else {
             write_certificates(&config, progress)?
         };
-        let report = apply::apply(
-            &config, &templates, &bundle, clusters, &prepared, &opts, progress,
-        )
-        .await?;
+        let report = apply::apply(&config, &bundle, clusters, &prepared, &opts, progress).await?;
         anyhow::Ok(report)
     }));
     progress.end();
